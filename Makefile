@@ -1,0 +1,51 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run   - venv + packages + Debian tools, then the gateway with sip_configs/gateway.toml
+#   make test  - the same set-up, then the whole test suite (CI: .ci/run)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= sip_configs/gateway.toml
+APT_PACKAGES := kamailio sip-tester espeak-ng
+# binary that proves each Debian package is present
+APT_PROBES := kamailio sipp espeak-ng
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint deps apt venv clean bench unit
+
+deps: apt venv
+
+apt:
+	@missing=0; for b in $(APT_PROBES); do command -v $$b >/dev/null || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing Debian packages: $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,test]'
+	touch $@
+
+run: deps
+	mkdir -p .run
+	$(VENV)/bin/asr-gateway check-config $(CONFIG)
+	exec $(VENV)/bin/asr-gateway run --config $(CONFIG)
+
+test: deps
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q tests
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+lint: venv
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache

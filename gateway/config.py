@@ -1,0 +1,760 @@
+"""Gateway configuration: one TOML file, validated once into frozen typed dataclasses.
+
+Validation is table-driven: every section is a dataclass plus a spec mapping each key to
+a small reusable validator; defaults and required-ness come from the dataclass fields.
+All errors are collected (never stop at the first), each as ``key.path: reason``, and
+raised together as one :class:`ConfigError`. Unknown keys are errors.
+
+Secrets (``password``, ``token``, ``secret``) may be given inline, as ``<name>_env`` (an
+environment variable name) or as ``<name>_file`` (a file path); they become
+:class:`Secret`, whose value never appears in a repr or an error message.
+
+The only I/O is reading the config file and ``*_file`` secrets; no sockets, clocks or logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from gateway import __version__
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``errors`` lists every problem, one ``path: reason`` each."""
+
+    def __init__(self, errors: Iterable[str]) -> None:
+        self.errors: tuple[str, ...] = tuple(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class Secret:
+    """A secret string that never shows itself in ``repr``/``str``; equality is by value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+_DEFAULT_COPY_HEADERS: Final = ("X-Agent-Id", "X-Customer-Number", "X-Conversation-Id", "X-Leg")
+
+
+@dataclass(frozen=True, slots=True)
+class SipAccount:
+    """A registration towards a PBX/registrar; ``auth_user``/``contact_user`` "" = ``user``."""
+
+    name: str
+    user: str
+    domain: str
+    password: Secret
+    registrars: tuple[str, ...]
+    auth_user: str = ""
+    realm: str = ""
+    outbound_proxy: str = ""
+    expires_s: int = 600
+    transport: str = "udp"
+    contact_user: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("auth_user", "contact_user"):
+            if not getattr(self, name):
+                object.__setattr__(self, name, self.user)
+
+
+@dataclass(frozen=True, slots=True)
+class SipConfig:
+    bind_address: str = "0.0.0.0"
+    port: int = 5060
+    transports: tuple[str, ...] = ("udp", "tcp")
+    advertised_address: str = ""
+    user_agent: str = f"asr-gateway/{__version__}"
+    max_calls: int = 200
+    trunk_allow: tuple[IPNetwork, ...] = ()
+    invite_rate_per_s: float = 50.0
+    send_ringing: bool = True
+    answer_delay_ms: int = 0
+    copy_headers: tuple[str, ...] = _DEFAULT_COPY_HEADERS
+    drain_grace_s: float = 30.0
+    t1_ms: int = 500
+    t2_ms: int = 4000
+    accounts: tuple[SipAccount, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RtpConfig:
+    bind_address: str = "0.0.0.0"
+    advertised_address: str = ""
+    port_min: int = 20000
+    port_max: int = 30000
+    ptime_ms: int = 20
+    jitter_depth_ms: int = 60
+    jitter_mode: str = "fixed"
+    timeout_s: float = 30.0
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    symmetric: bool = True
+    telephone_event: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRule:
+    """Assigns ``channel`` when ``pattern`` matches the field named by ``match``."""
+
+    match: str
+    pattern: re.Pattern[str]
+    channel: str
+    header: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelsConfig:
+    default: str = "customer"
+    correlation_header: str = "X-Conversation-Id"
+    rules: tuple[ChannelRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TritonConfig:
+    url: str = "127.0.0.1:8001"
+    protocol: str = "grpc"
+    asr_model: str = "asr_streaming_nemo"
+    asr_model_version: str = ""
+    tts_model: str = "tts_cpu_default"
+    chunk_ms: int = 160
+    sample_rate_hz: int = 16000
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 10.0
+    health_interval_s: float = 5.0
+    required_for_ready: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EventSink:
+    """One event sink; ``path`` is for ``jsonl``, the rest for ``webhook``."""
+
+    type: str
+    path: Path | None = None
+    url: str = ""
+    timeout_s: float = 5.0
+    retries: int = 3
+    secret: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventsConfig:
+    sinks: tuple[EventSink, ...] = (EventSink(type="log"),)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    bind_address: str = "127.0.0.1"
+    port: int = 8088
+    token: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """``recordings_dir`` given as ``Path("")`` means ``state_dir / "recordings"``."""
+
+    state_dir: Path = Path("/var/lib/asr-gateway")
+    recordings_dir: Path = Path("")
+    record: bool = False
+    recording_format: str = "wav"
+
+    def __post_init__(self) -> None:
+        if self.recordings_dir == Path(""):
+            object.__setattr__(self, "recordings_dir", self.state_dir / "recordings")
+
+
+@dataclass(frozen=True, slots=True)
+class SystemdConfig:
+    watchdog: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    sip: SipConfig = field(default_factory=SipConfig)
+    rtp: RtpConfig = field(default_factory=RtpConfig)
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
+    triton: TritonConfig = field(default_factory=TritonConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    systemd: SystemdConfig = field(default_factory=SystemdConfig)
+    source_path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    """What a SIGHUP reload would do: key paths applied live, and those refused."""
+
+    changed: tuple[str, ...]
+    refused: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- validators
+
+_BAD: Final = object()  # a value that failed validation (its error is already recorded)
+_REQUIRED: Final = object()
+_SECRET_SUFFIXES: Final = ("", "_env", "_file")
+
+
+@dataclass(slots=True)
+class _Ctx:
+    env: Mapping[str, str]
+    base_dir: Path
+    errors: list[str] = field(default_factory=list)
+
+    def error(self, path: str, reason: str) -> None:
+        self.errors.append(f"{path}: {reason}")
+
+
+Validator = Callable[[Any, str, _Ctx], Any]
+Post = Callable[[Mapping[str, Any], dict[str, Any], str, _Ctx], None]
+
+
+class _Invalid(Exception):
+    """Raised by a leaf check with the reason (the key path is added by ``_leaf``)."""
+
+
+class _SecretSpec:
+    """Spec marker: the key is a secret given as ``<name>``, ``<name>_env`` or ``<name>_file``."""
+
+
+_SECRET: Final = _SecretSpec()
+Spec = Mapping[str, Validator | _SecretSpec]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(value: Any) -> str:
+    names: dict[type, str] = {dict: "table", list: "array"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _Invalid(f"must be {what}, got {_type_name(value)}")
+    return value
+
+
+def _leaf(check: Callable[[Any], Any]) -> Validator:
+    def validate(value: Any, path: str, ctx: _Ctx) -> Any:
+        try:
+            return check(value)
+        except _Invalid as exc:
+            ctx.error(path, str(exc))
+            return _BAD
+
+    return validate
+
+
+def _int(lo: int, hi: int, *, even: bool = False) -> Validator:
+    bounds = f"an even integer {lo}..{hi}" if even else f"{lo}..{hi}"
+
+    def check(value: Any) -> int:
+        _typed(value, int, bounds if even else "an integer")
+        if not lo <= value <= hi or (even and value % 2):
+            raise _Invalid(f"must be {bounds}, got {value}")
+        return int(value)
+
+    return _leaf(check)
+
+
+def _float(lo: float, hi: float, *, above: bool = False) -> Validator:
+    bounds = f"{'>' if above else ''}{lo:g}..{hi:g}"
+
+    def check(value: Any) -> float:
+        _typed(value, (int, float), "a number")
+        if not ((value > lo if above else value >= lo) and value <= hi):
+            raise _Invalid(f"must be {bounds}, got {value}")
+        return float(value)
+
+    return _leaf(check)
+
+
+def _choice(*options: str | int) -> Validator:
+    def check(value: Any) -> Any:
+        if type(value) is not type(options[0]) or value not in options:
+            listed = ", ".join(map(str, options))
+            raise _Invalid(f"must be one of {listed}, got {_shown(value)}")
+        return value
+
+    return _leaf(check)
+
+
+def _text(what: str = "", test: Callable[[str], bool] | None = None, *,
+          allow_empty: bool = False) -> Validator:
+    """A string; ``test`` must hold unless empty. Only the rejected value's *type* is echoed
+    for type errors, so a secret given with the wrong type never leaks."""
+
+    def check(value: Any) -> str:
+        _typed(value, str, "a string")
+        if not value and not allow_empty:
+            raise _Invalid("must not be empty")
+        if value and test is not None and not test(value):
+            raise _Invalid(f"must be {what}, got {_shown(value)}")
+        return str(value)
+
+    return _leaf(check)
+
+
+def _parsed(convert: Callable[[str], Any], reason: Callable[[Exception, str], str]) -> Validator:
+    """A string turned into an object by ``convert``; its ValueError/re.error becomes ``reason``."""
+
+    def check(value: Any) -> Any:
+        _typed(value, str, "a string")
+        try:
+            return convert(value)
+        except (ValueError, re.error) as exc:
+            raise _Invalid(reason(exc, value)) from None
+
+    return _leaf(check)
+
+
+_bool: Final = _leaf(lambda value: _typed(value, bool, "a boolean"))
+
+
+def _path(*, allow_empty: bool = False) -> Validator:
+    """A filesystem path; relative ones are joined to the config file's directory."""
+    text = _text(allow_empty=allow_empty)
+
+    def validate(value: Any, path: str, ctx: _Ctx) -> Any:
+        result = text(value, path, ctx)
+        if result is _BAD or result == "":
+            return Path("") if result == "" else _BAD
+        return ctx.base_dir / result
+
+    return validate
+
+
+def _list(item: Validator, *, non_empty: bool = False,
+          unique: Callable[[Any], Any] | None = None, unique_at: str = "") -> Validator:
+    """An array of ``item``; optional non-emptiness and uniqueness by ``unique(item)``."""
+
+    def validate(value: Any, path: str, ctx: _Ctx) -> Any:
+        if not isinstance(value, list):
+            ctx.error(path, f"must be an array, got {_type_name(value)}")
+            return _BAD
+        if non_empty and not value:
+            ctx.error(path, "must not be empty")
+            return _BAD
+        before = len(ctx.errors)
+        items = tuple(item(element, f"{path}[{i}]", ctx) for i, element in enumerate(value))
+        seen: set[Any] = set()
+        for i, element in enumerate(items):
+            if unique is None or element is _BAD:
+                continue
+            key = unique(element)
+            if key in seen:
+                ctx.error(f"{path}[{i}]{unique_at}", f"duplicate {_shown(key)}")
+            seen.add(key)
+        return items if len(ctx.errors) == before else _BAD
+
+    return validate
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return _REQUIRED
+
+
+def _table(cls: type[Any], spec: Spec, post: Post | None = None) -> Validator:
+    """A TOML table built into dataclass ``cls``; defaults/required come from its fields."""
+    defaults = {f.name: _field_default(f) for f in fields(cls)}
+    known = {
+        name + suffix
+        for name, rule in spec.items()
+        for suffix in (_SECRET_SUFFIXES if isinstance(rule, _SecretSpec) else ("",))
+    }
+
+    def validate(raw: Any, path: str, ctx: _Ctx) -> Any:
+        if not isinstance(raw, Mapping):
+            ctx.error(path, f"must be a table, got {_type_name(raw)}")
+            return _BAD
+        before = len(ctx.errors)
+        for key in raw:
+            if key not in known:
+                ctx.error(_join(path, key), "unknown key")
+        values = {name: _read_key(raw, path, name, rule, defaults[name], ctx)
+                  for name, rule in spec.items()}
+        if post is not None:
+            post(raw, values, path, ctx)
+        return cls(**values) if len(ctx.errors) == before else _BAD
+
+    return validate
+
+
+def _read_key(raw: Mapping[str, Any], path: str, name: str, rule: Validator | _SecretSpec,
+              default: Any, ctx: _Ctx) -> Any:
+    if isinstance(rule, _SecretSpec):
+        return _read_secret(raw, path, name, default is _REQUIRED, ctx)
+    where = _join(path, name)
+    if name in raw:
+        return rule(raw[name], where, ctx)
+    if default is _REQUIRED:
+        ctx.error(where, "required")
+        return _BAD
+    return default
+
+
+_secret_source: Final = _text()
+
+
+def _read_secret(raw: Mapping[str, Any], path: str, name: str, required: bool,
+                 ctx: _Ctx) -> Any:
+    given = [name + suffix for suffix in _SECRET_SUFFIXES if name + suffix in raw]
+    if len(given) > 1:
+        ctx.error(_join(path, name), f"give only one of {', '.join(given)}")
+        return _BAD
+    if not given:
+        if required:
+            ctx.error(_join(path, name), f"required (or {name}_env / {name}_file)")
+        return _BAD if required else None
+    key = given[0]
+    where = _join(path, key)
+    source = _secret_source(raw[key], where, ctx)
+    if source is _BAD:
+        return _BAD
+    try:
+        return Secret(_resolve_secret(key[len(name):], source, ctx))
+    except _Invalid as exc:
+        ctx.error(where, str(exc))
+        return _BAD
+
+
+def _resolve_secret(kind: str, source: str, ctx: _Ctx) -> str:
+    """The secret's value from its source; errors name the variable or file, never the value
+    (hence no UnicodeDecodeError text, which quotes the offending byte)."""
+    if kind == "_env":
+        if source not in ctx.env:
+            raise _Invalid(f"environment variable {source!r} is not set")
+        value = ctx.env[source]
+    elif kind == "_file":
+        file = ctx.base_dir / source
+        try:
+            value = file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise _Invalid(f"cannot read {str(file)!r}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise _Invalid(f"{str(file)!r} is not valid UTF-8") from None
+    else:
+        value = source
+    if not value:
+        raise _Invalid("the secret is empty")
+    return value
+
+
+def _variants(tag: str, allowed: Mapping[str, tuple[str, ...]],
+              needed: Mapping[str, tuple[str, ...]]) -> Post:
+    """Keys gated by the value of ``tag``: allowed only for some values, required for some."""
+    gated = {key for keys in allowed.values() for key in keys}
+
+    def post(raw: Mapping[str, Any], values: dict[str, Any], path: str, ctx: _Ctx) -> None:
+        kind = values[tag]
+        if kind is _BAD:
+            return
+        for key in raw:
+            if key in gated and key not in allowed.get(kind, ()):
+                ctx.error(_join(path, key), f"not allowed when {tag} = {kind!r}")
+        for key in needed.get(kind, ()):
+            if key not in raw:
+                ctx.error(_join(path, key), f"required when {tag} = {kind!r}")
+
+    return post
+
+
+def _ports_ordered(raw: Mapping[str, Any], values: dict[str, Any], path: str,
+                   ctx: _Ctx) -> None:
+    low, high = values["port_min"], values["port_max"]
+    if low is not _BAD and high is not _BAD and low >= high:
+        ctx.error(_join(path, "port_min"), f"must be less than port_max, got {low} >= {high}")
+
+
+# --------------------------------------------------------------------------- predicates
+
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")  # RFC 3261 token (header names)
+_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME_RE: Final = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host(text: str) -> bool:
+    """An IP address or a DNS name (whose last label is not all digits, so "1.2.3.300" fails)."""
+    if _is_ip(text):
+        return True
+    last_label = text.rstrip(".").rpartition(".")[2]
+    return _HOSTNAME_RE.fullmatch(text) is not None and not last_label.isdigit()
+
+
+def _is_host_port(text: str) -> bool:
+    """``host:port``; an IPv6 host must be bracketed (``[::1]:8001``)."""
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        return False
+    valid_port = port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+    return bool(colon) and valid_port and _is_host(host)
+
+
+def _is_header_name(text: str) -> bool:
+    return _TOKEN_RE.fullmatch(text) is not None
+
+
+def _is_sip_uri(text: str) -> bool:
+    return text.startswith("sip:") and len(text) > 4 and not any(c.isspace() for c in text)
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+# --------------------------------------------------------------------------- schema
+
+_IP: Final = _text("an IP address", _is_ip)
+_HOST_OR_EMPTY: Final = _text("a host name or IP address", _is_host, allow_empty=True)
+_SIP_URI: Final = _text("a SIP URI (sip:...)", _is_sip_uri)
+_SIP_URI_OR_EMPTY: Final = _text("a SIP URI (sip:...)", _is_sip_uri, allow_empty=True)
+_HEADER: Final = _text("a header name", _is_header_name)
+_HEADER_OR_EMPTY: Final = _text("a header name", _is_header_name, allow_empty=True)
+_PORT: Final = _int(0, 65535)
+_TRANSPORT: Final = _choice("udp", "tcp")
+
+_ACCOUNT: Final = _table(SipAccount, {
+    "name": _text(),
+    "user": _text(),
+    "auth_user": _text(),
+    "domain": _text("a host name or IP address", _is_host),
+    "password": _SECRET,
+    "realm": _text(allow_empty=True),
+    "registrars": _list(_SIP_URI, non_empty=True),
+    "outbound_proxy": _SIP_URI_OR_EMPTY,
+    "expires_s": _int(60, 86400),
+    "transport": _TRANSPORT,
+    "contact_user": _text(),
+})
+
+_SIP: Final = _table(SipConfig, {
+    "bind_address": _IP,
+    "port": _PORT,
+    "transports": _list(_TRANSPORT, non_empty=True, unique=lambda t: t),
+    "advertised_address": _HOST_OR_EMPTY,
+    "user_agent": _text(),
+    "max_calls": _int(1, 100000),
+    "trunk_allow": _list(_parsed(lambda s: ipaddress.ip_network(s, strict=False),
+                                 lambda _exc, s: f"must be a CIDR network, got {_shown(s)}")),
+    "invite_rate_per_s": _float(0, 10000, above=True),
+    "send_ringing": _bool,
+    "answer_delay_ms": _int(0, 60000),
+    "copy_headers": _list(_HEADER),
+    "drain_grace_s": _float(0, 3600),
+    "t1_ms": _int(100, 5000),
+    "t2_ms": _int(1000, 16000),
+    "accounts": _list(_ACCOUNT, unique=lambda a: a.name, unique_at=".name"),
+})
+
+_RTP: Final = _table(RtpConfig, {
+    "bind_address": _IP,
+    "advertised_address": _HOST_OR_EMPTY,
+    "port_min": _int(1024, 65534, even=True),
+    "port_max": _int(1024, 65534, even=True),
+    "ptime_ms": _choice(10, 20, 30),
+    "jitter_depth_ms": _int(0, 1000),
+    "jitter_mode": _choice("fixed", "adaptive"),
+    "timeout_s": _float(1, 3600),
+    "codecs": _list(_choice("PCMU", "PCMA"), non_empty=True, unique=lambda c: c),
+    "symmetric": _bool,
+    "telephone_event": _bool,
+}, post=_ports_ordered)
+
+_RULE: Final = _table(ChannelRule, {
+    "match": _choice("header", "to_user", "from_user", "request_user", "siprec_participant"),
+    "header": _HEADER,
+    "pattern": _parsed(re.compile, lambda exc, _s: f"invalid regex: {exc}"),
+    "channel": _choice("agent", "customer"),
+}, post=_variants("match", {"header": ("header",)}, {"header": ("header",)}))
+
+_CHANNELS: Final = _table(ChannelsConfig, {
+    "default": _choice("agent", "customer"),
+    "correlation_header": _HEADER_OR_EMPTY,
+    "rules": _list(_RULE),
+})
+
+_TRITON: Final = _table(TritonConfig, {
+    "url": _text("host:port", _is_host_port),
+    "protocol": _choice("grpc"),
+    "asr_model": _text(),
+    "asr_model_version": _text(allow_empty=True),
+    "tts_model": _text(),
+    "chunk_ms": _int(40, 2000),
+    "sample_rate_hz": _choice(8000, 16000),
+    "connect_timeout_s": _float(0.1, 120),
+    "request_timeout_s": _float(0.1, 600),
+    "health_interval_s": _float(0.5, 300),
+    "required_for_ready": _bool,
+})
+
+_WEBHOOK_KEYS: Final = ("url", "timeout_s", "retries") + tuple(
+    "secret" + suffix for suffix in _SECRET_SUFFIXES)
+
+_SINK: Final = _table(EventSink, {
+    "type": _choice("log", "jsonl", "webhook"),
+    "path": _path(),
+    "url": _text("an http(s) URL", _is_http_url),
+    "timeout_s": _float(0.1, 60),
+    "retries": _int(0, 10),
+    "secret": _SECRET,
+}, post=_variants("type", {"jsonl": ("path",), "webhook": _WEBHOOK_KEYS},
+                  {"jsonl": ("path",), "webhook": ("url",)}))
+
+_ROOT: Final = _table(GatewayConfig, {
+    "sip": _SIP,
+    "rtp": _RTP,
+    "channels": _CHANNELS,
+    "triton": _TRITON,
+    "events": _table(EventsConfig, {"sinks": _list(_SINK)}),
+    "http": _table(HttpConfig, {"bind_address": _IP, "port": _PORT, "token": _SECRET}),
+    "logging": _table(LoggingConfig, {
+        "level": _choice("debug", "info", "warning", "error"),
+        "format": _choice("auto", "json", "console"),
+    }),
+    "storage": _table(StorageConfig, {
+        "state_dir": _path(),
+        "recordings_dir": _path(allow_empty=True),
+        "record": _bool,
+        "recording_format": _choice("wav", "flac"),
+    }),
+    "systemd": _table(SystemdConfig, {"watchdog": _bool}),
+})
+
+
+# --------------------------------------------------------------------------- public API
+
+def parse_config(data: Mapping[str, Any], env: Mapping[str, str], base_dir: Path) -> GatewayConfig:
+    """Validate already-parsed TOML ``data``; relative paths are resolved against ``base_dir``."""
+    ctx = _Ctx(env=env, base_dir=Path(base_dir))
+    if not isinstance(data, Mapping):
+        raise ConfigError((f"config: must be a table, got {_type_name(data)}",))
+    result = _ROOT(data, "", ctx)
+    if ctx.errors or not isinstance(result, GatewayConfig):
+        raise ConfigError(ctx.errors)
+    return result
+
+
+def load_config(path: str | os.PathLike[str],
+                env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read and validate the TOML file at ``path``; ``env`` defaults to ``os.environ``."""
+    file = Path(path).absolute()
+    try:
+        data = tomllib.loads(file.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError((f"{file}: cannot read: {exc.strerror or exc}",)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError((f"{file}: not valid UTF-8 at byte {exc.start}",)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError((f"{file}: invalid TOML: {exc}",)) from None
+    config = parse_config(data, os.environ if env is None else env, file.parent)
+    return dataclasses.replace(config, source_path=file)
+
+
+_LIVE_KEYS: Final = ("logging.level", "logging.format", "events", "sip.accounts", "channels",
+                     "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s")
+
+
+def _is_live(key: str) -> bool:
+    return any(key == live or key.startswith(live + ".") for live in _LIVE_KEYS)
+
+
+def reload_diff(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
+    """Split the differences between two configs into live-applicable and restart-only."""
+    changed: list[str] = []
+    refused: list[str] = []
+    for section in fields(GatewayConfig):
+        if section.name == "source_path":
+            continue
+        before, after = getattr(old, section.name), getattr(new, section.name)
+        for item in fields(before):
+            key = f"{section.name}.{item.name}"
+            if getattr(before, item.name) == getattr(after, item.name):
+                continue
+            if _is_live(key):
+                changed.append(key)
+            else:
+                refused.append(f"{key}: needs a restart")
+    return ReloadPlan(changed=tuple(changed), refused=tuple(refused))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return "***"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if isinstance(value, Path | ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return str(value)
+    return value
+
+
+def redacted_dict(cfg: GatewayConfig) -> dict[str, Any]:
+    """The whole config as a JSON-safe dict, secrets replaced by ``"***"`` (for logging)."""
+    result: dict[str, Any] = _plain(cfg)
+    return result

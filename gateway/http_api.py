@@ -1,0 +1,97 @@
+"""HTTP side port: /healthz, /readyz, /metrics, and bearer-token control routes (/v1/...)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.config import HttpConfig
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+CONTROL_PREFIX = "/v1/"
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _token_middleware(token: str | None) -> Any:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(CONTROL_PREFIX):
+            return await handler(request)
+        if token is None:
+            return _error(403, "control API disabled: set http.token in the config")
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            return _error(401, "missing or wrong bearer token")
+        return await handler(request)
+
+    return check
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, checks = request.app[GATEWAY_KEY].readiness()
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[GATEWAY_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    return web.json_response({"calls": request.app[GATEWAY_KEY].calls_summary()})
+
+
+async def get_call(request: web.Request) -> web.Response:
+    call = request.app[GATEWAY_KEY].call_summary(request.match_info["call_id"])
+    if call is None:
+        return _error(404, "unknown call")
+    return web.json_response(call)
+
+
+async def hangup_call(request: web.Request) -> web.Response:
+    if not await request.app[GATEWAY_KEY].hangup_call(request.match_info["call_id"], "api"):
+        return _error(404, "unknown call")
+    return web.json_response({"status": "hanging up"}, status=202)
+
+
+def build_app(gateway: Gateway, config: HttpConfig) -> web.Application:
+    token = config.token.reveal() if config.token is not None else None
+    app = web.Application(middlewares=[_token_middleware(token)], client_max_size=64 * 1024)
+    app[GATEWAY_KEY] = gateway
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/calls", list_calls)
+    app.router.add_get("/v1/calls/{call_id}", get_call)
+    app.router.add_post("/v1/calls/{call_id}/hangup", hangup_call)
+    return app
+
+
+class HttpServer:
+    def __init__(self, gateway: Gateway, config: HttpConfig) -> None:
+        self._runner = web.AppRunner(build_app(gateway, config), access_log=None)
+        self._config = config
+        self.port = config.port
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._config.bind_address, self._config.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,49 @@
+"""Prometheus metrics, one registry per gateway instance (tests run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+JITTER_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+
+
+class Metrics:
+    """Every metric the daemon exports; names are stable API for dashboards."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.active_calls = Gauge("gateway_active_calls", "Calls in progress", registry=r)
+        self.calls = Counter("gateway_calls_total", "Calls by outcome", ["outcome"], registry=r)
+        self.draining = Gauge("gateway_draining", "1 while draining for shutdown", registry=r)
+        self.registration = Gauge(
+            "gateway_sip_registered", "1 when the account is registered", ["account"], registry=r)
+        self.sip_messages = Counter(
+            "gateway_sip_messages_total", "SIP messages", ["direction", "transport"], registry=r)
+        self.sip_dropped = Counter(
+            "gateway_sip_dropped_total", "SIP input dropped or rejected", ["reason"], registry=r)
+        self.sip_retransmissions = Counter(
+            "gateway_sip_retransmissions_total", "Retransmissions absorbed or sent",
+            ["direction"], registry=r)
+        self.rtp_packets = Counter(
+            "gateway_rtp_packets_total", "RTP packets", ["direction"], registry=r)
+        self.rtp_lost = Counter("gateway_rtp_packets_lost_total", "RTP packets lost", registry=r)
+        self.rtp_dropped = Counter(
+            "gateway_rtp_dropped_total", "RTP datagrams dropped", ["reason"], registry=r)
+        self.rtp_jitter = Histogram(
+            "gateway_rtp_jitter_seconds", "Interarrival jitter per leg at call end",
+            buckets=JITTER_BUCKETS_S, registry=r)
+        self.asr_latency = Histogram(
+            "gateway_asr_latency_seconds", "Audio sent to transcript received",
+            ["kind"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.triton_ready = Gauge("gateway_triton_ready", "1 when Triton and models are ready",
+                                  registry=r)
+        self.triton_errors = Counter(
+            "gateway_triton_errors_total", "Triton errors", ["kind"], registry=r)
+        self.events = Counter(
+            "gateway_events_total", "Events emitted", ["type"], registry=r)
+        self.event_sink_errors = Counter(
+            "gateway_event_sink_errors_total", "Event sink failures", ["sink"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

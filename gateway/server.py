@@ -1,0 +1,196 @@
+"""Process lifecycle, shaped like uvicorn's: capture signals, start, serve, drain, shut down.
+
+SIGTERM/SIGINT: drain (new INVITEs and OPTIONS get 503), give live calls
+``sip.drain_grace_s``, then BYE them, flush events, unregister, exit 0.
+A second SIGTERM/SIGINT forces exit. SIGHUP reloads what can change live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from gateway import __version__
+from gateway.config import ConfigError, GatewayConfig, load_config, redacted_dict, reload_diff
+from gateway.events import EventBus, build_sinks
+from gateway.http_api import HttpServer
+from gateway.logs import configure_logging, get_logger
+from gateway.metrics import Metrics
+from gateway.sdnotify import Notifier
+from gateway.sip.service import SipService
+from gateway.triton_health import TritonHealth
+
+EXIT_FORCED = 1
+
+
+class Gateway:
+    """Owns every long-lived part of the daemon and the order they start and stop in."""
+
+    def __init__(self, config: GatewayConfig, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics()
+        self.events = EventBus(self.metrics)
+        self.triton = TritonHealth(config.triton, self.metrics)
+        self.http = HttpServer(self, config.http)
+        self.sip = SipService(config, self.metrics, self.events)
+        self.draining = False
+        self._log = get_logger("gateway")
+        self._watchdog_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.events.start(build_sinks(self.config.events.sinks))
+        self.triton.start()
+        await self.sip.start()
+        await self.http.start()
+        self._log.info("gateway.started", version=__version__, sip=self.sip.listening(),
+                       http_port=self.http.port, config=redacted_dict(self.config))
+        triton_ok = await self.triton.wait_first_check(self.config.triton.connect_timeout_s + 1)
+        self.sip.start_registrations()
+        self.notifier.ready(self.status_line(triton_ok))
+        if self.notifier.watchdog_interval_s is not None:
+            self._watchdog_task = asyncio.create_task(self._watchdog(), name="watchdog")
+
+    def status_line(self, triton_ok: bool | None = None) -> str:
+        ready = self.triton.state.ready if triton_ok is None else triton_ok
+        state = "draining" if self.draining else "serving"
+        return f"{state}; {self.sip.active_calls} active calls; triton {'up' if ready else 'down'}"
+
+    async def _watchdog(self) -> None:
+        """Pings from the event loop itself: a blocked loop stops the pings."""
+        interval = self.notifier.watchdog_interval_s or 1.0
+        while True:
+            self.notifier.watchdog()
+            self.notifier.status(self.status_line())
+            await asyncio.sleep(interval)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        regs = self.sip.registration_states()
+        triton_needed = self.config.triton.required_for_ready
+        checks: dict[str, Any] = {
+            "draining": self.draining,
+            "sip_listening": self.sip.is_listening(),
+            "registrations": regs,
+            "triton": {"ready": self.triton.state.ready, "reason": self.triton.state.reason,
+                       "required": triton_needed},
+        }
+        ready = (not self.draining and self.sip.is_listening() and all(regs.values())
+                 and (self.triton.state.ready or not triton_needed))
+        return ready, checks
+
+    def calls_summary(self) -> list[dict[str, Any]]:
+        return self.sip.calls_summary()
+
+    def call_summary(self, call_id: str) -> dict[str, Any] | None:
+        return self.sip.call_summary(call_id)
+
+    async def hangup_call(self, call_id: str, reason: str) -> bool:
+        return self.sip.hangup(call_id, reason)
+
+    async def reload(self, path: Path) -> None:
+        self.notifier.reloading()
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            self._log.error("config.reload_refused", path=str(path), errors=list(exc.errors))
+            self.notifier.status(self.status_line())
+            self.notifier.notify("READY=1")
+            return
+        plan = reload_diff(self.config, new)
+        for refused in plan.refused:
+            self._log.warning("config.reload_key_refused", detail=refused)
+        if plan.changed:
+            await self._apply_reload(new, plan.changed)
+        self._log.info("config.reloaded", changed=list(plan.changed), refused=list(plan.refused))
+        self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
+
+    async def _apply_reload(self, new: GatewayConfig, changed: tuple[str, ...]) -> None:
+        if any(c.startswith("logging") for c in changed):
+            configure_logging(new.logging.level, new.logging.format)
+        if any(c.startswith("events") for c in changed):
+            await self.events.replace_sinks(build_sinks(new.events.sinks))
+        self.sip.apply_config(new)
+        # keep the parts that need a restart as they were; take the live ones
+        self.config = new
+
+    async def shutdown(self) -> None:
+        self.draining = True
+        self.metrics.draining.set(1)
+        self.notifier.stopping(self.status_line())
+        grace = self.config.sip.drain_grace_s
+        self._log.info("gateway.draining", active_calls=self.sip.active_calls, grace_s=grace)
+        self.sip.set_draining(True)
+        await self.sip.wait_calls_ended(grace)
+        await self.sip.hangup_all("shutdown")
+        await self.sip.unregister_all()
+        await self.sip.stop()
+        await self.http.stop()
+        await self.triton.close()
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+        await self.events.close()
+        self._log.info("gateway.stopped")
+        self.notifier.close()
+
+
+class _Signals:
+    """First SIGTERM/SIGINT asks for a graceful stop, the second forces exit."""
+
+    def __init__(self, gateway: Gateway, config_path: Path | None) -> None:
+        self.stop = asyncio.Event()
+        self._gateway = gateway
+        self._path = config_path
+        self._log = get_logger("signals")
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, sig: signal.Signals) -> None:
+        if self.stop.is_set():
+            self._log.warning("shutdown.forced", signal=sig.name)
+            sys.stdout.flush()
+            os._exit(EXIT_FORCED)
+        self._log.info("shutdown.requested", signal=sig.name)
+        self.stop.set()
+
+    def _on_hup(self) -> None:
+        if self._path is None:
+            self._log.warning("config.reload_refused", reason="no config file")
+            return
+        task = asyncio.create_task(self._gateway.reload(self._path), name="reload")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def serve(config: GatewayConfig, config_path: Path | None) -> int:
+    gateway = Gateway(config)
+    signals = _Signals(gateway, config_path)
+    signals.install(asyncio.get_running_loop())
+    try:
+        await gateway.start()
+    except OSError as exc:
+        get_logger("gateway").error("gateway.start_failed", error=str(exc))
+        await gateway.shutdown()
+        return 1
+    await signals.stop.wait()
+    await gateway.shutdown()
+    return 0
+
+
+def run(config_path: Path) -> int:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"{config_path}: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level, config.logging.format)
+    return uvloop.run(serve(config, config_path))

@@ -1,0 +1,411 @@
+"""The SIP shell: sockets, timers, DNS, RTP ports and call bookkeeping around :class:`SipCore`."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import GatewayConfig, SipAccount
+from gateway.events import EventBus
+from gateway.logs import get_logger
+from gateway.media.endpoint import RtpEndpoint
+from gateway.media.ports import PortAllocator, PortsExhausted
+from gateway.metrics import Metrics
+from gateway.sip import core as sipcore
+from gateway.sip.dialog import Address, CallMetadata
+from gateway.sip.message import SipUri, parse_uri
+from gateway.sip.registration import Registration, RegistrationChanged, RegState
+from gateway.sip.sdp import AnswerPlan
+from gateway.sip.transaction import TimerConfig
+from gateway.sip.transport import SipTransports
+
+UNREGISTER_WAIT_S = 3.0
+BYE_WAIT_S = 5.0
+STATIC_PT = {"PCMU": 0, "PCMA": 8}
+
+
+@dataclass(slots=True)
+class ActiveCall:
+    meta: CallMetadata
+    offered_at: float
+    legs: list[RtpEndpoint] = field(default_factory=list)
+    ports: list[int | None] = field(default_factory=list)
+    plan: AnswerPlan | None = None
+    answered_at: float | None = None
+    state: str = "offered"
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.meta.to_dict(), "state": self.state,
+                "legs": [{"port": p, **leg.stats.to_dict()}
+                         for p, leg in zip(self.ports, self.legs, strict=False)]}
+
+
+def _wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
+def _primary_address(v6: bool) -> str:
+    """The address the host would use to reach the outside (no packet is sent)."""
+    family, probe = (socket.AF_INET6, "2001:db8::1") if v6 else (socket.AF_INET, "192.0.2.1")
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((probe, 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        return "::1" if v6 else "127.0.0.1"
+
+
+class SipService:
+    def __init__(self, config: GatewayConfig, metrics: Metrics, events: EventBus) -> None:
+        self.config = config
+        self._metrics = metrics
+        self._events = events
+        self._log = get_logger("sip")
+        self._transports = SipTransports(self._on_datagram, self._on_stream_error)
+        self._ports = PortAllocator(config.rtp.port_min, config.rtp.port_max)
+        self._core: sipcore.SipCore | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._resolved: dict[tuple[str, int | None, str], Address] = {}
+        self._calls: dict[str, ActiveCall] = {}
+        self._reg_states: dict[str, RegistrationChanged] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._calls_changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        sip = self.config.sip
+        port = await self._transports.start(sip.bind_address, sip.port, sip.transports)
+        self._core = sipcore.SipCore(self._settings(self.config, port), self._lookup)
+        self._log.info("sip.listening", address=sip.bind_address, port=port,
+                       transports=list(sip.transports))
+
+    def _settings(self, cfg: GatewayConfig, port: int) -> sipcore.CoreSettings:
+        sip, rtp = cfg.sip, cfg.rtp
+        host = sip.advertised_address or sip.bind_address
+        if _wildcard(host):
+            host = _primary_address(":" in sip.bind_address)
+        return sipcore.CoreSettings(
+            local_host=host, local_port=port, user_agent=sip.user_agent,
+            max_calls=sip.max_calls, trunk_allow=sip.trunk_allow,
+            invite_rate_per_s=sip.invite_rate_per_s, send_ringing=sip.send_ringing,
+            copy_headers=sip.copy_headers, codecs=rtp.codecs,
+            telephone_event=rtp.telephone_event, ptime_ms=rtp.ptime_ms,
+            timers=TimerConfig(t1_s=sip.t1_ms / 1000, t2_s=sip.t2_ms / 1000))
+
+    def listening(self) -> dict[str, Any]:
+        return {"address": self.config.sip.bind_address, "port": self._transports.port,
+                "transports": list(self.config.sip.transports)}
+
+    def is_listening(self) -> bool:
+        return self._core is not None
+
+    @property
+    def port(self) -> int:
+        return self._transports.port
+
+    @property
+    def core(self) -> sipcore.SipCore:
+        assert self._core is not None, "SipService.start() first"
+        return self._core
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for call_id in list(self._calls):
+            self._release_media(call_id)
+        await self._transports.stop()
+
+    # ----------------------------------------------------------------- core plumbing
+    def _on_datagram(self, data: bytes, addr: Address, transport: str) -> None:
+        self._metrics.sip_messages.labels(direction="in", transport=transport).inc()
+        self._drive(lambda now: self.core.receive(data, addr, transport, now))
+
+    def _on_stream_error(self, addr: Address, exc: Exception) -> None:
+        self._metrics.sip_dropped.labels(reason="stream").inc()
+        self._log.warning("sip.stream_error", peer=f"{addr[0]}:{addr[1]}", error=str(exc))
+
+    def _drive(self, step: Any) -> None:
+        """Run one core step, act on its outputs, re-arm the timer. Never raises."""
+        try:
+            outputs = step(self._loop.time())
+            self._act(outputs)
+        except Exception:  # a bug must cost one message, not the daemon
+            self._metrics.sip_dropped.labels(reason="internal_error").inc()
+            self._log.exception("sip.internal_error")
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.core.next_deadline() if self._core is not None else None
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._drive(self.core.handle_timers)
+
+    def _act(self, outputs: Sequence[sipcore.Output]) -> None:
+        for o in outputs:
+            handler = getattr(self, f"_on_{type(o).__name__}", None)
+            if handler is not None:
+                handler(o)
+
+    def _on_Send(self, o: sipcore.Send) -> None:
+        self._metrics.sip_messages.labels(direction="out", transport=o.transport).inc()
+        self._transports.send(o.data, o.addr, o.transport)
+
+    def _on_Dropped(self, o: sipcore.Dropped) -> None:
+        self._metrics.sip_dropped.labels(reason=o.reason.split(":")[0]).inc()
+        self._log.info("sip.dropped", reason=o.reason, source=f"{o.addr[0]}:{o.addr[1]}")
+
+    def _on_Absorbed(self, o: sipcore.Absorbed) -> None:
+        self._metrics.sip_retransmissions.labels(direction="in").inc()
+
+    def _on_Rejected(self, o: sipcore.Rejected) -> None:
+        if o.method == "INVITE":
+            self._metrics.calls.labels(outcome=f"rejected_{o.status}").inc()
+            self._events.emit("call.rejected", None, status=o.status, reason=o.reason,
+                              source=f"{o.addr[0]}:{o.addr[1]}")
+        elif o.status >= 400 and o.method != "OPTIONS":
+            self._log.info("sip.rejected", method=o.method, status=o.status, reason=o.reason)
+
+    # ----------------------------------------------------------------- calls
+    def _on_CallOffered(self, o: sipcore.CallOffered) -> None:
+        self._calls[o.call_id] = ActiveCall(o.meta, time.time(), plan=o.plan)
+        self._metrics.active_calls.set(len(self._calls))
+        self._events.emit("call.offered", o.call_id, **o.meta.to_dict())
+        self._spawn(self._answer(o), f"answer {o.call_id}")
+
+    async def _answer(self, o: sipcore.CallOffered) -> None:
+        call = self._calls.get(o.call_id)
+        if call is None:
+            return
+        try:
+            await self._open_media(call, o.plan)
+        except (PortsExhausted, OSError) as exc:
+            self._log.error("rtp.ports_exhausted", call_id=o.call_id, error=str(exc))
+            self._drive(lambda now: self.core.reject(o.call_id, 503, "no RTP port", now))
+            return
+        delay_s = self.config.sip.answer_delay_ms / 1000
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        host = self._media_host()
+        self._drive(lambda now: self.core.answer(o.call_id, host, call.ports, now))
+
+    def _media_host(self) -> str:
+        rtp = self.config.rtp
+        host = rtp.advertised_address or rtp.bind_address
+        return self.core.settings.local_host if _wildcard(host) else host
+
+    async def _open_media(self, call: ActiveCall, plan: AnswerPlan) -> None:
+        rtp = self.config.rtp
+        for stream in plan.streams:
+            if not stream.accepted:
+                call.ports.append(None)
+                continue
+            pts = {p for p in (stream.pt, stream.dtmf_pt) if p is not None}
+            leg = RtpEndpoint(frozenset(pts), rtp.symmetric)
+            if stream.remote_address and stream.remote_port:
+                leg.remote = (stream.remote_address, stream.remote_port)
+            await self._bind_leg(leg, stream.rtcp_mux)
+            call.legs.append(leg)
+            call.ports.append(leg.port)
+
+    async def _bind_leg(self, leg: RtpEndpoint, rtcp_mux: bool) -> None:
+        for _ in range(min(self._ports.free, 50) or 1):
+            port = self._ports.allocate()
+            try:
+                await leg.open(self.config.rtp.bind_address, port, rtcp_mux)
+                leg.port = port
+                return
+            except OSError:
+                self._ports.skip(port)       # held by someone else: try the next pair
+        raise PortsExhausted("no bindable RTP port pair")
+
+    def _on_CallAnswered(self, o: sipcore.CallAnswered) -> None:
+        call = self._calls.get(o.call_id)
+        if call is not None:
+            call.state, call.answered_at = "answered", time.time()
+            self._metrics.calls.labels(outcome="answered").inc()
+            self._events.emit("call.answered", o.call_id, sip_call_id=call.meta.sip_call_id,
+                              ports=call.ports, codec=_codec(call.plan))
+
+    def _on_CallConfirmed(self, o: sipcore.CallConfirmed) -> None:
+        call = self._calls.get(o.call_id)
+        if call is not None:
+            call.state = "confirmed"
+
+    def _on_MediaChanged(self, o: sipcore.MediaChanged) -> None:
+        call = self._calls.get(o.call_id)
+        if call is None:
+            return
+        call.plan = o.plan
+        for stream, leg in zip(o.plan.accepted, call.legs, strict=False):
+            if stream.remote_address and stream.remote_port:
+                leg.remote = (stream.remote_address, stream.remote_port)
+        held = [s.remote_direction in ("sendonly", "inactive") for s in o.plan.accepted]
+        call.state = "held" if held and all(held) else "confirmed"
+        self._events.emit("call.media_changed", o.call_id, state=call.state,
+                          directions=[s.remote_direction for s in o.plan.accepted])
+
+    def _on_CallEnded(self, o: sipcore.CallEnded) -> None:
+        call = self._calls.get(o.call_id)
+        legs = [leg.stats.to_dict() for leg in call.legs] if call else []
+        duration = round(time.time() - call.answered_at, 3) if call and call.answered_at else 0.0
+        self._release_media(o.call_id)
+        self._metrics.calls.labels(outcome="completed" if o.answered else "unanswered").inc()
+        self._events.emit("call.ended", o.call_id, reason=o.reason, by=o.by,
+                          answered=o.answered, duration_s=duration, legs=legs,
+                          sip_call_id=call.meta.sip_call_id if call else None)
+        self._calls_changed.set()
+
+    def _release_media(self, call_id: str) -> None:
+        call = self._calls.pop(call_id, None)
+        if call is None:
+            return
+        for leg in call.legs:
+            leg.close()
+            if leg.port is not None:
+                self._ports.release(leg.port)
+        self._metrics.active_calls.set(len(self._calls))
+
+    def hangup(self, call_id: str, reason: str) -> bool:
+        if call_id not in self._calls:
+            return False
+        self._drive(lambda now: self.core.hangup(call_id, reason, now))
+        return True
+
+    def calls_summary(self) -> list[dict[str, Any]]:
+        return [c.summary() for c in self._calls.values()]
+
+    def call_summary(self, call_id: str) -> dict[str, Any] | None:
+        call = self._calls.get(call_id)
+        return call.summary() if call else None
+
+    # ----------------------------------------------------------------- drain
+    def set_draining(self, draining: bool) -> None:
+        self.core.draining = draining
+
+    async def wait_calls_ended(self, timeout_s: float) -> bool:
+        deadline = self._loop.time() + timeout_s
+        while self._calls:
+            self._calls_changed.clear()
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._calls_changed.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    async def hangup_all(self, reason: str) -> None:
+        if not self._calls:
+            return
+        self._log.info("sip.hangup_all", calls=len(self._calls), reason=reason)
+        for call_id in list(self._calls):
+            self.hangup(call_id, reason)
+        await self.wait_calls_ended(BYE_WAIT_S)
+        for call_id in list(self._calls):      # no answer to our BYE: free the media anyway
+            self._release_media(call_id)
+
+    # ----------------------------------------------------------------- registration
+    def start_registrations(self) -> None:
+        for account in self.config.sip.accounts:
+            self._spawn(self._register(account), f"register {account.name}")
+
+    async def _register(self, account: SipAccount) -> None:
+        await self._resolve_account(account)
+        reg = Registration(account, local_host=self.core.settings.local_host,
+                           local_port=self.port, transport=account.transport,
+                           user_agent=self.config.sip.user_agent)
+        self._drive(lambda now: self.core.add_registration(reg, now))
+
+    async def _resolve_account(self, account: SipAccount) -> None:
+        targets = [account.outbound_proxy] if account.outbound_proxy else list(account.registrars)
+        for text in targets:
+            uri = parse_uri(text)
+            key = (uri.host, uri.port, account.transport)
+            try:
+                infos = await self._loop.getaddrinfo(uri.host, uri.port or 5060,
+                                                     type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                self._log.error("sip.resolve_failed", account=account.name, host=uri.host,
+                                error=str(exc))
+                continue
+            self._resolved[key] = (str(infos[0][4][0]), int(infos[0][4][1]))
+
+    def _lookup(self, uri: SipUri, transport: str) -> Address | None:
+        try:
+            ipaddress.ip_address(uri.host)
+            return (uri.host, uri.port or 5060)
+        except ValueError:
+            return self._resolved.get((uri.host, uri.port, transport))
+
+    def _on_RegistrationChanged(self, o: RegistrationChanged) -> None:
+        self._reg_states[o.account] = o
+        self._metrics.registration.labels(account=o.account).set(
+            1 if o.state is RegState.REGISTERED else 0)
+        level = "info" if o.state is not RegState.FAILED else "error"
+        getattr(self._log, level)(f"sip.{o.state.name.lower()}", account=o.account,
+                                  registrar=o.registrar, code=o.code, reason=o.reason,
+                                  expires_s=o.expires_s)
+
+    def registration_states(self) -> dict[str, bool]:
+        return {a.name: (self._reg_states.get(a.name) is not None
+                         and self._reg_states[a.name].state is RegState.REGISTERED)
+                for a in self.config.sip.accounts}
+
+    def registration_details(self) -> dict[str, RegistrationChanged]:
+        return dict(self._reg_states)
+
+    async def unregister_all(self) -> None:
+        if not self.core.registrations:
+            return
+        self._drive(self.core.unregister_all)
+        deadline = self._loop.time() + UNREGISTER_WAIT_S
+        while self._loop.time() < deadline and any(
+                r.state is RegState.UNREGISTERING for r in self.core.registrations.values()):
+            await asyncio.sleep(0.05)
+
+    # ----------------------------------------------------------------- reload
+    def apply_config(self, new: GatewayConfig) -> None:
+        old = self.config
+        self.config = new
+        self.core.settings = self._settings(new, self.port)
+        if new.sip.accounts != old.sip.accounts:
+            self._reload_accounts(old.sip.accounts, new.sip.accounts)
+
+    def _reload_accounts(self, old: Sequence[SipAccount], new: Sequence[SipAccount]) -> None:
+        new_by_name = {a.name: a for a in new}
+        for account in old:
+            if new_by_name.get(account.name) != account:
+                self._reg_states.pop(account.name, None)
+                self._drive(lambda now, n=account.name: self.core.remove_registration(n, now))
+        old_set = set(old)
+        for account in new:
+            if account not in old_set:
+                self._spawn(self._register(account), f"register {account.name}")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _codec(plan: AnswerPlan | None) -> str | None:
+    if plan is None or not plan.accepted:
+        return None
+    return plan.accepted[0].encoding
