@@ -90,7 +90,8 @@ def _build_alaw_decode_table() -> npt.NDArray[np.int16]:
     exponent = (code & 0x70) >> 4
     base = ((code & 0x0F) << 4) + np.where(exponent == 0, 8, 0x108)
     magnitude = base << np.maximum(exponent - 1, 0)
-    return np.where(code & 0x80, magnitude, -magnitude).astype(np.int16)
+    table: npt.NDArray[np.int16] = np.where(code & 0x80, magnitude, -magnitude).astype(np.int16)
+    return table
 
 
 _ULAW_ENCODE: Final = _build_ulaw_encode_table()

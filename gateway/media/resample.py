@@ -7,7 +7,7 @@ whole signal at once. Output is mono float32 in [-1, 1].
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -40,14 +40,15 @@ def to_float32(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
 def to_int16(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
     """float32 in [-1, 1] to int16 PCM: scales by 32768, rounds to nearest, clips."""
     scaled = np.rint(x * np.float32(_INT16_SCALE))
-    return np.clip(scaled, -_INT16_SCALE, _INT16_SCALE - 1.0).astype(np.int16)
+    pcm: npt.NDArray[np.int16] = np.clip(scaled, -_INT16_SCALE, _INT16_SCALE - 1.0).astype(np.int16)
+    return pcm
 
 
 def _as_float32(pcm: Pcm) -> npt.NDArray[np.float32]:
     if not isinstance(pcm, np.ndarray) or pcm.ndim != 1:
         raise ResampleError("expected a 1-D numpy array of mono samples")
     if pcm.dtype == np.int16:
-        return to_float32(pcm)
+        return to_float32(cast(npt.NDArray[np.int16], pcm))
     if pcm.dtype == np.float32:
         return np.ascontiguousarray(pcm)
     raise ResampleError(f"expected int16 or float32 samples, got {pcm.dtype}")

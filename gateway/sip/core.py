@@ -159,7 +159,7 @@ class SipCore:
         for reg in self.registrations.values():
             deadline = reg.next_deadline()
             if deadline is not None and deadline <= now:
-                out += self._registration_outputs(reg.handle_timer(now), now)
+                out += self._registration_outputs(reg, reg.handle_timer(now), now)
         return out
 
     # ------------------------------------------------------------------ routing
@@ -274,6 +274,7 @@ class SipCore:
         if o.request.to.tag is not None:
             return self._on_reinvite(o, now)
         if self._is_known_invite(o.request):
+            self._txns.discard(o.key)
             return [Absorbed("late INVITE retransmission")]
         refusal = self._refusal(o, now)
         if refusal is not None:
@@ -352,8 +353,9 @@ class SipCore:
         if d is None or d.state not in (CallState.OFFERED, CallState.EARLY):
             return []        # cancelled meanwhile: the shell frees the ports on CallEnded
         d.media_address, d.media_ports = media_address, tuple(ports)
+        d.sdp_session_id = int.from_bytes(secrets.token_bytes(4), "big")
         d.answer_sdp = build_answer(d.offer, d.plan, local_address=media_address, ports=ports,
-                                    session_id=int.from_bytes(secrets.token_bytes(4), "big"),
+                                    session_id=d.sdp_session_id,
                                     session_version=d.sdp_version)
         d.move(CallState.ANSWERED)
         out = self._reply(_as_received(d), 200, now, to_tag=d.local_tag,
@@ -397,14 +399,16 @@ class SipCore:
         out = self._reply(o, 200, now)
         if d.state is CallState.ENDING:
             return out          # BYE glare: ours is in flight; its response ends the call
+        if d.state in (CallState.OFFERED, CallState.EARLY):     # 15.1.2: answer the INVITE
+            out += self._reply(_as_received(d), 487, now, to_tag=d.local_tag)
         return out + self._end(d, "remote hangup", "remote")
 
     def _on_cancel(self, o: txn.RequestReceived, now: float) -> list[Output]:
-        key = self._txns.find_invite_for_cancel(o.request)
-        call_id = self._by_invite.get(key) if key is not None else None
+        call_id = self._by_invite.get(txn.server_key(o.request, method="INVITE"))
         d = self.calls.get(call_id) if call_id else None
-        if d is None:
-            return self._reply(o, 481, now)
+        if d is None:   # a live INVITE transaction without a call (already refused): 200
+            live = self._txns.find_invite_for_cancel(o.request) is not None
+            return self._reply(o, 200 if live else 481, now)
         out = self._reply(o, 200, now)
         if d.state in (CallState.OFFERED, CallState.EARLY):
             out += self._reply(_as_received(d), 487, now, to_tag=d.local_tag)
@@ -433,10 +437,13 @@ class SipCore:
         plan = self._negotiate(o.request)
         if isinstance(plan, tuple):
             return self._reply(o, plan[0], now, reason=plan[1])
+        ports = _ports_for(plan, d.media_ports)
+        if any(s.accepted and p is None for s, p in zip(plan.streams, ports, strict=True)):
+            return self._reply(o, 488, now, reason="Not Acceptable Here (new media stream)")
         d.offer, d.plan = parse_sdp(o.request.body), plan
         d.sdp_version += 1
         d.answer_sdp = build_answer(d.offer, plan, local_address=d.media_address,
-                                    ports=_ports_for(plan, d.media_ports), session_id=1,
+                                    ports=ports, session_id=d.sdp_session_id,
                                     session_version=d.sdp_version)
         out = self._reply(o, 200, now, extra=self._dialog_headers(d), body=d.answer_sdp,
                           content_type="application/sdp")
@@ -466,7 +473,7 @@ class SipCore:
         h = Headers()
         h.add("Via", f"SIP/2.0/{d.transport.upper()} {host}:{self.settings.local_port}"
                      f";branch={new_branch()};rport")
-        for route in reversed(inv.headers.get_all("Record-Route")):
+        for route in inv.headers.get_all("Record-Route"):     # UAS: in order (12.1.1)
             h.add("Route", route)
         h.add("Max-Forwards", "70")
         h.add("From", str(inv.to.with_tag(d.local_tag)))
@@ -487,7 +494,7 @@ class SipCore:
                 return []
             del self._reg_keys[key]
             self._learn_rport(reg, resp)
-            return self._registration_outputs(reg.on_response(resp, now), now)
+            return self._registration_outputs(reg, reg.on_response(resp, now), now)
         call_id = self._bye_keys.pop(key, None) if resp.status >= 200 else None
         d = self.calls.get(call_id) if call_id else None
         return self._end(d, d.end_reason, "local") if d is not None else []
@@ -495,7 +502,7 @@ class SipCore:
     def _on_client_timeout(self, key: Any, now: float) -> list[Output]:
         reg = self._reg_keys.pop(key, None)
         if reg is not None:
-            return self._registration_outputs(reg.on_timeout(now), now)
+            return self._registration_outputs(reg, reg.on_timeout(now), now)
         call_id = self._bye_keys.pop(key, None)
         d = self.calls.get(call_id) if call_id else None
         return self._end(d, d.end_reason + " (BYE timed out)", "local") if d else []
@@ -513,35 +520,34 @@ class SipCore:
     # ------------------------------------------------------------------ registrations
     def add_registration(self, reg: Any, now: float) -> list[Output]:
         self.registrations[reg.account_name] = reg
-        return self._registration_outputs(reg.start(now), now)
+        return self._registration_outputs(reg, reg.start(now), now)
 
     def remove_registration(self, name: str, now: float) -> list[Output]:
         reg = self.registrations.pop(name, None)
-        return self._registration_outputs(reg.unregister(now), now) if reg else []
+        return self._registration_outputs(reg, reg.unregister(now), now) if reg else []
 
     def unregister_all(self, now: float) -> list[Output]:
         out: list[Output] = []
         for reg in self.registrations.values():
-            out += self._registration_outputs(reg.unregister(now), now)
+            out += self._registration_outputs(reg, reg.unregister(now), now)
         return out
 
-    def _registration_outputs(self, outputs: Sequence[Any], now: float) -> list[Output]:
+    def _registration_outputs(self, reg: Any, outputs: Sequence[Any],
+                              now: float) -> list[Output]:
+        """Act for ``reg`` (which may already be removed from ``registrations``)."""
         result: list[Output] = []
         for o in outputs:
             if isinstance(o, SendRegister):
-                result += self._send_register(o, now)
+                result += self._send_register(reg, o, now)
             else:
                 result.append(o)
         return result
 
-    def _send_register(self, o: SendRegister, now: float) -> list[Output]:
-        reg = self.registrations.get(o.account)
-        transport = reg.transport if reg is not None else "udp"
+    def _send_register(self, reg: Any, o: SendRegister, now: float) -> list[Output]:
+        transport = o.request.top_via.transport.lower()
         addr = self._resolve(o.destination, transport)
-        if reg is None:
-            return []
         if addr is None:
-            return self._registration_outputs(reg.on_timeout(now), now)
+            return self._registration_outputs(reg, reg.on_timeout(now), now)
         key, outputs = self._txns.send_request(o.request, addr, transport, now)
         self._reg_keys[key] = reg
         return self._route(outputs, now)

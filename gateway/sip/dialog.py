@@ -73,6 +73,7 @@ class Dialog:
     local_cseq: int = 1
     remote_cseq: int = 0
     sdp_version: int = 1
+    sdp_session_id: int = 0      # o= sess-id of our answers: fixed for the dialog
     answer_sdp: bytes = b""
     media_address: str = ""
     media_ports: tuple[int | None, ...] = ()

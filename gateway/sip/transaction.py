@@ -466,6 +466,13 @@ class TransactionLayer:
         key = server_key(cancel, method="INVITE")
         return key if key in self._txns else None
 
+    def discard(self, key: TxnKey) -> None:
+        """Forget a server transaction the core will never answer (a late retransmission of
+        an INVITE whose dialog is already confirmed: RFC 6026 absorbs those)."""
+        txn = self._txns.get(key)
+        if txn is not None and key.role is Role.SERVER:
+            self._terminate(txn)
+
     # ---- inputs
 
     def receive(self, msg: SipMessage, addr: Address, transport: str, now: float) -> list[Output]:
