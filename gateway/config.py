@@ -152,6 +152,10 @@ class TritonConfig:
     request_timeout_s: float = 10.0
     health_interval_s: float = 5.0
     required_for_ready: bool = True
+    asr_enabled: bool = True
+    buffer_s: float = 10.0
+    final_timeout_s: float = 5.0
+    phrases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -648,6 +652,10 @@ _TRITON: Final = _table(TritonConfig, {
     "request_timeout_s": _float(0.1, 600),
     "health_interval_s": _float(0.5, 300),
     "required_for_ready": _bool,
+    "asr_enabled": _bool,
+    "buffer_s": _float(1, 600),
+    "final_timeout_s": _float(0.1, 120),
+    "phrases": _list(_text()),
 })
 
 _WEBHOOK_KEYS: Final = ("url", "timeout_s", "retries") + tuple(

@@ -17,6 +17,8 @@ from typing import Any
 import uvloop
 
 from gateway import __version__
+from gateway.asr.stream import AsrHub
+from gateway.calls import CallManager
 from gateway.config import ConfigError, GatewayConfig, load_config, redacted_dict, reload_diff
 from gateway.events import EventBus, build_sinks
 from gateway.http_api import HttpServer
@@ -39,7 +41,10 @@ class Gateway:
         self.events = EventBus(self.metrics)
         self.triton = TritonHealth(config.triton, self.metrics)
         self.http = HttpServer(self, config.http)
-        self.sip = SipService(config, self.metrics, self.events)
+        self.asr = (AsrHub(config.triton, self.metrics, config.triton.buffer_s)
+                    if config.triton.asr_enabled else None)
+        self.calls = CallManager(config, self.metrics, self.events, self.asr)
+        self.sip = SipService(config, self.metrics, self.events, self.calls)
         self.draining = False
         self._log = get_logger("gateway")
         self._watchdog_task: asyncio.Task[None] | None = None
@@ -47,6 +52,9 @@ class Gateway:
     async def start(self) -> None:
         self.events.start(build_sinks(self.config.events.sinks))
         self.triton.start()
+        if self.asr is not None:
+            self.asr.start()
+        self.calls.start()
         await self.sip.start()
         await self.http.start()
         self._log.info("gateway.started", version=__version__, sip=self.sip.listening(),
@@ -116,6 +124,7 @@ class Gateway:
         if any(c.startswith("events") for c in changed):
             await self.events.replace_sinks(build_sinks(new.events.sinks))
         self.sip.apply_config(new)
+        self.calls.apply_config(new)
         # keep the parts that need a restart as they were; take the live ones
         self.config = new
 
@@ -130,6 +139,8 @@ class Gateway:
         await self.sip.hangup_all("shutdown")
         await self.sip.unregister_all()
         await self.sip.stop()
+        if self.asr is not None:
+            await self.asr.close()
         await self.http.stop()
         await self.triton.close()
         if self._watchdog_task is not None:

@@ -56,6 +56,9 @@ class RtpEndpoint:
         self.ssrc: int | None = None
         self.port: int | None = None
         self.on_packet: Callable[[RtpPacket, float], None] | None = None
+        self.on_rtcp: Callable[[bytes, float], None] | None = None
+        self.remote_rtcp: Address | None = None
+        self.rtcp_mux = False
         self._rtp: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
@@ -64,6 +67,7 @@ class RtpEndpoint:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._rtp, _ = await self._loop.create_datagram_endpoint(
             lambda: _Proto(self._on_rtp), local_addr=(host, port), family=family)
+        self.rtcp_mux = rtcp_mux
         if not rtcp_mux:
             try:
                 self._rtcp, _ = await self._loop.create_datagram_endpoint(
@@ -75,7 +79,7 @@ class RtpEndpoint:
     def _on_rtp(self, data: bytes, addr: Address) -> None:
         now = self._loop.time()
         if len(data) >= 2 and 192 <= data[1] <= 223:      # RTCP muxed on the RTP port
-            self.stats.rtcp_received += 1
+            self._on_rtcp(data, addr)
             return
         try:
             packet = RtpPacket.parse(data)
@@ -108,6 +112,22 @@ class RtpEndpoint:
 
     def _on_rtcp(self, data: bytes, addr: Address) -> None:
         self.stats.rtcp_received += 1
+        if self.on_rtcp is not None:
+            self.on_rtcp(data, self._loop.time())
+
+    def send_rtcp(self, data: bytes) -> None:
+        """To the far end's RTCP address: port+1 of where its RTP comes from, or muxed."""
+        source = self.latched if (self.symmetric and self.latched) else self.remote
+        if source is None:
+            return
+        if self.rtcp_mux:
+            target, transport = source, self._rtp
+        else:
+            target = self.remote_rtcp if not self.symmetric and self.remote_rtcp else (
+                source[0], source[1] + 1)
+            transport = self._rtcp
+        if transport is not None:
+            transport.sendto(data, target)
 
     def send(self, data: bytes) -> None:
         target = self.latched if (self.symmetric and self.latched) else self.remote

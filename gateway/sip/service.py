@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.calls import CallManager
 from gateway.config import GatewayConfig, SipAccount
 from gateway.events import EventBus
 from gateway.logs import get_logger
-from gateway.media.endpoint import RtpEndpoint
-from gateway.media.ports import PortAllocator, PortsExhausted
 from gateway.metrics import Metrics
 from gateway.sip import core as sipcore
-from gateway.sip.dialog import Address, CallMetadata
+from gateway.sip.dialog import Address
 from gateway.sip.message import SipUri, parse_uri
 from gateway.sip.registration import Registration, RegistrationChanged, RegState
 from gateway.sip.sdp import AnswerPlan
@@ -27,22 +24,6 @@ from gateway.sip.transport import SipTransports
 UNREGISTER_WAIT_S = 3.0
 BYE_WAIT_S = 5.0
 STATIC_PT = {"PCMU": 0, "PCMA": 8}
-
-
-@dataclass(slots=True)
-class ActiveCall:
-    meta: CallMetadata
-    offered_at: float
-    legs: list[RtpEndpoint] = field(default_factory=list)
-    ports: list[int | None] = field(default_factory=list)
-    plan: AnswerPlan | None = None
-    answered_at: float | None = None
-    state: str = "offered"
-
-    def summary(self) -> dict[str, Any]:
-        return {**self.meta.to_dict(), "state": self.state,
-                "legs": [{"port": p, **leg.stats.to_dict()}
-                         for p, leg in zip(self.ports, self.legs, strict=False)]}
 
 
 def _wildcard(host: str) -> bool:
@@ -61,20 +42,21 @@ def _primary_address(v6: bool) -> str:
 
 
 class SipService:
-    def __init__(self, config: GatewayConfig, metrics: Metrics, events: EventBus) -> None:
+    def __init__(self, config: GatewayConfig, metrics: Metrics, events: EventBus,
+                 calls: CallManager) -> None:
         self.config = config
         self._metrics = metrics
         self._events = events
         self._log = get_logger("sip")
         self._transports = SipTransports(self._on_datagram, self._on_stream_error)
-        self._ports = PortAllocator(config.rtp.port_min, config.rtp.port_max)
+        self.calls = calls
+        calls.answer, calls.reject = self._answer, self._reject
+        calls.hangup = lambda call_id, reason: None if self.hangup(call_id, reason) else None
         self._core: sipcore.SipCore | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._resolved: dict[tuple[str, int | None, str], Address] = {}
-        self._calls: dict[str, ActiveCall] = {}
         self._reg_states: dict[str, RegistrationChanged] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._calls_changed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
 
     # ----------------------------------------------------------------- lifecycle
@@ -94,7 +76,7 @@ class SipService:
             local_host=host, local_port=port, user_agent=sip.user_agent,
             max_calls=sip.max_calls, trunk_allow=sip.trunk_allow,
             invite_rate_per_s=sip.invite_rate_per_s, send_ringing=sip.send_ringing,
-            copy_headers=sip.copy_headers, codecs=rtp.codecs,
+            copy_headers=_headers_to_copy(cfg), codecs=rtp.codecs,
             telephone_event=rtp.telephone_event, ptime_ms=rtp.ptime_ms,
             timers=TimerConfig(t1_s=sip.t1_ms / 1000, t2_s=sip.t2_ms / 1000))
 
@@ -116,13 +98,12 @@ class SipService:
 
     @property
     def active_calls(self) -> int:
-        return len(self._calls)
+        return self.calls.active
 
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        for call_id in list(self._calls):
-            self._release_media(call_id)
+        await self.calls.stop()
         await self._transports.stop()
 
     # ----------------------------------------------------------------- core plumbing
@@ -183,143 +164,60 @@ class SipService:
 
     # ----------------------------------------------------------------- calls
     def _on_CallOffered(self, o: sipcore.CallOffered) -> None:
-        self._calls[o.call_id] = ActiveCall(o.meta, time.time(), plan=o.plan)
-        self._metrics.active_calls.set(len(self._calls))
-        self._events.emit("call.offered", o.call_id, **o.meta.to_dict())
-        self._spawn(self._answer(o), f"answer {o.call_id}")
+        self.calls.offered(o.call_id, o.meta, o.plan)
 
-    async def _answer(self, o: sipcore.CallOffered) -> None:
-        call = self._calls.get(o.call_id)
-        if call is None:
-            return
-        try:
-            await self._open_media(call, o.plan)
-        except (PortsExhausted, OSError) as exc:
-            self._log.error("rtp.ports_exhausted", call_id=o.call_id, error=str(exc))
-            self._drive(lambda now: self.core.reject(o.call_id, 503, "no RTP port", now))
-            return
-        delay_s = self.config.sip.answer_delay_ms / 1000
-        if delay_s:
-            await asyncio.sleep(delay_s)
+    def _answer(self, call_id: str, ports: Sequence[int | None]) -> None:
         host = self._media_host()
-        self._drive(lambda now: self.core.answer(o.call_id, host, call.ports, now))
+        self._drive(lambda now: self.core.answer(call_id, host, ports, now))
+
+    def _reject(self, call_id: str, status: int, reason: str) -> None:
+        self._drive(lambda now: self.core.reject(call_id, status, reason, now))
 
     def _media_host(self) -> str:
         rtp = self.config.rtp
         host = rtp.advertised_address or rtp.bind_address
         return self.core.settings.local_host if _wildcard(host) else host
 
-    async def _open_media(self, call: ActiveCall, plan: AnswerPlan) -> None:
-        rtp = self.config.rtp
-        for stream in plan.streams:
-            if not stream.accepted:
-                call.ports.append(None)
-                continue
-            pts = {p for p in (stream.pt, stream.dtmf_pt) if p is not None}
-            leg = RtpEndpoint(frozenset(pts), rtp.symmetric)
-            if stream.remote_address and stream.remote_port:
-                leg.remote = (stream.remote_address, stream.remote_port)
-            await self._bind_leg(leg, stream.rtcp_mux)
-            call.legs.append(leg)
-            call.ports.append(leg.port)
-
-    async def _bind_leg(self, leg: RtpEndpoint, rtcp_mux: bool) -> None:
-        for _ in range(min(self._ports.free, 50) or 1):
-            port = self._ports.allocate()
-            try:
-                await leg.open(self.config.rtp.bind_address, port, rtcp_mux)
-                leg.port = port
-                return
-            except OSError:
-                self._ports.skip(port)       # held by someone else: try the next pair
-        raise PortsExhausted("no bindable RTP port pair")
-
     def _on_CallAnswered(self, o: sipcore.CallAnswered) -> None:
-        call = self._calls.get(o.call_id)
-        if call is not None:
-            call.state, call.answered_at = "answered", time.time()
-            self._metrics.calls.labels(outcome="answered").inc()
-            self._events.emit("call.answered", o.call_id, sip_call_id=call.meta.sip_call_id,
-                              ports=call.ports, codec=_codec(call.plan))
+        self.calls.answered(o.call_id)
 
     def _on_CallConfirmed(self, o: sipcore.CallConfirmed) -> None:
-        call = self._calls.get(o.call_id)
-        if call is not None:
-            call.state = "confirmed"
+        self.calls.confirmed(o.call_id)
 
     def _on_MediaChanged(self, o: sipcore.MediaChanged) -> None:
-        call = self._calls.get(o.call_id)
-        if call is None:
-            return
-        call.plan = o.plan
-        for stream, leg in zip(o.plan.accepted, call.legs, strict=False):
-            if stream.remote_address and stream.remote_port:
-                leg.remote = (stream.remote_address, stream.remote_port)
-        held = [s.remote_direction in ("sendonly", "inactive") for s in o.plan.accepted]
-        call.state = "held" if held and all(held) else "confirmed"
-        self._events.emit("call.media_changed", o.call_id, state=call.state,
-                          directions=[s.remote_direction for s in o.plan.accepted])
+        self.calls.media_changed(o.call_id, o.plan)
 
     def _on_CallEnded(self, o: sipcore.CallEnded) -> None:
-        call = self._calls.get(o.call_id)
-        legs = [leg.stats.to_dict() for leg in call.legs] if call else []
-        duration = round(time.time() - call.answered_at, 3) if call and call.answered_at else 0.0
-        self._release_media(o.call_id)
-        self._metrics.calls.labels(outcome="completed" if o.answered else "unanswered").inc()
-        self._events.emit("call.ended", o.call_id, reason=o.reason, by=o.by,
-                          answered=o.answered, duration_s=duration, legs=legs,
-                          sip_call_id=call.meta.sip_call_id if call else None)
-        self._calls_changed.set()
-
-    def _release_media(self, call_id: str) -> None:
-        call = self._calls.pop(call_id, None)
-        if call is None:
-            return
-        for leg in call.legs:
-            leg.close()
-            if leg.port is not None:
-                self._ports.release(leg.port)
-        self._metrics.active_calls.set(len(self._calls))
+        self.calls.ended(o.call_id, o.reason, o.by, o.answered)
 
     def hangup(self, call_id: str, reason: str) -> bool:
-        if call_id not in self._calls:
+        if call_id not in self.core.calls:
             return False
         self._drive(lambda now: self.core.hangup(call_id, reason, now))
         return True
 
     def calls_summary(self) -> list[dict[str, Any]]:
-        return [c.summary() for c in self._calls.values()]
+        return self.calls.summaries()
 
     def call_summary(self, call_id: str) -> dict[str, Any] | None:
-        call = self._calls.get(call_id)
-        return call.summary() if call else None
+        return self.calls.summary(call_id)
 
     # ----------------------------------------------------------------- drain
     def set_draining(self, draining: bool) -> None:
         self.core.draining = draining
 
     async def wait_calls_ended(self, timeout_s: float) -> bool:
-        deadline = self._loop.time() + timeout_s
-        while self._calls:
-            self._calls_changed.clear()
-            remaining = deadline - self._loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self._calls_changed.wait(), remaining)
-            except TimeoutError:
-                return False
-        return True
+        return await self.calls.wait_idle(timeout_s)
 
     async def hangup_all(self, reason: str) -> None:
-        if not self._calls:
+        live = list(self.core.calls)
+        if not live:
+            await self.calls.wait_idle(BYE_WAIT_S)
             return
-        self._log.info("sip.hangup_all", calls=len(self._calls), reason=reason)
-        for call_id in list(self._calls):
+        self._log.info("sip.hangup_all", calls=len(live), reason=reason)
+        for call_id in live:
             self.hangup(call_id, reason)
-        await self.wait_calls_ended(BYE_WAIT_S)
-        for call_id in list(self._calls):      # no answer to our BYE: free the media anyway
-            self._release_media(call_id)
+        await self.calls.wait_idle(BYE_WAIT_S + self.config.triton.final_timeout_s)
 
     # ----------------------------------------------------------------- registration
     def start_registrations(self) -> None:
@@ -409,3 +307,17 @@ def _codec(plan: AnswerPlan | None) -> str | None:
     if plan is None or not plan.accepted:
         return None
     return plan.accepted[0].encoding
+
+
+def _headers_to_copy(cfg: GatewayConfig) -> tuple[str, ...]:
+    """sip.copy_headers plus every header the channel rules and the joiner look at."""
+    wanted = list(cfg.sip.copy_headers)
+    extra = [r.header for r in cfg.channels.rules if r.header]
+    if cfg.channels.correlation_header:
+        extra.append(cfg.channels.correlation_header)
+    known = {h.lower() for h in wanted}
+    for header in extra:
+        if header.lower() not in known:
+            wanted.append(header)
+            known.add(header.lower())
+    return tuple(wanted)

@@ -1,0 +1,309 @@
+"""Calls in the shell: media, channels, conversations, ASR streams and call events.
+
+The SIP service tells the :class:`CallManager` what the SIP core decided (offered,
+answered, media changed, ended); the manager opens and closes media, labels legs
+agent/customer, joins correlated calls into conversations, streams audio to ASR and
+emits the call and transcript events. Teardown waits for the last transcript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.asr.contract import Hypothesis
+from gateway.asr.stream import AsrChannel, AsrHub
+from gateway.channels import ChannelMapper, ConversationJoiner
+from gateway.config import GatewayConfig
+from gateway.conversation import ChannelSink, ConversationMedia
+from gateway.events import EventBus
+from gateway.logs import get_logger
+from gateway.media.dtmf import DtmfEvent
+from gateway.media.ports import PortAllocator, PortsExhausted
+from gateway.media.recording import StereoRecorder
+from gateway.media.session import CallMedia, MediaLeg
+from gateway.metrics import Metrics
+from gateway.sip.dialog import CallMetadata
+from gateway.sip.sdp import AnswerPlan
+
+TICK_S = 0.1
+Answer = Callable[[str, Sequence[int | None]], None]
+Reject = Callable[[str, int, str], None]
+Hangup = Callable[[str, str], None]
+
+
+@dataclass(slots=True)
+class Call:
+    meta: CallMetadata
+    offered_at: float
+    conversation: ConversationMedia
+    channels: list[str]
+    media: CallMedia | None = None
+    asr: list[AsrChannel] = field(default_factory=list)
+    answered_at: float | None = None
+    state: str = "offered"
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.meta.to_dict(), "state": self.state,
+                "conversation_id": self.conversation.conversation_id,
+                "channels": self.channels,
+                "legs": self.media.stats() if self.media else []}
+
+
+class CallManager:
+    def __init__(self, config: GatewayConfig, metrics: Metrics, events: EventBus,
+                 asr: AsrHub | None) -> None:
+        self.config = config
+        self._metrics, self._events, self._asr = metrics, events, asr
+        self._log = get_logger("calls")
+        self._ports = PortAllocator(config.rtp.port_min, config.rtp.port_max)
+        self._mapper = ChannelMapper(config.channels)
+        self._joiner = ConversationJoiner(config.channels.correlation_header)
+        self._conversations: dict[str, ConversationMedia] = {}
+        self.calls: dict[str, Call] = {}
+        self._teardowns: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tick_task: asyncio.Task[None] | None = None
+        self.answer: Answer = lambda _c, _p: None
+        self.reject: Reject = lambda _c, _s, _r: None
+        self.hangup: Hangup = lambda _c, _r: None
+
+    def start(self) -> None:
+        self._tick_task = asyncio.create_task(self._ticker(), name="media tick")
+
+    def apply_config(self, config: GatewayConfig) -> None:
+        self.config = config
+        self._mapper = ChannelMapper(config.channels)
+        self._joiner.header = config.channels.correlation_header
+
+    @property
+    def active(self) -> int:
+        return len(self.calls)
+
+    # ----------------------------------------------------------------- offered -> answered
+    def offered(self, call_id: str, meta: CallMetadata, plan: AnswerPlan) -> None:
+        decision = self._mapper.classify(meta)
+        conv = self._joiner.add(call_id, meta, decision.channel, self._loop.time())
+        channel = conv.channel_of(call_id)
+        media = self._conversation_media(conv.conversation_id)
+        media.calls.add(call_id)
+        channels = [channel] * len(plan.accepted)
+        self.calls[call_id] = Call(meta, time.time(), media, channels)
+        self._idle.clear()
+        self._metrics.active_calls.set(len(self.calls))
+        self._log.info("channel.assigned", call_id=call_id, channel=channel,
+                       why=decision.why, conversation=conv.why)
+        self._events.emit("call.offered", call_id, conversation_id=conv.conversation_id,
+                          channel=channel, **meta.to_dict())
+        self._spawn(self._open(call_id, plan), f"media {call_id}")
+
+    def _conversation_media(self, conversation_id: str) -> ConversationMedia:
+        media = self._conversations.get(conversation_id)
+        if media is None:
+            media = ConversationMedia(conversation_id, self._loop.time(),
+                                      self._recorder(conversation_id))
+            self._conversations[conversation_id] = media
+        return media
+
+    def _recorder(self, conversation_id: str) -> StereoRecorder | None:
+        storage = self.config.storage
+        if not storage.record:
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        name = f"{stamp}-{conversation_id}.{storage.recording_format}"
+        path = Path(storage.recordings_dir) / name
+        try:
+            return StereoRecorder(path, fmt=storage.recording_format)
+        except (OSError, ValueError) as exc:
+            self._log.error("recording.open_failed", path=str(path), error=str(exc))
+            return None
+
+    async def _open(self, call_id: str, plan: AnswerPlan) -> None:
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        media = CallMedia(call_id, self.config, self._ports)
+        sinks = [self._sink(call, channel) for channel in call.channels]
+        try:
+            await media.open(plan, sinks, lambda leg, ev: self._on_dtmf(call_id, leg, ev))
+        except (PortsExhausted, OSError) as exc:
+            self._metrics.rtp_dropped.labels(reason="no_port").inc()
+            self._log.error("rtp.ports_exhausted", call_id=call_id, error=str(exc))
+            self._close_asr(call)
+            self.reject(call_id, 503, "Service Unavailable (no RTP port)")
+            return
+        call.media = media
+        if self.config.sip.answer_delay_ms:
+            await asyncio.sleep(self.config.sip.answer_delay_ms / 1000)
+        self.answer(call_id, media.port_list)
+
+    def _sink(self, call: Call, channel: str) -> ChannelSink:
+        asr = None
+        if self._asr is not None:
+            key = f"{call.meta.call_id}/{channel}"
+            asr = self._asr.open(key, lambda ch, hyp, lat: self._on_transcript(
+                call.meta.call_id, channel, hyp, lat), self.config.triton.phrases)
+            call.asr.append(asr)
+        return ChannelSink(call.conversation, channel, asr)
+
+    def answered(self, call_id: str) -> None:
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        call.state, call.answered_at = "answered", time.time()
+        self._metrics.calls.labels(outcome="answered").inc()
+        self._events.emit("call.answered", call_id, sip_call_id=call.meta.sip_call_id,
+                          conversation_id=call.conversation.conversation_id,
+                          channels=call.channels,
+                          ports=call.media.port_list if call.media else [])
+
+    def confirmed(self, call_id: str) -> None:
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.state = "confirmed"
+
+    def media_changed(self, call_id: str, plan: AnswerPlan) -> None:
+        call = self.calls.get(call_id)
+        if call is None or call.media is None:
+            return
+        call.media.update(plan)
+        call.state = "held" if call.media.held else "confirmed"
+        self._events.emit("call.media_changed", call_id, state=call.state,
+                          directions=[s.remote_direction for s in plan.accepted])
+
+    # ----------------------------------------------------------------- events from media/ASR
+    def _on_dtmf(self, call_id: str, leg: MediaLeg, ev: DtmfEvent) -> None:
+        self._events.emit("dtmf", call_id, channel=leg.channel, digit=ev.digit,
+                          duration_ms=ev.duration_ms, end_seen=ev.end_seen)
+
+    def _on_transcript(self, call_id: str, channel: str, hyp: Hypothesis,
+                       latency_s: float | None) -> None:
+        call = self.calls.get(call_id)
+        if not hyp.text and not hyp.is_final:
+            return
+        kind = "final" if hyp.is_final else "partial"
+        if latency_s is not None:
+            self._metrics.asr_latency.labels(kind=kind).observe(max(0.0, latency_s))
+        if hyp.is_final and not hyp.text:
+            return
+        self._events.emit(f"transcript.{kind}", call_id, channel=channel,
+                          conversation_id=call.conversation.conversation_id if call else None,
+                          text=hyp.text, segment=hyp.segment, start_s=hyp.start_s,
+                          end_s=hyp.end_s, words=[w.to_dict() for w in hyp.words],
+                          latency_s=None if latency_s is None else round(latency_s, 3))
+
+    # ----------------------------------------------------------------- media clock
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = self._loop.time()
+            for call_id, call in list(self.calls.items()):
+                if call.media is None or call.state not in ("confirmed", "held", "answered"):
+                    continue
+                try:
+                    reason = call.media.tick(now)
+                except Exception:   # one call's bug must not stop the clock of the others
+                    self._log.exception("media.tick_failed", call_id=call_id)
+                    continue
+                if reason is not None:
+                    self._log.warning("rtp.timeout", call_id=call_id, reason=reason)
+                    self.hangup(call_id, reason)
+
+    # ----------------------------------------------------------------- teardown
+    def ended(self, call_id: str, reason: str, by: str, answered: bool) -> None:
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        call.state = "ending"
+        task = self._loop.create_task(self._teardown(call, reason, by, answered))
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+
+    async def _teardown(self, call: Call, reason: str, by: str, answered: bool) -> None:
+        call_id = call.meta.call_id
+        legs: list[dict[str, Any]] = []
+        if call.media is not None:
+            call.media.close()              # flushes jitter buffers into ASR and recording
+            legs = call.media.stats()
+        finals = await self._finish_asr(call)
+        recording = self._leave_conversation(call)
+        self.calls.pop(call_id, None)
+        self._joiner.remove(call_id)
+        self._metrics.active_calls.set(len(self.calls))
+        self._metrics.calls.labels(outcome="completed" if answered else "unanswered").inc()
+        for leg in legs:
+            self._metrics.rtp_packets.labels(direction="in").inc(leg.get("received", 0))
+            self._metrics.rtp_lost.inc(leg.get("lost", 0))
+            self._metrics.rtp_jitter.observe(leg.get("jitter_ms", 0.0) / 1000)
+        duration = round(time.time() - call.answered_at, 3) if call.answered_at else 0.0
+        self._events.emit("call.ended", call_id, reason=reason, by=by, answered=answered,
+                          duration_s=duration, sip_call_id=call.meta.sip_call_id,
+                          conversation_id=call.conversation.conversation_id,
+                          channels=call.channels, legs=legs, asr_finals_flushed=finals,
+                          recording=str(recording) if recording else None)
+        if not self.calls:
+            self._idle.set()
+
+    async def _finish_asr(self, call: Call) -> bool:
+        if not call.asr:
+            return True
+        timeout = self.config.triton.final_timeout_s
+        results = await asyncio.gather(*(ch.close(timeout) for ch in call.asr))
+        if not all(results):
+            self._log.warning("asr.final_timeout", call_id=call.meta.call_id)
+        return all(results)
+
+    def _close_asr(self, call: Call) -> None:
+        for ch in call.asr:
+            ch.closing = True
+            ch.hub.forget(ch)
+
+    def _leave_conversation(self, call: Call) -> Path | None:
+        conv = call.conversation
+        conv.calls.discard(call.meta.call_id)
+        if conv.calls:
+            return None
+        self._conversations.pop(conv.conversation_id, None)
+        try:
+            return conv.close_recording()
+        except OSError as exc:
+            self._log.error("recording.close_failed", error=str(exc))
+            return None
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        if self._teardowns:
+            await asyncio.wait(list(self._teardowns),
+                               timeout=self.config.triton.final_timeout_s + 1)
+        for call in list(self.calls.values()):
+            if call.media is not None:
+                call.media.close()
+            self._leave_conversation(call)
+        self.calls.clear()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def summary(self, call_id: str) -> dict[str, Any] | None:
+        call = self.calls.get(call_id)
+        return call.summary() if call else None
+
+    def summaries(self) -> list[dict[str, Any]]:
+        return [c.summary() for c in self.calls.values()]

@@ -1,0 +1,73 @@
+"""Conversations in the shell: the shared timeline, recording and per-channel audio sinks.
+
+A conversation is one call (a single leg, or SIPREC's two streams) or two calls joined
+by a correlation header. Each channel's audio goes to the conversation's recorder (8 kHz,
+time-aligned on the conversation timeline) and to its ASR stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.asr.stream import AsrChannel
+from gateway.media.recording import StereoRecorder
+
+RECORDING_RATE_HZ = 8000
+
+
+class ConversationMedia:
+    def __init__(self, conversation_id: str, start: float, recorder: StereoRecorder | None
+                 ) -> None:
+        self.conversation_id = conversation_id
+        self.start = start
+        self.recorder = recorder
+        self.calls: set[str] = set()
+        self.recording_path: Path | None = None
+
+    def position_at(self, now: float) -> int:
+        return max(0, round((now - self.start) * RECORDING_RATE_HZ))
+
+    def close_recording(self) -> Path | None:
+        if self.recorder is not None and self.recording_path is None:
+            self.recording_path = self.recorder.close()
+        return self.recording_path
+
+
+class ChannelSink:
+    """An :class:`~gateway.media.leg.AudioSink` feeding the recorder and the ASR stream."""
+
+    def __init__(self, media: ConversationMedia, channel: str, asr: AsrChannel | None) -> None:
+        self.media = media
+        self.channel = channel
+        self.asr = asr
+        self._offset: int | None = None
+        self._loop = asyncio.get_running_loop()
+        self.samples = 0
+
+    @property
+    def offset_s(self) -> float:
+        """Where this leg's audio starts on the conversation timeline."""
+        return (self._offset or 0) / RECORDING_RATE_HZ
+
+    def audio(self, position: int, pcm8k: npt.NDArray[np.int16],
+              pcm_model: npt.NDArray[np.float32]) -> None:
+        now = self._loop.time()
+        if self._offset is None:
+            self._offset = self.media.position_at(now) - position
+        if self.media.recorder is not None and len(pcm8k):
+            self.media.recorder.write(self.channel, self._offset + position, pcm8k)
+        if self.asr is not None:
+            self.asr.push(pcm_model, now)
+        self.samples += len(pcm8k)
+
+    def end(self) -> None:
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {"channel": self.channel, "offset_s": round(self.offset_s, 3),
+                "audio_s": round(self.samples / RECORDING_RATE_HZ, 3)}

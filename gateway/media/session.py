@@ -1,0 +1,175 @@
+"""One call's media in the shell: RTP sockets per accepted stream, the receive pipelines,
+RTCP receiver reports, the RTP timeout and hold state, and port bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import GatewayConfig
+from gateway.conversation import ChannelSink
+from gateway.media.dtmf import DtmfEvent
+from gateway.media.endpoint import RtpEndpoint
+from gateway.media.leg import InboundLeg, LegSettings
+from gateway.media.ports import PortAllocator, PortsExhausted
+from gateway.media.rtcp import RtcpError, RtcpScheduler, build_receiver_report, parse_compound
+from gateway.sip.sdp import AnsweredStream, AnswerPlan
+
+HELD_DIRECTIONS = ("sendonly", "inactive")
+
+
+@dataclass(slots=True)
+class MediaLeg:
+    stream: AnsweredStream
+    endpoint: RtpEndpoint
+    pipeline: InboundLeg
+    sink: ChannelSink
+    rtcp: RtcpScheduler
+    ssrc: int
+
+    @property
+    def channel(self) -> str:
+        return self.sink.channel
+
+
+class CallMedia:
+    def __init__(self, call_id: str, config: GatewayConfig, ports: PortAllocator) -> None:
+        self.call_id = call_id
+        self._config = config
+        self._ports = ports
+        self.legs: list[MediaLeg] = []
+        self.port_list: list[int | None] = []
+        self.held = False
+        self._last_activity = asyncio.get_running_loop().time()
+        self.closed = False
+
+    async def open(self, plan: AnswerPlan, sinks: list[ChannelSink],
+                   on_dtmf: Callable[[MediaLeg, DtmfEvent], None]) -> None:
+        """Bind sockets for every accepted stream; ``sinks`` holds one per accepted stream."""
+        accepted = iter(sinks)
+        try:
+            for stream in plan.streams:
+                if not stream.accepted:
+                    self.port_list.append(None)
+                    continue
+                leg = await self._open_leg(stream, next(accepted), on_dtmf)
+                self.legs.append(leg)
+                self.port_list.append(leg.endpoint.port)
+        except BaseException:
+            self.close_sockets()
+            raise
+
+    async def _open_leg(self, stream: AnsweredStream, sink: ChannelSink,
+                        on_dtmf: Callable[[MediaLeg, DtmfEvent], None]) -> MediaLeg:
+        rtp = self._config.rtp
+        assert stream.pt is not None and stream.encoding is not None
+        pts = frozenset(p for p in (stream.pt, stream.dtmf_pt) if p is not None)
+        endpoint = RtpEndpoint(pts, rtp.symmetric)
+        self._set_remote(endpoint, stream)
+        await self._bind(endpoint, stream.rtcp_mux)
+        settings = LegSettings(stream.encoding, stream.pt, stream.dtmf_pt, stream.ptime_ms,
+                               rtp.jitter_depth_ms, rtp.jitter_mode == "adaptive",
+                               self._config.triton.sample_rate_hz)
+        leg_box: list[MediaLeg] = []
+        pipeline = InboundLeg(settings, sink, lambda ev: on_dtmf(leg_box[0], ev))
+        leg = MediaLeg(stream, endpoint, pipeline, sink, RtcpScheduler(), secrets.randbits(32))
+        leg_box.append(leg)
+        endpoint.on_packet = pipeline.on_packet
+        endpoint.on_rtcp = lambda data, now: self._on_rtcp(leg, data, now)
+        leg.rtcp.start(asyncio.get_running_loop().time())
+        return leg
+
+    @staticmethod
+    def _set_remote(endpoint: RtpEndpoint, stream: AnsweredStream) -> None:
+        if stream.remote_address and stream.remote_port:
+            endpoint.remote = (stream.remote_address, stream.remote_port)
+            if stream.remote_rtcp_port:
+                endpoint.remote_rtcp = (stream.remote_address, stream.remote_rtcp_port)
+
+    async def _bind(self, endpoint: RtpEndpoint, rtcp_mux: bool) -> None:
+        for _ in range(min(self._ports.free, 50) or 1):
+            port = self._ports.allocate()
+            try:
+                await endpoint.open(self._config.rtp.bind_address, port, rtcp_mux)
+            except OSError:
+                self._ports.skip(port)       # held by another process: try the next pair
+                continue
+            endpoint.port = port
+            return
+        raise PortsExhausted("no bindable RTP port pair in the configured range")
+
+    def update(self, plan: AnswerPlan) -> None:
+        """re-INVITE: new remote addresses and hold state."""
+        for stream, leg in zip(plan.accepted, self.legs, strict=False):
+            self._set_remote(leg.endpoint, stream)
+            leg.stream = stream
+        directions = [s.remote_direction for s in plan.accepted]
+        self.held = bool(directions) and all(d in HELD_DIRECTIONS for d in directions)
+        self._last_activity = asyncio.get_running_loop().time()
+
+    def _on_rtcp(self, leg: MediaLeg, data: bytes, now: float) -> None:
+        try:
+            summary = parse_compound(data)
+        except RtcpError:
+            return
+        if summary.sr_ntp_middle is not None:
+            leg.rtcp.on_sender_report(summary.sr_ntp_middle, now)
+
+    def tick(self, now: float) -> str | None:
+        """Shared media clock: release held audio, send due RTCP; the reason to hang up, if any."""
+        for leg in self.legs:
+            leg.pipeline.tick(now)
+            self._maybe_send_rtcp(leg, now)
+            last = leg.endpoint.stats.last_packet_at
+            if last is not None and last > self._last_activity:
+                self._last_activity = last
+        if self.held or not self.legs:
+            self._last_activity = max(self._last_activity, now) if self.held else \
+                self._last_activity
+            return None
+        if now - self._last_activity > self._config.rtp.timeout_s:
+            return f"rtp timeout ({self._config.rtp.timeout_s:g} s without packets)"
+        return None
+
+    def _maybe_send_rtcp(self, leg: MediaLeg, now: float) -> None:
+        due = leg.rtcp.next_due()
+        if due is None or due > now or leg.pipeline.rtp_stats.received == 0:
+            return
+        block = leg.pipeline.rtp_stats.report_block()
+        lsr, dlsr = leg.rtcp.lsr_dlsr(now)
+        leg.endpoint.send_rtcp(build_receiver_report(
+            ssrc=leg.ssrc, media_ssrc=leg.endpoint.ssrc or 0,
+            fraction_lost=block.fraction_lost, packets_lost=block.packets_lost,
+            highest_sequence=block.highest_sequence, jitter=block.jitter, lsr=lsr, dlsr=dlsr,
+            cname=f"asr-gateway@{self.call_id}"))
+        leg.rtcp.sent(now)
+
+    def close(self) -> None:
+        """Flush every pipeline (the last audio reaches ASR/recording), free the ports."""
+        if self.closed:
+            return
+        self.closed = True
+        for leg in self.legs:
+            leg.pipeline.close()
+        self.close_sockets()
+
+    def close_sockets(self) -> None:
+        for leg in self.legs:
+            leg.endpoint.close()
+        for port in self.port_list:
+            if port is not None:
+                self._ports.release(port)
+        self.port_list = [None for _ in self.port_list]
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [{"channel": leg.channel, "port": leg.endpoint.port,
+                 "remote": _addr(leg.endpoint.latched or leg.endpoint.remote),
+                 "ssrc": leg.endpoint.ssrc, **leg.endpoint.stats.to_dict(),
+                 **leg.pipeline.stats(), **leg.sink.summary()} for leg in self.legs]
+
+
+def _addr(addr: tuple[str, int] | None) -> str | None:
+    return f"{addr[0]}:{addr[1]}" if addr else None

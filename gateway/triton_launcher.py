@@ -1,0 +1,307 @@
+"""Starts the Triton Inference Server bundled in PyPI ``nvidia-pytriton`` from its own venv.
+
+The server binary, the Python backend and its stub come from the Triton venv
+(``.venv-triton``, see ``triton_models/requirements-cpu.txt``); this module only
+prepares ``<workdir>/backends/python`` and the environment the stub needs, then
+spawns the binary. It never imports the model code (NeMo, torch, Whisper): those
+run inside the server's Python-backend stubs. ``triton_models/run_triton.sh`` does
+the same for systemd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+LOOPBACK = "127.0.0.1"
+_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+_PROBE = ("import json, sys, sysconfig; print(json.dumps({'purelib': sysconfig.get_paths()"
+          "['purelib'], 'libdir': sysconfig.get_config_var('LIBDIR'), 'version': "
+          "'%d.%d' % sys.version_info[:2]}))")
+
+
+class TritonLaunchError(RuntimeError):
+    """The Triton server could not be prepared or started."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(f"{message}\n--- triton log tail ---\n{log_tail}" if log_tail else message)
+        self.log_tail = log_tail
+
+
+class TritonVenvMissingError(TritonLaunchError):
+    """The Triton venv or the server bundled in it is missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class TritonInstall:
+    """Where the bundled server lives inside a Triton venv."""
+
+    venv: Path
+    site_packages: Path
+    python_libdir: Path
+    python_version: str
+
+    @property
+    def server_root(self) -> Path:
+        return self.site_packages / "pytriton" / "tritonserver"
+
+    @property
+    def server_bin(self) -> Path:
+        return self.server_root / "bin" / "tritonserver"
+
+    @property
+    def stub(self) -> Path:
+        stubs = self.server_root / "python_backend_stubs" / self.python_version
+        return stubs / "triton_python_backend_stub"
+
+
+def find_install(venv: Path) -> TritonInstall:
+    """Locate the bundled server in ``venv``; TritonVenvMissingError names the fix."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        raise TritonVenvMissingError(f"Triton venv {venv} not found: run make triton-venv")
+    probe = subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True,
+                           check=False, timeout=60)
+    if probe.returncode != 0:
+        raise TritonVenvMissingError(f"{python} does not run: {probe.stderr.strip()}")
+    info = json.loads(probe.stdout)
+    install = TritonInstall(venv, Path(info["purelib"]), Path(info["libdir"]), info["version"])
+    for needed in (install.server_bin, install.stub):
+        if not needed.exists():
+            raise TritonVenvMissingError(f"{needed} missing in {venv} (nvidia-pytriton not "
+                                         "installed?): run make triton-venv")
+    return install
+
+
+def prepare_backends(install: TritonInstall, workdir: Path) -> Path:
+    """``<workdir>/backends/python`` with the backend library, its utils and the stub."""
+    target = workdir / "backends" / "python"
+    target.mkdir(parents=True, exist_ok=True)
+    sources = [install.server_root / "backends" / "python" / f for f in _BACKEND_FILES]
+    for source in [*sources, install.stub]:
+        shutil.copy2(source, target / source.name)
+    return target.parent
+
+
+def server_env(install: TritonInstall, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the server: the bundled libraries first, the venv's python3 first."""
+    env = dict(os.environ if base is None else base)
+    libs = [str(install.site_packages / "nvidia_pytriton.libs"), str(install.python_libdir)]
+    if env.get("LD_LIBRARY_PATH"):
+        libs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = ":".join(libs)
+    env["PATH"] = f"{install.venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["VIRTUAL_ENV"] = str(install.venv)
+    env.pop("PYTHONPATH", None)
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+def discover_models(model_repository: Path) -> tuple[str, ...]:
+    """Model directories of a repository: those holding a config.pbtxt (not ``common``)."""
+    return tuple(sorted(p.parent.name for p in model_repository.glob("*/config.pbtxt")))
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    http: int | None
+    grpc: int | None
+    metrics: int | None
+
+
+def _endpoint_args(host: str, ports: Ports) -> list[str]:
+    args: list[str] = []
+    for name, port in (("http", ports.http), ("grpc", ports.grpc), ("metrics", ports.metrics)):
+        if port is None:
+            args.append(f"--allow-{name}=false")
+        else:
+            args += [f"--{name}-address={host}", f"--{name}-port={port}"]
+    return args
+
+
+def server_argv(install: TritonInstall, backends: Path, model_repository: Path, *,
+                host: str, ports: Ports, models: Sequence[str]) -> list[str]:
+    argv = [str(install.server_bin), f"--model-repository={model_repository}",
+            f"--backend-directory={backends}",
+            f"--cache-directory={install.server_root / 'caches'}",
+            "--model-control-mode=explicit", *(f"--load-model={m}" for m in models),
+            "--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0",
+            "--exit-timeout-secs=5", "--log-info=true"]
+    return argv + _endpoint_args(host, ports)
+
+
+class TritonProcess:
+    """One tritonserver child process serving ``model_repository``."""
+
+    def __init__(self, model_repository: Path, *, venv: Path, workdir: Path,
+                 http_port: int | None, grpc_port: int | None, metrics_port: int | None,
+                 models: Sequence[str] | None = None, log_path: Path,
+                 host: str = LOOPBACK) -> None:
+        if http_port is None and grpc_port is None:
+            raise ValueError("Triton needs an HTTP or a gRPC port to report readiness")
+        self.model_repository = model_repository.resolve()
+        self.venv = venv.resolve()
+        self.workdir = workdir
+        self.ports = Ports(http_port, grpc_port, metrics_port)
+        self.models = tuple(models) if models is not None else discover_models(
+            self.model_repository)
+        self.log_path = log_path
+        self.host = host
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        if self.ports.grpc is None:
+            raise ValueError("this Triton has no gRPC port")
+        return f"{self.host}:{self.ports.grpc}"
+
+    @property
+    def http_url(self) -> str:
+        if self.ports.http is None:
+            raise ValueError("this Triton has no HTTP port")
+        return f"http://{self.host}:{self.ports.http}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout_s: float = 120.0) -> TritonProcess:
+        """Spawn the server and wait until it and every model are ready (or raise)."""
+        install = find_install(self.venv)
+        backends = prepare_backends(install, self.workdir)
+        argv = server_argv(install, backends, self.model_repository, host=self.host,
+                           ports=self.ports, models=self.models)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(argv, env=server_env(install), stdout=log,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          cwd=self.workdir, start_new_session=True)
+        self._wait_ready(timeout_s)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                code = None if self._proc is None else self._proc.returncode
+                raise TritonLaunchError(f"tritonserver exited with {code} before it was ready",
+                                        self.log_tail())
+            if self._ready():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise TritonLaunchError(f"tritonserver not ready after {timeout_s:.0f} s", self.log_tail())
+
+    def _ready(self) -> bool:
+        if self.ports.http is not None:
+            return all(self._http_ok(path) for path in self._ready_paths())
+        return self._grpc_ready()
+
+    def _ready_paths(self) -> list[str]:
+        return ["/v2/health/ready", *(f"/v2/models/{m}/ready" for m in self.models)]
+
+    def _http_ok(self, path: str) -> bool:
+        try:
+            with urllib.request.urlopen(self.http_url + path, timeout=2.0) as reply:
+                return int(reply.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _grpc_ready(self) -> bool:
+        import tritonclient.grpc as grpcclient  # only without HTTP: lazy, it is heavy
+
+        try:
+            client = grpcclient.InferenceServerClient(self.grpc_url)
+            try:
+                return bool(client.is_server_ready()) and all(
+                    client.is_model_ready(m) for m in self.models)
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+            return False
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM, wait up to ``timeout_s``, then SIGKILL the process group."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout_s)
+        return proc.returncode
+
+    def wait(self) -> int:
+        if self._proc is None:
+            raise ValueError("Triton was not started")
+        return self._proc.wait()
+
+    def log_tail(self, max_bytes: int = 6000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-max_bytes:].decode("utf-8", errors="replace")
+
+
+def _parser() -> argparse.ArgumentParser:
+    root = Path(__file__).resolve().parent.parent
+    parser = argparse.ArgumentParser(prog="asr-gateway triton",
+                                     description="Run the bundled Triton in the foreground.")
+    parser.add_argument("--model-repository", type=Path, default=root / "triton_models")
+    parser.add_argument("--venv", type=Path, default=root / ".venv-triton")
+    parser.add_argument("--workdir", type=Path, default=root / ".run" / "triton")
+    parser.add_argument("--host", default=LOOPBACK)
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--model", action="append", dest="models",
+                        help="load only these models (repeat); default: every model")
+    parser.add_argument("--timeout-s", type=float, default=300.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Foreground launcher: start, print where the log goes, wait; SIGINT/SIGTERM stop it."""
+    args = _parser().parse_args(argv)
+    triton = TritonProcess(args.model_repository, venv=args.venv, workdir=args.workdir,
+                           http_port=args.http_port, grpc_port=args.grpc_port,
+                           metrics_port=args.metrics_port, models=args.models,
+                           log_path=args.workdir / "triton.log", host=args.host)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        triton.stop()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        triton.start(args.timeout_s)
+    except TritonLaunchError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"triton ready: grpc {triton.grpc_url}, models {', '.join(triton.models)}; "
+          f"log {triton.log_path}", flush=True)
+    return triton.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
