@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config",
                            help="validate a config file; exit 0, or 2 listing errors")
     check.add_argument("file", type=Path)
+    tail = sub.add_parser("tail", help="print live transcripts from a running gateway")
+    tail.add_argument("--url", default="http://127.0.0.1:8088", help="the gateway's HTTP port")
+    tail.add_argument("--token-env", default="ASR_GW_HTTP_TOKEN",
+                      help="environment variable holding the bearer token")
+    tail.add_argument("--call", default=None, help="only this call_id")
+    tail.add_argument("--types", default=None, help="comma-separated event types")
     p.add_argument("--config", "-c", dest="top_config", type=Path, default=None,
                    help="shorthand for 'run --config FILE'")
     return p
@@ -47,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return check_config(args.file)
+    if args.command == "tail":
+        from gateway import tail
+
+        return tail.run(args.url, os.environ.get(args.token_env), args.call,
+                        args.types or tail.DEFAULT_TYPES)
     from gateway.server import run
 
     path = args.config if args.command == "run" else (args.top_config or Path(DEFAULT_CONFIG))

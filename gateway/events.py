@@ -123,8 +123,35 @@ class WebhookSink:
             await self._session.close()
 
 
-def build_sinks(configs: Sequence[EventSinkConfig]) -> list[Sink]:
-    sinks: list[Sink] = []
+class CallFilesSink:
+    """Every event of a call appended to ``<dir>/<call_id>.jsonl``; closed at call.ended."""
+
+    def __init__(self, directory: Path) -> None:
+        self.name = f"call_files:{directory}"
+        self._dir = directory
+        self._files: dict[str, Any] = {}
+
+    async def write(self, event: Event) -> None:
+        if event.call_id is None:
+            return
+        f = self._files.get(event.call_id)
+        if f is None:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            f = self._files[event.call_id] = (self._dir / f"{event.call_id}.jsonl").open(
+                "a", encoding="utf-8")
+        f.write(event.to_json() + "\n")
+        f.flush()
+        if event.type == "call.ended":
+            self._files.pop(event.call_id).close()
+
+    async def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+def build_sinks(configs: Sequence[EventSinkConfig], calls_dir: Path | None = None) -> list[Sink]:
+    sinks: list[Sink] = [CallFilesSink(calls_dir)] if calls_dir is not None else []
     for c in configs:
         if c.type == "log":
             sinks.append(LogSink())
@@ -174,8 +201,12 @@ class EventBus:
         self._workers = [_SinkWorker(s, self._metrics) for s in sinks]
 
     def subscribe(self, listener: Any) -> None:
-        """In-process listeners (tests, control API) get every event synchronously."""
+        """In-process listeners (WebSocket clients, bot logic) get every event synchronously."""
         self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Any) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def emit(self, type_: str, call_id: str | None = None, /, **data: Any) -> Event:
         event = Event(type_, call_id, data)

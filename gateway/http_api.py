@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.config import HttpConfig
+from gateway.events import Event
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -68,6 +70,46 @@ async def hangup_call(request: web.Request) -> web.Response:
     return web.json_response({"status": "hanging up"}, status=202)
 
 
+WS_QUEUE_LIMIT = 1000
+
+
+async def events_ws(request: web.Request) -> web.StreamResponse:
+    """Live events over a WebSocket; ``?call_id=`` and ``?types=a,b`` filter them."""
+    gateway = request.app[GATEWAY_KEY]
+    call_id = request.query.get("call_id")
+    types = {t for t in request.query.get("types", "").split(",") if t}
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    queue: asyncio.Queue[str] = asyncio.Queue(WS_QUEUE_LIMIT)
+
+    def listener(event: Event) -> None:
+        if (call_id and event.call_id != call_id) or (types and event.type not in types):
+            return
+        if queue.full():
+            queue.get_nowait()             # a slow viewer loses old lines, never the calls
+        queue.put_nowait(event.to_json())
+
+    gateway.events.subscribe(listener)
+    reader = asyncio.create_task(_drain_incoming(ws))
+    try:
+        while not ws.closed and not reader.done():
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                await ws.send_str(getter.result())
+            else:
+                getter.cancel()
+    finally:
+        gateway.events.unsubscribe(listener)
+        reader.cancel()
+    return ws
+
+
+async def _drain_incoming(ws: web.WebSocketResponse) -> None:
+    async for _msg in ws:      # the client only listens; reading keeps pings and close working
+        pass
+
+
 def build_app(gateway: Gateway, config: HttpConfig) -> web.Application:
     token = config.token.reveal() if config.token is not None else None
     app = web.Application(middlewares=[_token_middleware(token)], client_max_size=64 * 1024)
@@ -78,6 +120,7 @@ def build_app(gateway: Gateway, config: HttpConfig) -> web.Application:
     app.router.add_get("/v1/calls", list_calls)
     app.router.add_get("/v1/calls/{call_id}", get_call)
     app.router.add_post("/v1/calls/{call_id}/hangup", hangup_call)
+    app.router.add_get("/v1/events", events_ws)
     return app
 
 

@@ -46,11 +46,12 @@ class Gateway:
         self.calls = CallManager(config, self.metrics, self.events, self.asr)
         self.sip = SipService(config, self.metrics, self.events, self.calls)
         self.draining = False
+        self.calls_dir = config.storage.state_dir / "calls"
         self._log = get_logger("gateway")
         self._watchdog_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.events.start(build_sinks(self.config.events.sinks))
+        self.events.start(build_sinks(self.config.events.sinks, self.calls_dir))
         self.triton.start()
         if self.asr is not None:
             self.asr.start()
@@ -122,7 +123,7 @@ class Gateway:
         if any(c.startswith("logging") for c in changed):
             configure_logging(new.logging.level, new.logging.format)
         if any(c.startswith("events") for c in changed):
-            await self.events.replace_sinks(build_sinks(new.events.sinks))
+            await self.events.replace_sinks(build_sinks(new.events.sinks, self.calls_dir))
         self.sip.apply_config(new)
         self.calls.apply_config(new)
         # keep the parts that need a restart as they were; take the live ones

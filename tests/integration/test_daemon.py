@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -211,3 +212,33 @@ def test_systemd_units_verify() -> None:
         problems = [line for line in result.stderr.splitlines()
                     if "is not executable" not in line and "No such file" not in line]
         assert not problems, result.stderr
+
+
+def test_events_websocket_tail_and_per_call_file(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory({"http": {"token_env": "GW_TEST_TOKEN"},
+                          "triton": {"asr_enabled": False}},
+                         env={"GW_TEST_TOKEN": "tok-1"})
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "tail", "--url", f"http://127.0.0.1:{gw.http_port}",
+         "--token-env", "GW_TEST_TOKEN"], cwd=REPO, env={**os.environ, "GW_TEST_TOKEN": "tok-1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    denied = subprocess.run(
+        [sys.executable, "-m", "gateway", "tail", "--url", f"http://127.0.0.1:{gw.http_port}",
+         "--token-env", "NO_SUCH_VAR"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert denied.returncode == 2 and "401" in denied.stderr
+    time.sleep(1.5)                       # let tail connect before the call starts
+    peer = UdpPeer()
+    to_tag = _answer_and_ack(peer, gw, "ws-call")
+    peer.send(request("BYE", gw.sip_port, local_port=peer.port, call_id="ws-call",
+                      to_tag=to_tag, cseq=2), gw.sip_port)
+    assert peer.replies()[-1].status == 200
+    ended = gw.wait_log("call.ended")
+    time.sleep(0.5)
+    tail.terminate()
+    out, err = tail.communicate(timeout=10)
+    short = ended["call_id"][-6:]
+    assert f"[{short}] call.answered" in out and f"[{short}] call.ended remote hangup" in out, (
+        out, err)
+    per_call = gw.tmp / "state" / "calls" / f"{ended['call_id']}.jsonl"
+    kinds = [json.loads(line)["type"] for line in per_call.read_text().splitlines()]
+    assert kinds[0] == "call.offered" and kinds[-1] == "call.ended" and "call.answered" in kinds
