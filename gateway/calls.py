@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from gateway.asr.contract import Hypothesis
 from gateway.asr.stream import AsrChannel, AsrHub
+from gateway.bot import BotAction, BotClient
 from gateway.channels import ChannelMapper, ConversationJoiner
 from gateway.config import GatewayConfig
 from gateway.conversation import ChannelSink, ConversationMedia
@@ -26,9 +30,12 @@ from gateway.media.dtmf import DtmfEvent
 from gateway.media.ports import PortAllocator, PortsExhausted
 from gateway.media.recording import StereoRecorder
 from gateway.media.session import CallMedia, MediaLeg
+from gateway.media.vad import EnergyVad
 from gateway.metrics import Metrics
 from gateway.sip.dialog import CallMetadata
 from gateway.sip.sdp import AnswerPlan
+from gateway.tts.client import TtsClient
+from gateway.tts.playout import Playout, Reply
 
 TICK_S = 0.1
 Answer = Callable[[str, Sequence[int | None]], None]
@@ -46,6 +53,8 @@ class Call:
     asr: list[AsrChannel] = field(default_factory=list)
     answered_at: float | None = None
     state: str = "offered"
+    playout: Playout | None = None
+    vad: EnergyVad | None = None
 
     def summary(self) -> dict[str, Any]:
         return {**self.meta.to_dict(), "state": self.state,
@@ -56,9 +65,10 @@ class Call:
 
 class CallManager:
     def __init__(self, config: GatewayConfig, metrics: Metrics, events: EventBus,
-                 asr: AsrHub | None) -> None:
+                 asr: AsrHub | None, tts: TtsClient | None = None) -> None:
         self.config = config
-        self._metrics, self._events, self._asr = metrics, events, asr
+        self._metrics, self._events, self._asr, self._tts = metrics, events, asr, tts
+        self.bot = BotClient(config.bot, self._bot_action)
         self._log = get_logger("calls")
         self._ports = PortAllocator(config.rtp.port_min, config.rtp.port_max)
         self._mapper = ChannelMapper(config.channels)
@@ -82,6 +92,7 @@ class CallManager:
         self.config = config
         self._mapper = ChannelMapper(config.channels)
         self._joiner.header = config.channels.correlation_header
+        self.bot.config = config.bot
 
     @property
     def active(self) -> int:
@@ -140,6 +151,7 @@ class CallManager:
             self.reject(call_id, 503, "Service Unavailable (no RTP port)")
             return
         call.media = media
+        self._attach_playout(call, media)
         if self.config.sip.answer_delay_ms:
             await asyncio.sleep(self.config.sip.answer_delay_ms / 1000)
         self.answer(call_id, media.port_list)
@@ -151,7 +163,8 @@ class CallManager:
             asr = self._asr.open(key, lambda ch, hyp, lat: self._on_transcript(
                 call.meta.call_id, channel, hyp, lat), self.config.triton.phrases)
             call.asr.append(asr)
-        return ChannelSink(call.conversation, channel, asr)
+        return ChannelSink(call.conversation, channel, asr,
+                           lambda pcm: self._barge_in_audio(call, pcm))
 
     def answered(self, call_id: str) -> None:
         call = self.calls.get(call_id)
@@ -166,8 +179,63 @@ class CallManager:
 
     def confirmed(self, call_id: str) -> None:
         call = self.calls.get(call_id)
-        if call is not None:
-            call.state = "confirmed"
+        if call is None:
+            return
+        first = call.state == "answered"
+        call.state = "confirmed"
+        tts = self.config.tts
+        if first and call.playout is not None:
+            if tts.recording_notice:
+                call.playout.say(tts.recording_notice, barge_in=False, source="recording_notice")
+            if tts.greeting:
+                call.playout.say(tts.greeting, barge_in=True, source="greeting")
+
+    # ----------------------------------------------------------------- spoken replies
+    def _attach_playout(self, call: Call, media: CallMedia) -> None:
+        if self._tts is None:
+            return
+        for leg in media.legs:
+            stream = leg.stream
+            if stream.direction in ("sendrecv", "sendonly") and stream.pt is not None:
+                call.playout = Playout(call.meta.call_id, leg.endpoint,
+                                       encoding=stream.encoding or "PCMU",
+                                       payload_type=stream.pt, ptime_ms=stream.ptime_ms,
+                                       tts=self._tts, emit=self._events.emit,
+                                       voice=self.config.tts.voice, rate=self.config.tts.rate)
+                tts = self.config.tts
+                call.vad = EnergyVad(threshold_dbfs=tts.barge_in_threshold_dbfs,
+                                     min_speech_ms=tts.barge_in_ms)
+                return
+
+    def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply | str:
+        """Queue a spoken reply; a reason string when the call cannot speak."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return "unknown call"
+        if not self.config.tts.enabled or self._tts is None:
+            return "tts disabled"
+        if call.playout is None or call.state not in ("answered", "confirmed", "held"):
+            return "call cannot play audio (not answered, or receive-only)"
+        return call.playout.say(text, barge_in=barge_in, source=source)
+
+    def _barge_in_audio(self, call: Call, pcm: npt.NDArray[np.int16]) -> None:
+        playout, vad = call.playout, call.vad
+        if playout is None or vad is None:
+            return
+        if not playout.speaking:
+            vad.reset()
+            return
+        if vad.push(pcm):
+            playout.interrupt("barge-in: caller speech")
+            vad.reset()
+
+    async def _bot_action(self, call_id: str, action: BotAction) -> None:
+        if action.say:
+            result = self.say(call_id, action.say, barge_in=True, source="bot")
+            if isinstance(result, str):
+                self._log.warning("bot.say_refused", call_id=call_id, reason=result)
+        if action.hangup:
+            self.hangup(call_id, "bot hangup")
 
     def media_changed(self, call_id: str, plan: AnswerPlan) -> None:
         call = self.calls.get(call_id)
@@ -193,11 +261,20 @@ class CallManager:
             self._metrics.asr_latency.labels(kind=kind).observe(max(0.0, latency_s))
         if hyp.is_final and not hyp.text:
             return
+        if call is not None and call.playout is not None and hyp.text and not hyp.is_final:
+            call.playout.interrupt("barge-in: caller words")
         self._events.emit(f"transcript.{kind}", call_id, channel=channel,
                           conversation_id=call.conversation.conversation_id if call else None,
                           text=hyp.text, segment=hyp.segment, start_s=hyp.start_s,
                           end_s=hyp.end_s, words=[w.to_dict() for w in hyp.words],
                           latency_s=None if latency_s is None else round(latency_s, 3))
+        if hyp.is_final and self.bot.enabled and channel == self.config.bot.channel:
+            self.bot.transcript(call_id, {
+                "type": "transcript.final", "call_id": call_id, "channel": channel,
+                "conversation_id": call.conversation.conversation_id if call else None,
+                "text": hyp.text, "start_s": hyp.start_s, "end_s": hyp.end_s,
+                "from": call.meta.from_uri if call else None,
+                "to": call.meta.to_uri if call else None})
 
     # ----------------------------------------------------------------- media clock
     async def _ticker(self) -> None:
@@ -229,6 +306,9 @@ class CallManager:
     async def _teardown(self, call: Call, reason: str, by: str, answered: bool) -> None:
         call_id = call.meta.call_id
         legs: list[dict[str, Any]] = []
+        if call.playout is not None:
+            call.playout.interrupt("hangup", force=True)
+            await call.playout.close()
         if call.media is not None:
             call.media.close()              # flushes jitter buffers into ASR and recording
             legs = call.media.stats()
@@ -287,6 +367,7 @@ class CallManager:
     async def stop(self) -> None:
         if self._tick_task is not None:
             self._tick_task.cancel()
+        await self.bot.close()
         if self._teardowns:
             await asyncio.wait(list(self._teardowns),
                                timeout=self.config.triton.final_timeout_s + 1)

@@ -159,6 +159,27 @@ class TritonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TtsConfig:
+    enabled: bool = True
+    voice: str = ""
+    rate: float = 1.0
+    max_text_chars: int = 2000
+    barge_in_ms: int = 200
+    barge_in_threshold_dbfs: float = -35.0
+    greeting: str = ""
+    recording_notice: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BotConfig:
+    webhook_url: str = ""
+    secret: Secret | None = None
+    timeout_s: float = 5.0
+    retries: int = 2
+    channel: str = "customer"
+
+
+@dataclass(frozen=True, slots=True)
 class EventSink:
     """One event sink; ``path`` is for ``jsonl``, the rest for ``webhook``."""
 
@@ -213,6 +234,8 @@ class GatewayConfig:
     rtp: RtpConfig = field(default_factory=RtpConfig)
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     triton: TritonConfig = field(default_factory=TritonConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -676,6 +699,23 @@ _ROOT: Final = _table(GatewayConfig, {
     "rtp": _RTP,
     "channels": _CHANNELS,
     "triton": _TRITON,
+    "tts": _table(TtsConfig, {
+        "enabled": _bool,
+        "voice": _text(allow_empty=True),
+        "rate": _float(0.5, 2.0),
+        "max_text_chars": _int(1, 20000),
+        "barge_in_ms": _int(20, 5000),
+        "barge_in_threshold_dbfs": _float(-90, 0),
+        "greeting": _text(allow_empty=True),
+        "recording_notice": _text(allow_empty=True),
+    }),
+    "bot": _table(BotConfig, {
+        "webhook_url": _text("an http(s) URL", _is_http_url, allow_empty=True),
+        "secret": _SECRET,
+        "timeout_s": _float(0.1, 60),
+        "retries": _int(0, 10),
+        "channel": _choice("agent", "customer"),
+    }),
     "events": _table(EventsConfig, {"sinks": _list(_SINK)}),
     "http": _table(HttpConfig, {"bind_address": _IP, "port": _PORT, "token": _SECRET}),
     "logging": _table(LoggingConfig, {
@@ -722,7 +762,7 @@ def load_config(path: str | os.PathLike[str],
 
 
 _LIVE_KEYS: Final = ("logging.level", "logging.format", "events", "sip.accounts", "channels",
-                     "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s")
+                     "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s", "tts", "bot")
 
 
 def _is_live(key: str) -> bool:

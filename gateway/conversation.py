@@ -8,6 +8,7 @@ time-aligned on the conversation timeline) and to its ASR stream.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,10 @@ class ConversationMedia:
 class ChannelSink:
     """An :class:`~gateway.media.leg.AudioSink` feeding the recorder and the ASR stream."""
 
-    def __init__(self, media: ConversationMedia, channel: str, asr: AsrChannel | None) -> None:
+    def __init__(self, media: ConversationMedia, channel: str, asr: AsrChannel | None,
+                 on_audio: Callable[[npt.NDArray[np.int16]], None] | None = None) -> None:
         self.media = media
+        self.on_audio = on_audio
         self.channel = channel
         self.asr = asr
         self._offset: int | None = None
@@ -63,6 +66,8 @@ class ChannelSink:
             self.media.recorder.write(self.channel, self._offset + position, pcm8k)
         if self.asr is not None:
             self.asr.push(pcm_model, now)
+        if self.on_audio is not None and len(pcm8k):
+            self.on_audio(pcm8k)
         self.samples += len(pcm8k)
 
     def end(self) -> None:

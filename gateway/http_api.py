@@ -110,6 +110,31 @@ async def _drain_incoming(ws: web.WebSocketResponse) -> None:
         pass
 
 
+async def say(request: web.Request) -> web.Response:
+    """POST {"text": "...", "barge_in": true} -> 202 {"reply_id": ...}."""
+    gateway = request.app[GATEWAY_KEY]
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "body must be JSON")
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object")
+    text, barge_in = body.get("text"), body.get("barge_in", True)
+    if not isinstance(text, str) or not text.strip():
+        return _error(400, "'text' must be a non-empty string")
+    if not isinstance(barge_in, bool):
+        return _error(400, "'barge_in' must be true or false")
+    limit = gateway.config.tts.max_text_chars
+    if len(text) > limit:
+        return _error(413, f"'text' is longer than tts.max_text_chars ({limit})")
+    result = gateway.calls.say(request.match_info["call_id"], text.strip(), barge_in=barge_in,
+                               source="api")
+    if isinstance(result, str):
+        status = 404 if result == "unknown call" else 503 if result == "tts disabled" else 409
+        return _error(status, result)
+    return web.json_response({"reply_id": result.reply_id, "status": "queued"}, status=202)
+
+
 def build_app(gateway: Gateway, config: HttpConfig) -> web.Application:
     token = config.token.reveal() if config.token is not None else None
     app = web.Application(middlewares=[_token_middleware(token)], client_max_size=64 * 1024)
@@ -121,6 +146,7 @@ def build_app(gateway: Gateway, config: HttpConfig) -> web.Application:
     app.router.add_get("/v1/calls/{call_id}", get_call)
     app.router.add_post("/v1/calls/{call_id}/hangup", hangup_call)
     app.router.add_get("/v1/events", events_ws)
+    app.router.add_post("/v1/calls/{call_id}/say", say)
     return app
 
 

@@ -27,6 +27,7 @@ from gateway.metrics import Metrics
 from gateway.sdnotify import Notifier
 from gateway.sip.service import SipService
 from gateway.triton_health import TritonHealth
+from gateway.tts.client import TtsClient
 
 EXIT_FORCED = 1
 
@@ -43,7 +44,8 @@ class Gateway:
         self.http = HttpServer(self, config.http)
         self.asr = (AsrHub(config.triton, self.metrics, config.triton.buffer_s)
                     if config.triton.asr_enabled else None)
-        self.calls = CallManager(config, self.metrics, self.events, self.asr)
+        self.tts = TtsClient(config.triton) if config.tts.enabled else None
+        self.calls = CallManager(config, self.metrics, self.events, self.asr, self.tts)
         self.sip = SipService(config, self.metrics, self.events, self.calls)
         self.draining = False
         self.calls_dir = config.storage.state_dir / "calls"
@@ -142,6 +144,8 @@ class Gateway:
         await self.sip.stop()
         if self.asr is not None:
             await self.asr.close()
+        if self.tts is not None:
+            await self.tts.close()
         await self.http.stop()
         await self.triton.close()
         if self._watchdog_task is not None:

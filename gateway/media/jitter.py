@@ -253,7 +253,7 @@ class JitterBuffer:
                 self._emit_packet(packet.seq, packet.ext_ts, packet.marker, packet.payload, out)
                 continue
             first = self._first_held()
-            if self._held_span(first) < self._depth_samples:
+            if self._held_span(first) <= self._depth_samples:
                 return
             while self._next_seq < first and self._held_span(first) > self._depth_samples:
                 self._conceal_slot(first, out)

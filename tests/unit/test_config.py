@@ -83,12 +83,14 @@ def test_sample_mentions_every_key() -> None:
 def test_sample_commented_examples_are_valid() -> None:
     text = SAMPLE.read_text(encoding="utf-8")
     uncommented = tomllib.loads(re.sub(r"(?m)^# (?=[a-z_]+ = |\[)", "", text))
-    env = {"ASR_GW_SIP_PASSWORD": "a", "ASR_GW_WEBHOOK_SECRET": "b", "ASR_GW_HTTP_TOKEN": "c"}
+    env = {"ASR_GW_SIP_PASSWORD": "a", "ASR_GW_WEBHOOK_SECRET": "b", "ASR_GW_HTTP_TOKEN": "c",
+           "ASR_GW_BOT_SECRET": "d"}
     cfg = parse_config(uncommented, env, SAMPLE.parent)
     assert cfg.sip.accounts[0].password == Secret("a")
     assert cfg.sip.accounts[0].registrars[1] == "sip:pbx2.example.com:5060"
     assert cfg.events.sinks[2].secret == Secret("b")
     assert cfg.http.token == Secret("c")
+    assert cfg.bot.secret == Secret("d")
 
 
 # --------------------------------------------------------------------------- defaults

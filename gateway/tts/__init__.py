@@ -1,0 +1,1 @@
+"""Spoken replies: Triton TTS client and paced RTP playout with barge-in."""

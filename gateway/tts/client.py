@@ -1,0 +1,88 @@
+"""Triton TTS client (see triton_models/TTS.md): text in, streamed PCM chunks out."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc import aio as grpcclient
+
+from gateway.config import TritonConfig
+
+_ids = itertools.count(1)
+
+
+class TtsError(RuntimeError):
+    """Triton refused or failed the synthesis (message from the model or gRPC)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TtsChunk:
+    audio: npt.NDArray[np.float32]
+    sample_rate_hz: int
+    index: int
+    text: str
+
+
+def _string_input(name: str, value: str) -> InferInput:
+    item = InferInput(name, [1], "BYTES")
+    item.set_data_from_numpy(np.array([value.encode()], dtype=np.object_))
+    return item
+
+
+class TtsClient:
+    def __init__(self, config: TritonConfig) -> None:
+        self._config = config
+        self._client: grpcclient.InferenceServerClient | None = None
+
+    def _get(self) -> grpcclient.InferenceServerClient:
+        if self._client is None:
+            self._client = grpcclient.InferenceServerClient(url=self._config.url)
+        return self._client
+
+    def _request(self, text: str, voice: str, rate: float) -> dict[str, Any]:
+        inputs = [_string_input("TEXT", text)]
+        if voice:
+            inputs.append(_string_input("VOICE", voice))
+        rate_in = InferInput("RATE", [1], "FP32")
+        rate_in.set_data_from_numpy(np.array([rate], dtype=np.float32))
+        inputs.append(rate_in)
+        outputs = [InferRequestedOutput(n) for n in ("AUDIO", "SAMPLE_RATE", "INDEX", "TEXT_SPAN")]
+        return {"model_name": self._config.tts_model, "inputs": inputs, "outputs": outputs,
+                "request_id": f"tts-{next(_ids)}", "enable_empty_final_response": True}
+
+    async def synthesize(self, text: str, voice: str = "", rate: float = 1.0
+                         ) -> AsyncIterator[TtsChunk]:
+        request = self._request(text, voice, rate)
+
+        async def one() -> AsyncIterator[dict[str, Any]]:
+            yield request
+
+        stream = self._get().stream_infer(one())
+        async for result, error in stream:
+            if error is not None:
+                raise TtsError(str(error))
+            response = result.get_response()
+            if response.outputs:
+                yield _chunk(result)
+            final = response.parameters.get("triton_final_response")
+            if final is not None and final.bool_param:
+                return
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _chunk(result: Any) -> TtsChunk:
+    audio = result.as_numpy("AUDIO").reshape(-1).astype(np.float32, copy=False)
+    rate = int(result.as_numpy("SAMPLE_RATE").reshape(-1)[0])
+    index = int(result.as_numpy("INDEX").reshape(-1)[0])
+    span = result.as_numpy("TEXT_SPAN").reshape(-1)[0]
+    return TtsChunk(audio, rate, index, span.decode() if isinstance(span, bytes) else str(span))
