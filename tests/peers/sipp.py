@@ -17,7 +17,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import wave
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tests.peers.ports import LOOPBACK, free_udp_port_pair
+from tests.peers.softphone import read_wav_pcm16
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "sipp_scenarios"
 MEDIA_NAME = "media.g711"
@@ -456,17 +456,8 @@ def linear_to_alaw(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
     mag = np.minimum(np.where(x >= 0, x, -x - 1) >> 3, 0x0FFF)
     exponent = np.where(mag < 32, 0, np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 4)
     mantissa = np.where(exponent == 0, mag >> 1, mag >> np.maximum(exponent, 1)) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8)
-
-
-def read_wav_pcm16(path: Path) -> tuple[int, npt.NDArray[np.int16]]:
-    """(sample_rate_hz, mono int16 samples) of a 16-bit PCM WAV file."""
-    with wave.open(str(path), "rb") as wav:
-        if wav.getsampwidth() != 2:
-            raise ValueError(f"{path}: {wav.getsampwidth() * 8}-bit WAV, expected 16-bit")
-        frames = wav.readframes(wav.getnframes())
-        samples = np.frombuffer(frames, dtype="<i2").reshape(-1, wav.getnchannels())
-        return wav.getframerate(), samples[:, 0].astype(np.int16)
+    code: npt.NDArray[np.int32] = (sign | (exponent << 4) | mantissa) ^ 0x55
+    return code.astype(np.uint8)
 
 
 def write_g711_media(wav_path: Path, out_path: Path, law: Literal["ulaw", "alaw"]) -> Path:
