@@ -41,6 +41,7 @@ MAX_TS_JUMP_S = 10.0
 ADAPT_FACTOR = 3.0
 ADAPT_STEP_MS = 0.5
 _RECENT_SLOTS = 128  # ring of recently played sequence numbers: duplicate vs late
+_MAX_HELD = 512
 
 
 class JitterConfigError(ValueError):
@@ -253,10 +254,10 @@ class JitterBuffer:
                 self._emit_packet(packet.seq, packet.ext_ts, packet.marker, packet.payload, out)
                 continue
             first = self._first_held()
-            if self._held_span(first) <= self._depth_samples:
-                return
-            while self._next_seq < first and self._held_span(first) > self._depth_samples:
+            while self._next_seq < first and self._over_depth(first):
                 self._conceal_slot(first, out)
+            if self._next_seq < first:
+                return  # what is left of the gap fits in the depth: keep waiting
 
     def _release_through(self, first: int, out: list[Frame]) -> None:
         while self._next_seq < first:
@@ -282,9 +283,12 @@ class JitterBuffer:
         missing = first - self._next_seq
         return max(self._next_ts, packet.ext_ts + self._offset - missing * self._slot_samples)
 
-    def _held_span(self, first: int) -> int:
+    def _over_depth(self, first: int) -> bool:
+        """Does the audio held ahead of the next slot (missing slots included) exceed the depth?
+        The packet count bound only matters for senders whose timestamps do not advance."""
         newest = self._held[self._hi_ext]
-        return newest.ext_ts + self._offset + len(newest.payload) - self._head_ts(first)
+        span = newest.ext_ts + self._offset + len(newest.payload) - self._head_ts(first)
+        return span > self._depth_samples or len(self._held) > _MAX_HELD
 
     def _conceal_slot(self, first: int, out: list[Frame]) -> None:
         head_ts = self._head_ts(first)
