@@ -1,7 +1,8 @@
 """Run sipp scenarios as bounded subprocesses and read back what happened.
 
 Every run gets its own working directory with sipp's statistics CSV, final
-screen, error log and message trace, so a failing test can show them. The
+screen, error log and message trace, so a failing test can show them (a
+temporary one, removed after the run, unless ``workdir`` is given). The
 scenario's ``rtp_stream`` media is linked into that directory as
 ``media.g711`` (see ``MEDIA_NAME``); make it with ``write_g711_media``.
 """
@@ -80,7 +81,7 @@ class SippResult:
     errors: str
     stderr_tail: str
     message_trace_tail: str
-    workdir: Path
+    workdir: Path | None  # None: a temporary directory, already removed
 
     @property
     def ok(self) -> bool:
@@ -109,6 +110,7 @@ class SippResult:
 @dataclass(slots=True)
 class _RunFiles:
     workdir: Path
+    temporary: bool = False
     stats: Path = field(init=False)
     screen: Path = field(init=False)
     errors: Path = field(init=False)
@@ -180,7 +182,7 @@ def _prepare_workdir(workdir: Path | None, media_file: Path | None) -> _RunFiles
         link = path / MEDIA_NAME
         link.unlink(missing_ok=True)
         link.symlink_to(Path(media_file).resolve())
-    return _RunFiles(path)
+    return _RunFiles(path, temporary=workdir is None)
 
 
 def _tail(path: Path, n: int = _TAIL_LINES) -> str:
@@ -260,7 +262,7 @@ def collect_result(
         errors=_tail(files.errors),
         stderr_tail=_tail(files.stderr),
         message_trace_tail=_tail(files.trace, 80),
-        workdir=files.workdir,
+        workdir=None if files.temporary else files.workdir,
     )
 
 
@@ -331,7 +333,15 @@ def run_sipp(
     )
     proc = _start(cmd, files)
     exit_code, timed_out = _wait_or_kill(proc, timeout_s + _KILL_GRACE_S)
-    return collect_result(cmd, exit_code, timed_out, files)
+    result = collect_result(cmd, exit_code, timed_out, files)
+    _cleanup(files)
+    return result
+
+
+def _cleanup(files: _RunFiles) -> None:
+    """Remove a temporary working directory (the result keeps the log tails)."""
+    if files.temporary:
+        shutil.rmtree(files.workdir, ignore_errors=True)
 
 
 def _udp_port_bound(port: int) -> bool:
@@ -430,6 +440,7 @@ class SippBackground:
     ) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self.stop()
+        _cleanup(self._files)
 
 
 # ---------------------------------------------------------------- G.711 media
