@@ -54,7 +54,7 @@ def _sipp(gw: GatewayProcess, scenario: str, media: Path | None = None, **kw: An
                     timeout_s=kw.pop("timeout_s", 30), media_file=media, **kw)
 
 
-# ------------------------------------------------------------------ registration + calls via Kamailio
+# ---------------------------------------------------------- registration + calls via Kamailio
 
 def test_registers_and_answers_a_softphone_through_kamailio(
         kamailio: Kamailio, gateway_factory: GatewayFactory, speech_wav: Path,
