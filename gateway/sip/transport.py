@@ -38,8 +38,7 @@ class _Tcp(asyncio.Protocol):
         self.peer: Address = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self.peer = _addr(transport.get_extra_info("peername"))
         self._owner.tcp_connections[self.peer] = self
 

@@ -206,3 +206,27 @@ def test_sipp_gets_the_gateways_bye(gateway_factory: GatewayFactory, ulaw_media:
     ended = gw.wait_log("call.ended", 5)
     assert ended["reason"] == "api" and ended["by"] == "local"
     assert ended["legs"][0]["received"] > 30
+
+
+def test_sipp_call_over_tcp(gateway_factory: GatewayFactory, ulaw_media: Path) -> None:
+    gw = gateway_factory(NO_ASR)
+    result = _sipp(gw, "uac_basic.xml", ulaw_media, extra=["-t", "t1", "-d", "2000"])
+    assert result.ok and result.successful_calls == 1, result.describe()
+    offered = gw.wait_log("call.offered", 5)
+    assert offered["transport"] == "tcp"
+    assert gw.wait_log("call.ended", 10)["legs"][0]["received"] > 50
+
+
+def test_ipv6_call(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(_with(NO_ASR, {"sip": {"bind_address": "::1"},
+                                        "rtp": {"bind_address": "::1"}}))
+    peer = UdpPeer("::1")
+    offer = sdp_offer(peer.port + 2).replace(b"IN IP4 127.0.0.1", b"IN IP6 ::1")
+    peer.send(request("INVITE", gw.sip_port, local_port=peer.port, call_id="v6-call",
+                      host="[::1]", headers="Content-Type: application/sdp", body=offer),
+              gw.sip_port)
+    final = peer.replies()[-1]
+    assert final.status == 200, final.raw
+    assert b"c=IN IP6 ::1" in final.body and "[::1]" in (final.header("Contact") or "")
+    assert "received" not in (final.header("Via") or "").split("rport")[0]
+    assert gw.wait_log("call.offered", 5)["remote"].startswith("::1:")
