@@ -102,8 +102,11 @@ def window_correlations(reference: npt.NDArray[np.int16], signal: npt.NDArray[np
 
 
 def g711_roundtrip(pcm: npt.NDArray[np.int16], codec: str) -> npt.NDArray[np.int16]:
-    raw = encode(pcm, codec)
-    lin = audioop.ulaw2lin(raw, 2) if codec == "PCMU" else audioop.alaw2lin(raw, 2)
+    return g711_decode(encode(pcm, codec), codec)
+
+
+def g711_decode(data: bytes, codec: str) -> npt.NDArray[np.int16]:
+    lin = audioop.ulaw2lin(data, 2) if codec == "PCMU" else audioop.alaw2lin(data, 2)
     return np.frombuffer(lin, dtype="<i2").copy()
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import GatewayFactory
 from tests.gateway_proc import GatewayProcess
 from tests.integration.conftest import TEST_USERS, require_binary
-from tests.media_tools import read_wav
+from tests.media_tools import FRAME, RATE, best_lag, g711_decode, read_wav, window_correlations
 from tests.peers.audio_match import assert_follows
 from tests.peers.kamailio import Kamailio
 from tests.peers.ports import LOOPBACK, free_udp_port
@@ -128,12 +128,18 @@ def test_gateway_hangs_up_through_kamailio_and_unregisters_on_shutdown(
                                                  ("uac_basic_pcma.xml", "PCMA")])
 def test_sipp_basic_call_with_media(gateway_factory: GatewayFactory, ulaw_media: Path,
                                     alaw_media: Path, scenario: str, codec: str) -> None:
-    gw = gateway_factory(NO_ASR)
-    result = _sipp(gw, scenario, ulaw_media if codec == "PCMU" else alaw_media,
-                   extra=["-d", "3000"])
+    gw = gateway_factory(_with(NO_ASR, {"storage": {"record": True}}))
+    media = ulaw_media if codec == "PCMU" else alaw_media
+    result = _sipp(gw, scenario, media, extra=["-d", "3000"])
     assert result.ok and result.successful_calls == 1, result.describe()
-    leg = gw.wait_log("call.ended", 10)["legs"][0]
+    ended = gw.wait_log("call.ended", 10)
+    leg = ended["legs"][0]
     assert leg["codec"] == codec and leg["received"] > 100 and leg["lost"] == 0, leg
+    source = g711_decode(media.read_bytes(), codec)[: leg["received"] * FRAME]
+    recorded = read_wav(Path(ended["recording"]))[2][:, 1]
+    lag = best_lag(source, recorded, RATE)
+    scores = window_correlations(source, recorded[lag:])
+    assert len(scores) >= 3 and min(scores) > 0.95, scores
 
 
 def test_sipp_cancel_gets_487(gateway_factory: GatewayFactory) -> None:
