@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,10 @@ from gateway.media.recording import StereoRecorder
 from gateway.media.session import CallMedia, MediaLeg
 from gateway.media.vad import EnergyVad
 from gateway.metrics import Metrics
+from gateway.sip.core import MediaOffer
 from gateway.sip.dialog import CallMetadata
 from gateway.sip.sdp import AnswerPlan
+from gateway.sip.siprec import Participant, RecordingMetadata, SiprecRoleConfig, map_roles
 from gateway.tts.client import TtsClient
 from gateway.tts.playout import Playout, Reply
 
@@ -55,11 +58,24 @@ class Call:
     state: str = "offered"
     playout: Playout | None = None
     vad: EnergyVad | None = None
+    participants: list[dict[str, Any] | None] = field(default_factory=list)
+    siprec: MediaOffer | None = None
+
+    def plan_labels(self) -> list[str | None]:
+        if self.siprec is None:
+            return []
+        return [s.label for s in self.siprec.plan.accepted]
+
+    def participant_of(self, channel: str) -> dict[str, Any] | None:
+        for ch, who in zip(self.channels, self.participants, strict=False):
+            if ch == channel:
+                return who
+        return None
 
     def summary(self) -> dict[str, Any]:
         return {**self.meta.to_dict(), "state": self.state,
                 "conversation_id": self.conversation.conversation_id,
-                "channels": self.channels,
+                "channels": self.channels, "participants": self.participants,
                 "legs": self.media.stats() if self.media else []}
 
 
@@ -99,14 +115,18 @@ class CallManager:
         return len(self.calls)
 
     # ----------------------------------------------------------------- offered -> answered
-    def offered(self, call_id: str, meta: CallMetadata, plan: AnswerPlan) -> None:
+    def offered(self, call_id: str, meta: CallMetadata, plan: AnswerPlan,
+                media: MediaOffer | None = None) -> None:
+        if media is not None and media.siprec:
+            self._offered_siprec(call_id, meta, plan, media)
+            return
         decision = self._mapper.classify(meta)
         conv = self._joiner.add(call_id, meta, decision.channel, self._loop.time())
         channel = conv.channel_of(call_id)
-        media = self._conversation_media(conv.conversation_id)
-        media.calls.add(call_id)
+        conv_media = self._conversation_media(conv.conversation_id)
+        conv_media.calls.add(call_id)
         channels = [channel] * len(plan.accepted)
-        self.calls[call_id] = Call(meta, time.time(), media, channels)
+        self.calls[call_id] = Call(meta, time.time(), conv_media, channels)
         self._idle.clear()
         self._metrics.active_calls.set(len(self.calls))
         self._log.info("channel.assigned", call_id=call_id, channel=channel,
@@ -114,6 +134,55 @@ class CallManager:
         self._events.emit("call.offered", call_id, conversation_id=conv.conversation_id,
                           channel=channel, **meta.to_dict())
         self._spawn(self._open(call_id, plan), f"media {call_id}")
+
+    def _offered_siprec(self, call_id: str, meta: CallMetadata, plan: AnswerPlan,
+                        media: MediaOffer) -> None:
+        """A SIPREC recording session: one call, one conversation, a channel per stream."""
+        decisions, warnings = map_roles(media.sdp, media.metadata, self._siprec_roles())
+        by_index = {d.mline_index: d for d in decisions}
+        channels, participants = [], []
+        for stream in plan.accepted:
+            decision = by_index.get(stream.index)
+            channels.append(decision.channel if decision else self.config.channels.default)
+            participants.append(_participant(decision.participant) if decision else None)
+        conv = self._conversation_media(uuid.uuid4().hex)
+        conv.calls.add(call_id)
+        self.calls[call_id] = Call(meta, time.time(), conv, channels,
+                                   participants=participants, siprec=media)
+        self._idle.clear()
+        self._metrics.active_calls.set(len(self.calls))
+        for warning in (*warnings, *([media.metadata_error] if media.metadata_error else [])):
+            self._log.warning("siprec.mapping_warning", call_id=call_id, warning=warning)
+        self._log.info("siprec.roles", call_id=call_id, channels=channels,
+                       why=[d.why for d in decisions])
+        self._events.emit("call.offered", call_id, conversation_id=conv.conversation_id,
+                          siprec=True, channels=channels, participants=participants,
+                          session_id=media.metadata.session_id if media.metadata else None,
+                          **meta.to_dict())
+        self._spawn(self._open(call_id, plan), f"media {call_id}")
+
+    def _siprec_roles(self) -> SiprecRoleConfig:
+        patterns = tuple(r.pattern for r in self.config.channels.rules
+                         if r.match == "siprec_participant" and r.channel == "agent")
+        cfg = self.config.siprec
+        return SiprecRoleConfig(agent_patterns=patterns, caller_labels=cfg.caller_labels,
+                                fallback=cfg.fallback)
+
+    def metadata_updated(self, call_id: str, metadata: RecordingMetadata | None,
+                         error: str | None) -> None:
+        """re-INVITE/UPDATE with new metadata: streams keep their channel, participants move."""
+        call = self.calls.get(call_id)
+        if call is None or call.siprec is None:
+            return
+        if error is not None or metadata is None:
+            self._log.warning("siprec.metadata_rejected", call_id=call_id, error=error)
+            return
+        for i, stream in enumerate(call.plan_labels()):
+            who = metadata.participant_for_label(stream) if stream else None
+            if who is not None and i < len(call.participants):
+                call.participants[i] = _participant(who)
+        self._events.emit("siprec.metadata_updated", call_id, participants=call.participants,
+                          channels=call.channels)
 
     def _conversation_media(self, conversation_id: str) -> ConversationMedia:
         media = self._conversations.get(conversation_id)
@@ -264,6 +333,7 @@ class CallManager:
         if call is not None and call.playout is not None and hyp.text and not hyp.is_final:
             call.playout.interrupt("barge-in: caller words")
         self._events.emit(f"transcript.{kind}", call_id, channel=channel,
+                          participant=call.participant_of(channel) if call else None,
                           conversation_id=call.conversation.conversation_id if call else None,
                           text=hyp.text, segment=hyp.segment, start_s=hyp.start_s,
                           end_s=hyp.end_s, words=[w.to_dict() for w in hyp.words],
@@ -388,3 +458,9 @@ class CallManager:
 
     def summaries(self) -> list[dict[str, Any]]:
         return [c.summary() for c in self.calls.values()]
+
+
+def _participant(who: Participant | None) -> dict[str, Any] | None:
+    if who is None:
+        return None
+    return {"id": who.participant_id, "aor": who.aor, "name": who.name}

@@ -159,6 +159,13 @@ class TritonConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SiprecConfig:
+    caller_labels: tuple[str, ...] = ("1", "a_leg", "inbound", "10", "caller")
+    fallback: str = "mline_order"
+    metadata_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TtsConfig:
     enabled: bool = True
     voice: str = ""
@@ -234,6 +241,7 @@ class GatewayConfig:
     rtp: RtpConfig = field(default_factory=RtpConfig)
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     triton: TritonConfig = field(default_factory=TritonConfig)
+    siprec: SiprecConfig = field(default_factory=SiprecConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     bot: BotConfig = field(default_factory=BotConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
@@ -699,6 +707,11 @@ _ROOT: Final = _table(GatewayConfig, {
     "rtp": _RTP,
     "channels": _CHANNELS,
     "triton": _TRITON,
+    "siprec": _table(SiprecConfig, {
+        "caller_labels": _list(_text()),
+        "fallback": _choice("mline_order", "customer"),
+        "metadata_required": _bool,
+    }),
     "tts": _table(TtsConfig, {
         "enabled": _bool,
         "voice": _text(allow_empty=True),
@@ -762,7 +775,8 @@ def load_config(path: str | os.PathLike[str],
 
 
 _LIVE_KEYS: Final = ("logging.level", "logging.format", "events", "sip.accounts", "channels",
-                     "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s", "tts", "bot")
+                     "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s", "tts", "bot",
+                     "siprec.caller_labels", "siprec.fallback")
 
 
 def _is_live(key: str) -> bool:

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -180,8 +181,12 @@ class TritonProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout_s: float = 120.0) -> TritonProcess:
-        """Spawn the server and wait until it and every model are ready (or raise)."""
+    def start(self, timeout_s: float = 120.0, *,
+              cancel: threading.Event | None = None) -> TritonProcess:
+        """Spawn the server and wait until it and every model are ready (or raise).
+
+        ``cancel`` set while waiting stops the server and raises TritonLaunchError.
+        """
         install = find_install(self.venv)
         backends = prepare_backends(install, self.workdir)
         argv = server_argv(install, backends, self.model_repository, host=self.host,
@@ -191,21 +196,22 @@ class TritonProcess:
             self._proc = subprocess.Popen(argv, env=server_env(install), stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           cwd=self.workdir, start_new_session=True)
-        self._wait_ready(timeout_s)
+        self._wait_ready(timeout_s, cancel or threading.Event())
         return self
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def _wait_ready(self, timeout_s: float, cancel: threading.Event) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not cancel.is_set():
             if not self.alive():
                 code = None if self._proc is None else self._proc.returncode
                 raise TritonLaunchError(f"tritonserver exited with {code} before it was ready",
                                         self.log_tail())
             if self._ready():
                 return
-            time.sleep(0.1)
+            cancel.wait(0.1)
         self.stop()
-        raise TritonLaunchError(f"tritonserver not ready after {timeout_s:.0f} s", self.log_tail())
+        reason = "start cancelled" if cancel.is_set() else f"not ready after {timeout_s:.0f} s"
+        raise TritonLaunchError(f"tritonserver {reason}", self.log_tail())
 
     def _ready(self) -> bool:
         if self.ports.http is not None:
@@ -280,27 +286,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Foreground launcher: start, print where the log goes, wait; SIGINT/SIGTERM stop it."""
+    """Foreground launcher: start, say where the log goes, wait; SIGINT/SIGTERM stop it."""
     args = _parser().parse_args(argv)
     triton = TritonProcess(args.model_repository, venv=args.venv, workdir=args.workdir,
                            http_port=args.http_port, grpc_port=args.grpc_port,
                            metrics_port=args.metrics_port, models=args.models,
                            log_path=args.workdir / "triton.log", host=args.host)
+    stop_requested = threading.Event()
 
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        triton.stop()
-        sys.exit(128 + signum)
+    def _request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop_requested.set()  # the stop itself runs below, outside the handler
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
     try:
-        triton.start(args.timeout_s)
+        triton.start(args.timeout_s, cancel=stop_requested)
     except TritonLaunchError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return 0 if stop_requested.is_set() else 1
     print(f"triton ready: grpc {triton.grpc_url}, models {', '.join(triton.models)}; "
           f"log {triton.log_path}", flush=True)
-    return triton.wait()
+    while triton.alive() and not stop_requested.wait(0.5):
+        pass
+    code = triton.stop()
+    return 0 if stop_requested.is_set() else (code or 1)
 
 
 if __name__ == "__main__":

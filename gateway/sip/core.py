@@ -26,19 +26,29 @@ from gateway.sip.message import (
     parse_message,
     parse_name_addr,
 )
+from gateway.sip.multipart import BodyPart, MultipartError, find_part, parse_multipart
 from gateway.sip.registration import RegistrationChanged, SendRegister
 from gateway.sip.sdp import (
     AnswerPlan,
     NoAcceptableMedia,
     SdpError,
+    SessionDescription,
     build_answer,
     negotiate,
     parse_sdp,
 )
+from gateway.sip.siprec import (
+    RecordingMetadata,
+    SiprecError,
+    is_siprec_invite,
+    parse_metadata,
+)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+ACCEPT = "application/sdp, multipart/mixed, application/rs-metadata+xml"
 NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "REFER", "NOTIFY"})
-SUPPORTED_OPTIONS: frozenset[str] = frozenset()
+SUPPORTED_OPTIONS: frozenset[str] = frozenset({"siprec"})
+METADATA_TYPE = "application/rs-metadata+xml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,7 @@ class CoreSettings:
     telephone_event: bool
     ptime_ms: int
     timers: txn.TimerConfig
+    siprec_metadata_required: bool = False
 
 
 # ----------------------------------------------------------------- outputs (past tense)
@@ -66,10 +77,22 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaOffer:
+    """What an INVITE offered: its SDP, our plan, and for SIPREC the recording metadata."""
+
+    sdp: SessionDescription
+    plan: AnswerPlan
+    siprec: bool = False
+    metadata: RecordingMetadata | None = None
+    metadata_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CallOffered:
     call_id: str
     meta: CallMetadata
     plan: AnswerPlan
+    media: MediaOffer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +109,14 @@ class CallConfirmed:
 class MediaChanged:
     call_id: str
     plan: AnswerPlan
+    media: MediaOffer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataUpdated:
+    call_id: str
+    metadata: RecordingMetadata | None
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +147,7 @@ class Absorbed:
 
 
 Output = (Send | CallOffered | CallAnswered | CallConfirmed | MediaChanged | CallEnded
-          | Rejected | Dropped | Absorbed | RegistrationChanged)
+          | Rejected | Dropped | Absorbed | RegistrationChanged | MetadataUpdated)
 Resolver = Callable[[SipUri, str], Address | None]
 
 
@@ -229,6 +260,7 @@ class SipCore:
         handler = {
             "INVITE": self._on_invite, "ACK": self._on_ack, "BYE": self._on_bye,
             "CANCEL": self._on_cancel, "OPTIONS": self._on_options, "INFO": self._on_info,
+            "UPDATE": self._on_update,
         }.get(req.method)
         if handler is not None:
             return handler(o, now)
@@ -280,12 +312,12 @@ class SipCore:
         if refusal is not None:
             status, reason, extra = refusal
             return self._reply(o, status, now, reason=reason, extra=extra)
-        plan_or_error = self._negotiate(o.request)
-        if isinstance(plan_or_error, tuple):
-            status, reason = plan_or_error
+        offer = self._negotiate(o.request)
+        if isinstance(offer, tuple):
+            status, reason = offer
             return self._reply(o, status, now, reason=reason,
-                               extra=[("Accept", "application/sdp")] if status == 415 else [])
-        return self._offer_call(o, plan_or_error, now)
+                               extra=[("Accept", ACCEPT)] if status == 415 else [])
+        return self._offer_call(o, offer, now)
 
     def _is_known_invite(self, req: SipRequest) -> bool:
         """A retransmitted initial INVITE that outlived its transaction (after the ACK)."""
@@ -293,29 +325,40 @@ class SipCore:
         return any(d.meta.sip_call_id == req.call_id and d.remote_tag == tag
                    and d.invite.cseq[0] == cseq for d in self.calls.values())
 
-    def _negotiate(self, req: SipRequest) -> AnswerPlan | tuple[int, str]:
-        ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    def _negotiate(self, req: SipRequest) -> MediaOffer | tuple[int, str]:
+        """The request's offer (plain SDP, or SIPREC multipart with metadata) and our plan."""
         if not req.body:
             return 488, "Not Acceptable Here (offerless INVITE not supported)"
-        if ctype != "application/sdp":
-            return 415, "Unsupported Media Type"
+        body = _split_body(req)
+        if isinstance(body, tuple):
+            return body
+        sdp_body, parts = body.sdp, body.parts
+        if not sdp_body:
+            return 415, "Unsupported Media Type (no application/sdp part)"
+        siprec = is_siprec_invite(req.headers, parts)
+        metadata, problem = _siprec_metadata(parts) if siprec else (None, None)
+        if problem is not None and self.settings.siprec_metadata_required:
+            return 400, f"Bad Request (SIPREC metadata: {problem[:80]})"
         try:
-            offer = parse_sdp(req.body)
-            return negotiate(offer, codecs=self.settings.codecs,
+            offer = parse_sdp(sdp_body)
+            plan = negotiate(offer, codecs=self.settings.codecs,
                              telephone_event=self.settings.telephone_event,
-                             default_ptime_ms=self.settings.ptime_ms)
+                             default_ptime_ms=self.settings.ptime_ms, recv_only=siprec)
         except NoAcceptableMedia as exc:
             return 488, f"Not Acceptable Here ({str(exc)[:80]})"
         except SdpError as exc:
             return 400, f"Bad Request (SDP: {str(exc)[:80]})"
+        return MediaOffer(offer, plan, siprec, metadata, problem)
 
-    def _offer_call(self, o: txn.RequestReceived, plan: AnswerPlan, now: float) -> list[Output]:
+    def _offer_call(self, o: txn.RequestReceived, media: MediaOffer,
+                    now: float) -> list[Output]:
         req = o.request
         call_id = "c-" + secrets.token_hex(8)
         meta = self._metadata(call_id, req, o.addr, o.transport)
         dialog = Dialog(meta=meta, invite=req, invite_key=o.key, local_tag=secrets.token_hex(8),
-                        remote_tag=req.from_.tag, offer=parse_sdp(req.body), plan=plan,
+                        remote_tag=req.from_.tag, offer=media.sdp, plan=media.plan,
                         addr=o.addr, transport=o.transport, remote_cseq=req.cseq[0])
+        dialog.extra["siprec"] = media.siprec
         self.calls[call_id] = dialog
         self._by_dialog[(req.call_id, dialog.local_tag)] = call_id
         self._by_invite[o.key] = call_id
@@ -324,7 +367,7 @@ class SipCore:
             out += self._reply(o, 180, now, to_tag=dialog.local_tag,
                                extra=self._dialog_headers(dialog))
             dialog.move(CallState.EARLY)
-        out.append(CallOffered(call_id, meta, plan))
+        out.append(CallOffered(call_id, meta, media.plan, media))
         return out
 
     def _metadata(self, call_id: str, req: SipRequest, addr: Address,
@@ -336,15 +379,17 @@ class SipCore:
         return CallMetadata(call_id, req.call_id, str(frm.uri), frm.display, str(req.to.uri),
                             req.uri, src, transport, copied)
 
-    def _contact(self, transport: str) -> str:
+    def _contact(self, transport: str, srs: bool = False) -> str:
         host = self.settings.local_host
         host = f"[{host}]" if ":" in host else host
         tp = ";transport=tcp" if transport.lower() == "tcp" else ""
-        return f"<sip:gateway@{host}:{self.settings.local_port}{tp}>"
+        feature = ";+sip.srs" if srs else ""
+        return f"<sip:gateway@{host}:{self.settings.local_port}{tp}>{feature}"
 
     def _dialog_headers(self, d: Dialog) -> list[tuple[str, str]]:
         rr = [("Record-Route", v) for v in d.invite.headers.get_all("Record-Route")]
-        return [*rr, ("Contact", self._contact(d.transport)), ("Allow", ALLOW)]
+        contact = self._contact(d.transport, srs=bool(d.extra.get("siprec")))
+        return [*rr, ("Contact", contact), ("Allow", ALLOW)]
 
     def answer(self, call_id: str, media_address: str, ports: Sequence[int | None],
                now: float) -> list[Output]:
@@ -427,6 +472,24 @@ class SipCore:
     def _on_info(self, o: txn.RequestReceived, now: float) -> list[Output]:
         return self._reply(o, 200 if self._find_dialog(o.request) else 481, now)
 
+    def _on_update(self, o: txn.RequestReceived, now: float) -> list[Output]:
+        """UPDATE carrying new SIPREC metadata (RFC 7866 8.2.2); SDP in UPDATE is refused."""
+        d = self._find_dialog(o.request)
+        if d is None:
+            return self._reply(o, 481, now)
+        body = _split_body(o.request) if o.request.body else _Body(b"", ())
+        if isinstance(body, tuple):
+            return self._reply(o, body[0], now, reason=body[1])
+        if body.sdp:
+            return self._reply(o, 488, now, reason="Not Acceptable Here (SDP in UPDATE)")
+        if not body.parts:
+            return self._reply(o, 200, now)
+        metadata, problem = _siprec_metadata(body.parts)
+        out = self._reply(o, 200, now)
+        if metadata is not None or problem is not None:
+            out.append(MetadataUpdated(d.call_id, metadata, problem))
+        return out
+
     def _on_reinvite(self, o: txn.RequestReceived, now: float) -> list[Output]:
         d = self._find_dialog(o.request)
         if d is None or d.state not in (CallState.ANSWERED, CallState.CONFIRMED):
@@ -434,20 +497,21 @@ class SipCore:
         if not o.request.body:     # offerless re-INVITE: re-offer what we have
             return self._reply(o, 200, now, extra=self._dialog_headers(d), body=d.answer_sdp,
                                content_type="application/sdp")
-        plan = self._negotiate(o.request)
-        if isinstance(plan, tuple):
-            return self._reply(o, plan[0], now, reason=plan[1])
+        media = self._negotiate(o.request)
+        if isinstance(media, tuple):
+            return self._reply(o, media[0], now, reason=media[1])
+        plan = media.plan
         ports = _ports_for(plan, d.media_ports)
         if any(s.accepted and p is None for s, p in zip(plan.streams, ports, strict=True)):
             return self._reply(o, 488, now, reason="Not Acceptable Here (new media stream)")
-        d.offer, d.plan = parse_sdp(o.request.body), plan
+        d.offer, d.plan = media.sdp, plan
         d.sdp_version += 1
         d.answer_sdp = build_answer(d.offer, plan, local_address=d.media_address,
                                     ports=ports, session_id=d.sdp_session_id,
                                     session_version=d.sdp_version)
         out = self._reply(o, 200, now, extra=self._dialog_headers(d), body=d.answer_sdp,
                           content_type="application/sdp")
-        return out + [MediaChanged(d.call_id, plan)]
+        return out + [MediaChanged(d.call_id, plan, media)]
 
     # ------------------------------------------------------------------ local hangup
     def hangup(self, call_id: str, reason: str, now: float) -> list[Output]:
@@ -551,6 +615,40 @@ class SipCore:
         key, outputs = self._txns.send_request(o.request, addr, transport, now)
         self._reg_keys[key] = reg
         return self._route(outputs, now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    sdp: bytes
+    parts: tuple[BodyPart, ...]
+
+
+def _split_body(req: SipRequest) -> _Body | tuple[int, str]:
+    """SDP bytes and all body parts of an SDP, metadata-only or multipart/mixed body."""
+    header = req.headers.get("Content-Type") or ""
+    ctype = header.split(";")[0].strip().lower()
+    if ctype == "application/sdp":
+        return _Body(req.body, ())
+    if ctype == METADATA_TYPE:
+        return _Body(b"", (BodyPart(METADATA_TYPE, (), None, (), req.body),))
+    if ctype != "multipart/mixed":
+        return 415, "Unsupported Media Type"
+    try:
+        parts = parse_multipart(header, req.body)
+    except MultipartError as exc:
+        return 400, f"Bad Request (multipart: {str(exc)[:80]})"
+    sdp = find_part(parts, "application/sdp")
+    return _Body(sdp.body if sdp is not None else b"", parts)
+
+
+def _siprec_metadata(parts: Sequence[BodyPart]) -> tuple[RecordingMetadata | None, str | None]:
+    part = find_part(parts, METADATA_TYPE)
+    if part is None:
+        return None, "no rs-metadata part"
+    try:
+        return parse_metadata(part.body), None
+    except SiprecError as exc:
+        return None, str(exc)
 
 
 def _as_received(d: Dialog) -> txn.RequestReceived:

@@ -78,7 +78,8 @@ class SipService:
             invite_rate_per_s=sip.invite_rate_per_s, send_ringing=sip.send_ringing,
             copy_headers=_headers_to_copy(cfg), codecs=rtp.codecs,
             telephone_event=rtp.telephone_event, ptime_ms=rtp.ptime_ms,
-            timers=TimerConfig(t1_s=sip.t1_ms / 1000, t2_s=sip.t2_ms / 1000))
+            timers=TimerConfig(t1_s=sip.t1_ms / 1000, t2_s=sip.t2_ms / 1000),
+            siprec_metadata_required=cfg.siprec.metadata_required)
 
     def listening(self) -> dict[str, Any]:
         return {"address": self.config.sip.bind_address, "port": self._transports.port,
@@ -164,7 +165,10 @@ class SipService:
 
     # ----------------------------------------------------------------- calls
     def _on_CallOffered(self, o: sipcore.CallOffered) -> None:
-        self.calls.offered(o.call_id, o.meta, o.plan)
+        self.calls.offered(o.call_id, o.meta, o.plan, o.media)
+
+    def _on_MetadataUpdated(self, o: sipcore.MetadataUpdated) -> None:
+        self.calls.metadata_updated(o.call_id, o.metadata, o.error)
 
     def _answer(self, call_id: str, ports: Sequence[int | None]) -> None:
         host = self._media_host()
@@ -186,6 +190,8 @@ class SipService:
 
     def _on_MediaChanged(self, o: sipcore.MediaChanged) -> None:
         self.calls.media_changed(o.call_id, o.plan)
+        if o.media is not None and o.media.siprec:
+            self.calls.metadata_updated(o.call_id, o.media.metadata, o.media.metadata_error)
 
     def _on_CallEnded(self, o: sipcore.CallEnded) -> None:
         self.calls.ended(o.call_id, o.reason, o.by, o.answered)

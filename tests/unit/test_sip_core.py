@@ -577,7 +577,9 @@ def test_sdp_problems_rejected(body: bytes, content_type: str, status: int) -> N
     out = core.receive(raw, PEER, "udp", 0.0)
     assert statuses(out) == [status]
     if status == 415:
-        assert header_lines(sent(out)[0].data, "Accept") == ["application/sdp"]
+        (accept,) = header_lines(sent(out)[0].data, "Accept")
+        assert {t.strip() for t in accept.split(",")} == {
+            "application/sdp", "multipart/mixed", "application/rs-metadata+xml"}
     assert of_type(out, CallOffered) == [] and core.calls == {}
     assert [r.status for r in of_type(out, Rejected)] == [status]
 
