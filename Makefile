@@ -30,12 +30,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,test]'
 	touch $@
 
-run: deps
+run: deps triton-venv
 	mkdir -p .run
 	$(VENV)/bin/asr-gateway check-config $(CONFIG)
-	exec $(VENV)/bin/asr-gateway run --config $(CONFIG)
+	exec $(VENV)/bin/asr-gateway run --config $(CONFIG) --triton-venv $(TRITON_VENV)
 
-test: deps
+test: deps triton-venv
 	$(VENV)/bin/ruff check gateway tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q tests
@@ -49,3 +49,5 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache
+
+include Makefile.triton

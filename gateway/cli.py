@@ -20,6 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the gateway daemon in the foreground")
     run.add_argument("--config", "-c", default=DEFAULT_CONFIG, type=Path)
+    run.add_argument("--triton-venv", type=Path, default=None,
+                     help="also start a local Triton from this venv (the demo / make run)")
+    run.add_argument("--model-repository", type=Path, default=Path("triton_models"))
+    sub.add_parser("triton", help="run the bundled Triton server in the foreground "
+                   "(asr-gateway triton --help for its options)", add_help=False)
     check = sub.add_parser("check-config",
                            help="validate a config file; exit 0, or 2 listing errors")
     check.add_argument("file", type=Path)
@@ -51,6 +56,11 @@ def check_config(path: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["triton"]:           # its own options, parsed by the launcher
+        from gateway import triton_launcher
+
+        return triton_launcher.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return check_config(args.file)
@@ -61,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         args.types or tail.DEFAULT_TYPES)
     from gateway.server import run
 
-    path = args.config if args.command == "run" else (args.top_config or Path(DEFAULT_CONFIG))
-    return run(path)
+    if args.command == "run":
+        return run(args.config, triton_venv=args.triton_venv,
+                   model_repository=args.model_repository)
+    return run(args.top_config or Path(DEFAULT_CONFIG))
 
 
 if __name__ == "__main__":

@@ -202,11 +202,51 @@ async def serve(config: GatewayConfig, config_path: Path | None) -> int:
     return 0
 
 
-def run(config_path: Path) -> int:
+def run(config_path: Path, *, triton_venv: Path | None = None,
+        model_repository: Path = Path("triton_models")) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         print(f"{config_path}: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(config.logging.level, config.logging.format)
-    return uvloop.run(serve(config, config_path))
+    if triton_venv is None:
+        return uvloop.run(serve(config, config_path))
+    return _run_with_triton(config, config_path, triton_venv, model_repository)
+
+
+def _run_with_triton(config: GatewayConfig, config_path: Path, venv: Path,
+                     repository: Path) -> int:
+    """The demo shape (make run): a local Triton with the configured models, then the gateway;
+    Ctrl-C stops the gateway (drain) and then Triton."""
+    from gateway.triton_launcher import TritonLaunchError, TritonProcess
+
+    log = get_logger("triton")
+    models = [config.triton.asr_model] + ([config.triton.tts_model] if config.tts.enabled else [])
+    workdir = config.storage.state_dir / "triton"
+    host, _sep, port = config.triton.url.rpartition(":")
+    triton = TritonProcess(repository, venv=venv, workdir=workdir, http_port=_free_port(host),
+                           grpc_port=int(port), metrics_port=_free_port(host), models=models,
+                           log_path=workdir / "triton.log", host=host.strip("[]"))
+    log.info("triton.starting", models=models, log=str(workdir / "triton.log"))
+    try:
+        triton.start(300)
+    except (TritonLaunchError, KeyboardInterrupt) as exc:
+        log.error("triton.start_failed", error=str(exc)[-2000:])
+        triton.stop()
+        return 1
+    log.info("triton.started", grpc=triton.grpc_url)
+    try:
+        return uvloop.run(serve(config, config_path))
+    finally:
+        triton.stop()
+        log.info("triton.stopped")
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host.strip("[]"), 0))
+        return int(s.getsockname()[1])

@@ -48,8 +48,10 @@ class TritonHealth:
         assert self._client is not None
         timeout = self._config.connect_timeout_s
         try:
+            # liveness, not readiness: one optional model failing to load makes Triton
+            # report "not ready" for good while the models we use serve normally
             server_ready = await asyncio.wait_for(
-                self._client.is_server_ready(client_timeout=timeout), timeout + 0.5)
+                self._client.is_server_live(client_timeout=timeout), timeout + 0.5)
             model_ready = server_ready and await asyncio.wait_for(
                 self._client.is_model_ready(
                     self._config.asr_model, self._config.asr_model_version,
@@ -57,7 +59,7 @@ class TritonHealth:
         except Exception as exc:  # grpc errors, timeouts, DNS: all mean "not ready"
             return TritonState(False, True, f"unreachable: {type(exc).__name__}: {exc}"[:300])
         if not server_ready:
-            return TritonState(False, True, "server not ready")
+            return TritonState(False, True, "server not live")
         if not model_ready:
             return TritonState(False, True, f"model {self._config.asr_model} not ready")
         return TritonState(True, True, "ready")

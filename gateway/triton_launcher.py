@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -110,9 +111,15 @@ def server_env(install: TritonInstall, base: dict[str, str] | None = None) -> di
     return env
 
 
+_OPT_IN = re.compile(r'key:\s*"load_by_default",\s*value:\s*\{\s*string_value:\s*"false"')
+
+
 def discover_models(model_repository: Path) -> tuple[str, ...]:
-    """Model directories of a repository: those holding a config.pbtxt (not ``common``)."""
-    return tuple(sorted(p.parent.name for p in model_repository.glob("*/config.pbtxt")))
+    """Models to load by default: directories holding a config.pbtxt (so not ``common``),
+    except those whose config says ``load_by_default: "false"`` (e.g. tts_nemo, which needs
+    weights only GPU hosts have; load it with --models)."""
+    return tuple(sorted(p.parent.name for p in model_repository.glob("*/config.pbtxt")
+                        if not _OPT_IN.search(p.read_text())))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from gateway.config import TritonConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 
-MAX_IN_FLIGHT = 8              # chunks per channel awaiting completion
+MAX_QUEUED = 8                 # chunks per channel handed to the stream but not yet sent
 RECONNECT_MAX_S = 5.0
 MAX_BUFFER_S = 10.0
 Listener = Callable[["AsrChannel", Hypothesis, float | None], None]
@@ -40,7 +40,8 @@ class AsrChannel:
         self.queue = ChannelAudioQueue(sample_rate_hz=cfg.sample_rate_hz, chunk_ms=cfg.chunk_ms,
                                        max_buffer_s=hub.max_buffer_s)
         self.corrid = hub.new_corrid()
-        self.in_flight = 0
+        self.queued = 0
+        self.end_sent = False
         self.closing = False
         self.done = asyncio.Event()
         self.finals = 0
@@ -71,13 +72,13 @@ class AsrChannel:
             latency = self.hub.loop.time() - arrived if arrived is not None else None
             self.queue.confirm(hyp.end_s)
         self._listener(self, hyp.shifted(self.queue.base / self.queue.rate), latency)
+        sent_s = (self.queue.next_start - self.queue.base) / self.queue.rate
+        if hyp.is_final and self.end_sent and hyp.audio_s >= sent_s - 0.001:
+            self.done.set()          # the contract's last final covers all the audio sent
 
     def on_complete(self, chunk_end: bool) -> None:
-        self.in_flight = max(0, self.in_flight - 1)
-        if chunk_end:
+        if chunk_end and self.end_sent:
             self.done.set()
-        else:
-            self.hub.pump(self)
 
 
 class AsrHub:
@@ -88,7 +89,7 @@ class AsrHub:
         self._metrics = metrics
         self._log = get_logger("asr")
         self._channels: dict[int, AsrChannel] = {}
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[AsrChannel, dict[str, Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.loop = asyncio.get_running_loop()
@@ -120,12 +121,13 @@ class AsrHub:
         """Move ready chunks of one channel into the outbox, bounded per channel."""
         if not self.connected:
             return
-        while ch.in_flight < MAX_IN_FLIGHT:
+        while ch.queued < MAX_QUEUED:
             chunk = ch.queue.next_chunk(final=ch.closing)
             if chunk is None:
                 return
-            ch.in_flight += 1
-            self._outbox.put_nowait(self._request(ch, chunk))
+            ch.queued += 1
+            ch.end_sent = chunk.sequence_end
+            self._outbox.put_nowait((ch, self._request(ch, chunk)))
             if chunk.sequence_end:
                 return
 
@@ -166,7 +168,7 @@ class AsrHub:
         self.connected = False
         self._outbox = asyncio.Queue()
         for ch in list(self._channels.values()):
-            ch.in_flight = 0
+            ch.queued, ch.end_sent = 0, False
             self._channels.pop(ch.corrid)
             ch.corrid = self.new_corrid()     # a fresh sequence: Triton may have lost ours
             self._channels[ch.corrid] = ch
@@ -192,7 +194,10 @@ class AsrHub:
     async def _requests(self) -> AsyncIterator[dict[str, Any]]:
         outbox = self._outbox
         while True:
-            yield await outbox.get()
+            ch, request = await outbox.get()
+            ch.queued -= 1
+            self.pump(ch)            # room again: queue the channel's next ready chunk
+            yield request
 
     def _on_response(self, result: Any, error: Any) -> None:
         if error is not None:

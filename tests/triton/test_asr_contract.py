@@ -27,7 +27,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from gateway.triton_launcher import TritonProcess, TritonVenvMissingError
-from tests.triton.conftest import (
+from tests.triton.fixtures import (
     CHUNK_SAMPLES,
     MISSING_WEIGHTS_MODEL,
     MISSING_WEIGHTS_PATH,

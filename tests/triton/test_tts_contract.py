@@ -22,7 +22,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from gateway.triton_launcher import TritonProcess
-from tests.triton.conftest import MODEL_REPOSITORY, SAMPLE_RATE_HZ, AsrStream, Audio
+from tests.triton.fixtures import MODEL_REPOSITORY, SAMPLE_RATE_HZ, AsrStream, Audio
 from tests.triton.test_asr_contract import new_corrid, phone_line, word_error_rate, words_of
 
 TTS_MODEL = "tts_cpu_default"

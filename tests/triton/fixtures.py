@@ -1,4 +1,4 @@
-"""One real Triton server for the whole session, serving the repository's ASR models.
+"""One real Triton server for the whole session (a pytest plugin loaded by tests/conftest.py).
 
 The server runs from the Triton venv (``make triton-venv``); a missing venv is a
 failure, not a skip. The served repository is a temporary folder of symlinks to
