@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from tests.gateway_proc import GatewayProcess, base_config, merge
+
 # one real Triton server per test session, shared by tests/triton and the gateway e2e tests
 pytest_plugins = ["tests.triton.fixtures"]
-
-from tests.gateway_proc import GatewayProcess, base_config, merge
 
 # each gateway in a test run gets its own RTP range so parallel/leftover sockets never clash
 _rtp_ranges = itertools.count(0)

@@ -1,0 +1,81 @@
+"""asr_ack: acknowledges every chunk of the streaming ASR contract, recognises nothing.
+
+Each request gets a partial with empty text; the END request also gets a final
+whose text is the number of samples received in the sequence (decimal).
+PHRASES are ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]  # noqa: E402
+from common.asr_contract import (  # noqa: E402
+    AsrResult,
+    ChunkRequest,
+    ContractError,
+    SessionTable,
+    config_parameters,
+    float_parameter,
+    samples_to_s,
+)
+from common.triton_io import (  # noqa: E402
+    FINAL_FLAG,
+    is_ready,
+    model_config,
+    read_chunk,
+    send_error,
+    send_results,
+)
+
+
+@dataclass(slots=True)
+class AckSession:
+    samples: int = 0
+
+
+def ack_results(session: AckSession, chunk: ChunkRequest) -> list[AsrResult]:
+    audio_s = samples_to_s(session.samples)
+    results = [AsrResult("partial", 0, "", 0.0, audio_s, audio_s)]
+    if chunk.end:
+        results.append(AsrResult("final", 0, str(session.samples), 0.0, audio_s, audio_s))
+    return results
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        params = config_parameters(model_config(args))
+        idle_s = float_parameter(params, "state_idle_timeout_s", 120.0)
+        self._sessions: SessionTable[AckSession] = SessionTable(idle_s, lambda _: AckSession())
+
+    def execute(self, requests: list[Any]) -> None:
+        now = time.monotonic()
+        self._sessions.expire(now)
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                self._handle(request, sender, now)
+            except Exception as exc:  # noqa: BLE001 - fail the request, keep the model serving
+                pb_utils.Logger.log_error(f"request failed: {exc!r}")
+                send_error(sender, f"internal error: {exc}")
+
+    def _handle(self, request: Any, sender: Any, now: float) -> None:
+        if not is_ready(request):
+            sender.send(flags=FINAL_FLAG)
+            return
+        try:
+            chunk = read_chunk(request)
+        except ContractError as exc:
+            send_error(sender, str(exc))
+            return
+        session, _ = self._sessions.acquire(chunk.corrid, start=chunk.start, now=now)
+        session.samples += chunk.audio.size
+        if chunk.end:
+            self._sessions.release(chunk.corrid)
+        send_results(sender, ack_results(session, chunk), complete=True)

@@ -1,0 +1,226 @@
+"""asr_cpu_default: Whisper tiny.en via faster-whisper on CPU behind the streaming ASR contract.
+
+execute() only buffers audio and runs the energy endpointer; Whisper decodes run
+on one worker thread (CTranslate2 releases the GIL). Results of a sequence go
+out on its next request; an END request is completed by the worker after the
+last final. Stale partial decodes (a newer partial or the final of the same
+utterance is queued) are skipped, so a loaded CPU sheds partials, never finals.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]  # noqa: E402
+from common.asr_contract import (  # noqa: E402
+    AsrResult,
+    ContractError,
+    ParameterError,
+    SessionTable,
+    config_parameters,
+    float_parameter,
+    samples_to_s,
+)
+from common.endpointing import DecodeJob, EndpointConfig, UtteranceSegmenter  # noqa: E402
+from common.triton_io import (  # noqa: E402
+    FINAL_FLAG,
+    is_ready,
+    model_config,
+    read_chunk,
+    send_error,
+    send_results,
+)
+from common.whisper_decode import (  # noqa: E402
+    WhisperDecoder,
+    WhisperSettings,
+    load_model,
+    resolve_model_path,
+)
+
+
+@dataclass(slots=True)
+class StreamSession:
+    corrid: int
+    segmenter: UtteranceSegmenter
+    phrases: tuple[str, ...] = ()
+    outbox: deque[AsrResult] = field(default_factory=deque)
+    latest_partial: DecodeJob | None = None
+    finals_queued: int = 0
+    closed: bool = False
+
+    def drain(self) -> list[AsrResult]:
+        out: list[AsrResult] = []
+        while self.outbox:
+            out.append(self.outbox.popleft())
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A decode for the worker; with ``sender`` it is the END of the sequence."""
+
+    session: StreamSession
+    job: DecodeJob | None
+    audio_s: float
+    sender: Any = None
+
+
+def _int_parameter(params: dict[str, str], name: str, default: int) -> int:
+    value = float_parameter(params, name, float(default))
+    if value != int(value):
+        raise ParameterError(f"parameter {name}={params[name]!r} must be an integer")
+    return int(value)
+
+
+def endpoint_config(params: dict[str, str]) -> EndpointConfig:
+    return EndpointConfig(
+        start_dbfs=float_parameter(params, "start_dbfs", -42.0, minimum=None),
+        stop_dbfs=float_parameter(params, "stop_dbfs", -48.0, minimum=None),
+        end_silence_ms=_int_parameter(params, "end_silence_ms", 600),
+        max_utterance_s=float_parameter(params, "max_utterance_s", 25.0),
+        partial_interval_s=float_parameter(params, "partial_interval_s", 1.0))
+
+
+def whisper_settings(params: dict[str, str]) -> WhisperSettings:
+    return WhisperSettings(
+        model_path=resolve_model_path(params.get("model_path", "")),
+        compute_type=params.get("compute_type") or "int8",
+        cpu_threads=_int_parameter(params, "cpu_threads", 0),
+        language=params.get("language") or "en",
+        beam_size=_int_parameter(params, "beam_size", 5),
+        partial_beam_size=_int_parameter(params, "partial_beam_size", 1),
+        encoder_pad_s=float_parameter(params, "encoder_pad_s", 1.0),
+        encoder_min_window_s=float_parameter(params, "encoder_min_window_s", 8.0))
+
+
+class DecodeWorker:
+    """One thread running Whisper decodes in submission order."""
+
+    def __init__(self, decoder: WhisperDecoder, logger: Any) -> None:
+        self._decoder = decoder
+        self._log = logger
+        self._queue: queue.Queue[Work | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="whisper-decode", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Work) -> None:
+        self._queue.put(work)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while (work := self._queue.get()) is not None:
+            try:
+                self._run(work)
+            except Exception as exc:  # noqa: BLE001 - a failed decode must not kill the thread
+                self._log.log_error(f"decode failed for CORRID {work.session.corrid}: {exc!r}")
+                if work.sender is not None:
+                    send_error(work.sender, f"decode failed: {exc}")
+
+    def _run(self, work: Work) -> None:
+        session, job = work.session, work.job
+        if job is not None and job.type == "partial" and _stale(session, job):
+            return
+        result = self._result(work)
+        if work.sender is None:
+            session.outbox.append(result)
+        else:
+            send_results(work.sender, [*session.drain(), result], complete=True)
+
+    def _result(self, work: Work) -> AsrResult:
+        if work.job is not None:
+            started = time.monotonic()
+            result = self._decoder.decode(work.job, work.session.phrases, work.audio_s)
+            self._log.log_verbose(f"CORRID {work.session.corrid}: {work.job.type} of "
+                                  f"{samples_to_s(work.job.audio.size):.2f} s decoded in "
+                                  f"{time.monotonic() - started:.3f} s")
+            return result
+        segment = work.session.segmenter.next_segment
+        return AsrResult("final", segment, "", work.audio_s, work.audio_s, work.audio_s)
+
+
+def _stale(session: StreamSession, job: DecodeJob) -> bool:
+    return session.closed or job is not session.latest_partial or (
+        session.finals_queued > job.segment)
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        self._log = pb_utils.Logger
+        params = config_parameters(model_config(args))
+        settings = whisper_settings(params)
+        self._endpoint = endpoint_config(params)
+        idle_s = float_parameter(params, "state_idle_timeout_s", 120.0)
+        self._sessions: SessionTable[StreamSession] = SessionTable(idle_s, self._new_session)
+        started = time.monotonic()
+        decoder = WhisperDecoder(load_model(settings), settings)
+        self._log.log_info(f"Whisper loaded from {settings.model_path} in "
+                           f"{time.monotonic() - started:.1f} s")
+        self._worker = DecodeWorker(decoder, self._log)
+
+    def _new_session(self, corrid: int) -> StreamSession:
+        return StreamSession(corrid, UtteranceSegmenter(self._endpoint))
+
+    def execute(self, requests: list[Any]) -> None:
+        now = time.monotonic()
+        for corrid in self._sessions.expire(now):
+            self._log.log_warn(f"CORRID {corrid}: state expired after idle timeout")
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                self._handle(request, sender, now)
+            except Exception as exc:  # noqa: BLE001 - fail the request, keep the model serving
+                pb_utils.Logger.log_error(f"request failed: {exc!r}")
+                send_error(sender, f"internal error: {exc}")
+
+    def _handle(self, request: Any, sender: Any, now: float) -> None:
+        if not is_ready(request):
+            sender.send(flags=FINAL_FLAG)
+            return
+        try:
+            chunk = read_chunk(request)
+        except ContractError as exc:
+            send_error(sender, str(exc))
+            return
+        session, fresh = self._sessions.acquire(chunk.corrid, start=chunk.start, now=now)
+        if fresh and not chunk.start:
+            self._log.log_warn(f"CORRID {chunk.corrid}: no state (expired?), starting afresh")
+        if chunk.phrases:
+            session.phrases = chunk.phrases
+        for job in session.segmenter.push(chunk.audio):
+            self._submit(session, job)
+        if chunk.end:
+            self._end(session, sender)
+        else:
+            send_results(sender, session.drain(), complete=True)
+
+    def _submit(self, session: StreamSession, job: DecodeJob) -> None:
+        if job.type == "partial":
+            session.latest_partial = job
+        else:
+            session.finals_queued = job.segment + 1
+        audio_s = samples_to_s(session.segmenter.total_samples)
+        self._worker.submit(Work(session, job, audio_s))
+
+    def _end(self, session: StreamSession, sender: Any) -> None:
+        self._sessions.release(session.corrid)
+        job = session.segmenter.flush()
+        if job is not None:
+            session.finals_queued = job.segment + 1
+        session.closed = True
+        audio_s = samples_to_s(session.segmenter.total_samples)
+        self._worker.submit(Work(session, job, audio_s, sender))
+
+    def finalize(self) -> None:
+        self._worker.stop()

@@ -1,0 +1,583 @@
+"""Cache-aware streaming CTC recognition of a NeMo FastConformer exported to ONNX.
+
+Everything but `EncoderSession` (ONNX Runtime) is pure computation on arrays:
+- `LogMelFrontend`: incremental log-mel features equal to NeMo's
+  AudioToMelSpectrogramPreprocessor (normalize "NA", centred STFT, pre-emphasis).
+- `EncoderStream`: the per-stream feature buffer and encoder caches; one encoder
+  step consumes one chunk of 4*(r+1) mel frames (r = right context of
+  att_context_size) plus the pre-encode cache of the previous chunk. Streams of a
+  batch are stepped together with their caches stacked on the batch axis.
+- `CtcSegmenter`: greedy CTC with word times from frame indices, optional phrase
+  boosting, and endpointing on trailing blank frames.
+- `StreamingRecognizer`: ties them together and builds contract results.
+
+Phrase boosting (PHRASES): every SentencePiece token of the phrases gets
+`phrase_boost` added to its log-probability before the greedy arg-max (blank is
+never boosted). It only changes frames where a phrase token nearly won; a large
+value forces phrase tokens and makes errors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from common.asr_contract import AsrResult, Word  # noqa: E402
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+WORD_START = "\u2581"
+ONNX_NAME = "encoder_ctc.onnx"
+TRAINED_LOOKAHEADS = ((70, 0), (70, 1), (70, 6), (70, 13))
+
+
+class ModelFilesError(ValueError):
+    """The model folder lacks a file the runtime needs (the message names the path)."""
+
+
+class StreamConfigError(ValueError):
+    """A streaming setting the exported model cannot honour."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Geometry of the exported model (model.json written by export_onnx.py)."""
+
+    sample_rate_hz: int
+    n_fft: int
+    hop_samples: int
+    win_samples: int
+    preemph: float
+    log_guard: float
+    n_mels: int
+    subsampling_factor: int
+    first_chunk_mel_frames_offset: int
+    pre_encode_cache_frames: int
+    cache_channel_shape: tuple[int, int, int]
+    cache_time_shape: tuple[int, int, int]
+    att_context_sizes: tuple[tuple[int, int], ...]
+    blank_id: int
+    pieces: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, path: Path) -> ModelSpec:
+        raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            sample_rate_hz=int(raw["sample_rate_hz"]), n_fft=int(raw["n_fft"]),
+            hop_samples=int(raw["hop_samples"]), win_samples=int(raw["win_samples"]),
+            preemph=float(raw["preemph"]), log_guard=float(raw["log_guard"]),
+            n_mels=int(raw["n_mels"]), subsampling_factor=int(raw["subsampling_factor"]),
+            first_chunk_mel_frames_offset=int(raw["first_chunk_mel_frames_offset"]),
+            pre_encode_cache_frames=int(raw["pre_encode_cache_frames"]),
+            cache_channel_shape=_triple(raw["cache_channel_shape"]),
+            cache_time_shape=_triple(raw["cache_time_shape"]),
+            att_context_sizes=tuple((int(a[0]), int(a[1])) for a in raw["att_context_sizes"]),
+            blank_id=int(raw["blank_id"]), pieces=tuple(str(p) for p in raw["pieces"]))
+
+    @property
+    def frame_s(self) -> float:
+        """Duration of one encoder frame."""
+        return self.subsampling_factor * self.hop_samples / self.sample_rate_hz
+
+
+def _triple(values: Sequence[int]) -> tuple[int, int, int]:
+    return int(values[0]), int(values[1]), int(values[2])
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFiles:
+    """Paths of one exported model folder."""
+
+    folder: Path
+
+    @property
+    def onnx(self) -> Path:
+        return self.folder / ONNX_NAME
+
+    @property
+    def spec(self) -> Path:
+        return self.folder / "model.json"
+
+    @property
+    def frontend(self) -> Path:
+        return self.folder / "frontend.npz"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.folder / "tokenizer.model"
+
+    def check(self) -> None:
+        """Raise ModelFilesError naming the first missing file."""
+        if not self.folder.is_dir():
+            raise ModelFilesError(f"model_path {self.folder} is not a folder")
+        for path in (self.onnx, self.spec, self.frontend):
+            if not path.is_file():
+                raise ModelFilesError(f"model file missing: {path} (model_path {self.folder})")
+
+
+# --- features ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MelTables:
+    """Filterbank [n_mels, n_fft/2+1] and the analysis window zero-padded to n_fft."""
+
+    filterbank: F32
+    window: F32
+
+    @classmethod
+    def load(cls, path: Path, n_fft: int) -> MelTables:
+        with np.load(path) as data:
+            fb = np.asarray(data["fb"], dtype=np.float32)
+            win = np.asarray(data["window"], dtype=np.float32)
+        padded = np.zeros(n_fft, dtype=np.float32)
+        left = (n_fft - win.size) // 2
+        padded[left:left + win.size] = win
+        return cls(fb, padded)
+
+
+class LogMelFrontend:
+    """Incremental log-mel frames of one stream (same values as NeMo's preprocessor)."""
+
+    def __init__(self, spec: ModelSpec, tables: MelTables) -> None:
+        self._spec = spec
+        self._tables = tables
+        self._half = spec.n_fft // 2
+        # pre-emphasised samples; index 0 is absolute sample -n_fft/2 (centre padding)
+        self._buf: F32 = np.zeros(self._half, dtype=np.float32)
+        self._buf_start = -self._half
+        self._last_raw = 0.0
+        self.total_samples = 0
+        self._next_frame = 0
+
+    def push(self, audio: F32) -> F32:
+        """Add samples; the frames [n_mels, n] that became complete."""
+        if audio.size:
+            emph = audio.astype(np.float32, copy=True)
+            emph[1:] -= self._spec.preemph * audio[:-1]
+            emph[0] -= self._spec.preemph * self._last_raw
+            self._last_raw = float(audio[-1])
+            self._buf = np.concatenate([self._buf, emph])
+            self.total_samples += audio.size
+        hop = self._spec.hop_samples
+        last = (self.total_samples - self._half) // hop  # highest frame index computable
+        return self._frames(last + 1)
+
+    def flush(self) -> F32:
+        """End of stream: the remaining frames, zero-padded on the right like the offline STFT;
+        the offline preprocessor keeps total_samples // hop frames."""
+        self._buf = np.concatenate([self._buf, np.zeros(self._half, dtype=np.float32)])
+        return self._frames(self.total_samples // self._spec.hop_samples)
+
+    def _frames(self, stop: int) -> F32:
+        hop, n_fft = self._spec.hop_samples, self._spec.n_fft
+        count = stop - self._next_frame
+        if count <= 0:
+            return np.zeros((self._spec.n_mels, 0), dtype=np.float32)
+        first = self._next_frame * hop - self._half - self._buf_start
+        span = self._buf[first:first + (count - 1) * hop + n_fft]
+        frames = np.lib.stride_tricks.sliding_window_view(span, n_fft)[::hop][:count]
+        spectrum = np.fft.rfft(frames * self._tables.window, axis=1)
+        power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+        mel = self._tables.filterbank @ power.T
+        self._next_frame = stop
+        keep_from = self._next_frame * hop - self._half - self._buf_start
+        self._buf = self._buf[keep_from:]
+        self._buf_start += keep_from
+        logmel: F32 = np.log(mel + np.float32(self._spec.log_guard)).astype(np.float32)
+        return logmel
+
+
+# --- encoder ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkGeometry:
+    """Mel frames per encoder step for one look-ahead."""
+
+    right_context: int
+    chunk_mel_frames: int
+    pre_cache_mel_frames: int
+    lead_zero_frames: int
+
+    @classmethod
+    def for_lookahead(cls, spec: ModelSpec, att_context_size: tuple[int, int]) -> ChunkGeometry:
+        trained = set(spec.att_context_sizes)
+        if tuple(att_context_size) not in trained:
+            raise StreamConfigError(
+                f"att_context_size {list(att_context_size)} was not trained; "
+                f"trained: {sorted(list(a) for a in trained)}")
+        right = att_context_size[1]
+        chunk = spec.subsampling_factor * (right + 1)
+        pre = spec.pre_encode_cache_frames
+        # leading zero frames put the first real frame where NeMo's first (shorter) chunk
+        # puts it, so every step has the same shape and the same stride phase as training
+        return cls(right, chunk, pre, pre + spec.first_chunk_mel_frames_offset)
+
+    @property
+    def step_frames(self) -> int:
+        return self.pre_cache_mel_frames + self.chunk_mel_frames
+
+
+@dataclass(slots=True)
+class EncoderStream:
+    """Per-stream pending features and encoder caches."""
+
+    feats: F32
+    cache_channel: F32
+    cache_time: F32
+    cache_len: int = 0
+    frames_out: int = 0
+    ended: bool = False
+
+    @classmethod
+    def fresh(cls, spec: ModelSpec, geometry: ChunkGeometry) -> EncoderStream:
+        return cls(np.zeros((spec.n_mels, geometry.lead_zero_frames), dtype=np.float32),
+                   np.zeros(spec.cache_channel_shape, dtype=np.float32),
+                   np.zeros(spec.cache_time_shape, dtype=np.float32))
+
+    def ready(self, geometry: ChunkGeometry) -> bool:
+        """A full chunk is waiting, or the last partial one after END."""
+        pending = self.feats.shape[1] - geometry.pre_cache_mel_frames
+        return pending >= geometry.chunk_mel_frames or (self.ended and pending > 0)
+
+    def take_chunk(self, geometry: ChunkGeometry) -> tuple[F32, int]:
+        """The next step's input [n_mels, step_frames] (zero-padded) and its valid length."""
+        step = geometry.step_frames
+        chunk = self.feats[:, :step]
+        valid = chunk.shape[1]
+        if valid < step:
+            chunk = np.pad(chunk, ((0, 0), (0, step - valid)))
+        self.feats = self.feats[:, geometry.chunk_mel_frames:]
+        return chunk, valid
+
+
+class EncoderSession:
+    """ONNX Runtime session of encoder_ctc.onnx (CUDA when asked for and available)."""
+
+    def __init__(self, onnx_path: Path, *, device: str, threads: int) -> None:
+        import onnxruntime as ort  # type: ignore[import-not-found,unused-ignore]
+
+        options = ort.SessionOptions()
+        if threads > 0:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        elif device == "cuda":
+            raise StreamConfigError("device=cuda asked but onnxruntime has no CUDA provider "
+                                    "(install onnxruntime-gpu)")
+        self._session: Any = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        self.providers: tuple[str, ...] = tuple(self._session.get_providers())
+
+    def step(self, feats: F32, lengths: I64, cache_channel: F32, cache_time: F32,
+             cache_len: I64) -> tuple[F32, I64, F32, F32, I64]:
+        outputs = self._session.run(None, {
+            "audio_signal": feats, "length": lengths, "cache_last_channel": cache_channel,
+            "cache_last_time": cache_time, "cache_last_channel_len": cache_len})
+        logprobs, enc_len, next_channel, next_time, next_len = outputs
+        return logprobs, enc_len, next_channel, next_time, next_len
+
+
+def encoder_step(session: EncoderSession, streams: Sequence[EncoderStream],
+                 geometry: ChunkGeometry) -> list[F32]:
+    """One batched encoder step for streams that are all ready; their log-probs [n_i, V]."""
+    chunks, valid = zip(*(s.take_chunk(geometry) for s in streams), strict=True)
+    feats = np.ascontiguousarray(np.stack(chunks), dtype=np.float32)
+    lengths = np.asarray(valid, dtype=np.int64)
+    out = session.step(
+        feats, lengths, np.stack([s.cache_channel for s in streams]),
+        np.stack([s.cache_time for s in streams]),
+        np.asarray([s.cache_len for s in streams], dtype=np.int64))
+    logprobs, enc_len, next_channel, next_time, next_len = out
+    result: list[F32] = []
+    for row, stream in enumerate(streams):
+        stream.cache_channel = next_channel[row]
+        stream.cache_time = next_time[row]
+        stream.cache_len = int(next_len[row])
+        frames = max(0, min(int(enc_len[row]), geometry.right_context + 1))
+        result.append(np.asarray(logprobs[row, :frames], dtype=np.float32))
+    return result
+
+
+# --- CTC decoding and endpointing ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Token:
+    token_id: int
+    first_frame: int
+    last_frame: int
+    prob: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hypothesis:
+    """Decoded words of one utterance with times in seconds from stream start."""
+
+    segment: int
+    words: tuple[Word, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.word for w in self.words)
+
+
+@dataclass(slots=True)
+class CtcSegmenter:
+    """Greedy CTC over frames as they arrive; an utterance ends after `end_silence_frames`
+    blank frames following its last token."""
+
+    spec: ModelSpec
+    end_silence_frames: int
+    boost: F32 | None = None
+    segment: int = 0
+    frame: int = 0
+    _tokens: list[_Token] = field(default_factory=list)
+    _last_id: int = -1
+    _trailing_blank: int = 0
+
+    def feed(self, logprobs: F32) -> list[Hypothesis]:
+        """Consume frames [n, V]; the finals that endpointing closed."""
+        if logprobs.shape[0] == 0:
+            return []
+        scores = logprobs if self.boost is None else logprobs + self.boost
+        best = np.argmax(scores, axis=1)
+        probs = np.exp(logprobs[np.arange(best.size), best])
+        finals: list[Hypothesis] = []
+        for tok, prob in zip(best.tolist(), probs.tolist(), strict=True):
+            final = self._frame(int(tok), float(prob))
+            if final is not None:
+                finals.append(final)
+        return finals
+
+    def _frame(self, tok: int, prob: float) -> Hypothesis | None:
+        index = self.frame
+        self.frame += 1
+        if tok == self.spec.blank_id:
+            self._last_id = tok
+            self._trailing_blank += 1
+            if self._tokens and self._trailing_blank >= self.end_silence_frames:
+                return self.close()
+            return None
+        self._trailing_blank = 0
+        if tok == self._last_id and self._tokens:
+            last = self._tokens[-1]
+            last.last_frame = index
+            last.prob = max(last.prob, prob)
+        else:
+            self._tokens.append(_Token(tok, index, index, prob))
+        self._last_id = tok
+        return None
+
+    def pending(self) -> Hypothesis:
+        """The open utterance so far (for partials)."""
+        return Hypothesis(self.segment, tuple(self._words()))
+
+    def close(self) -> Hypothesis:
+        """Final of the open utterance; the next tokens start a new segment."""
+        hyp = self.pending()
+        self._tokens = []
+        self._last_id = -1
+        self._trailing_blank = 0
+        self.segment += 1
+        return hyp
+
+    @property
+    def has_tokens(self) -> bool:
+        return bool(self._tokens)
+
+    def _words(self) -> list[Word]:
+        words: list[list[_Token]] = []
+        for tok in self._tokens:
+            piece = self.spec.pieces[tok.token_id] if tok.token_id < len(self.spec.pieces) else ""
+            if piece.startswith(WORD_START) or not words:
+                words.append([tok])
+            else:
+                words[-1].append(tok)
+        return [w for w in (self._word(group) for group in words) if w is not None]
+
+    def _word(self, group: list[_Token]) -> Word | None:
+        text = "".join(self.spec.pieces[t.token_id] for t in group).replace(WORD_START, "")
+        if not text:
+            return None
+        frame_s = self.spec.frame_s
+        confidence = float(np.mean([t.prob for t in group]))
+        return Word(text, group[0].first_frame * frame_s, (group[-1].last_frame + 1) * frame_s,
+                    min(1.0, max(0.0, confidence)))
+
+
+# --- phrases -------------------------------------------------------------------------------
+
+
+def phrase_token_ids(phrase: str, pieces: Sequence[str]) -> list[int]:
+    """Token ids of a phrase by greedy longest match over the vocabulary pieces, word by
+    word ("▁" marks a word start): close to SentencePiece's own split, and needs no
+    tokenizer library at run time."""
+    index = {piece: i for i, piece in enumerate(pieces)}
+    longest = max((len(p) for p in pieces), default=1)
+    text = "".join(c if c.isalpha() or c == "'" else " " for c in phrase.lower())
+    ids: list[int] = []
+    for word in text.split():
+        rest = WORD_START + word
+        while rest:
+            for size in range(min(longest, len(rest)), 0, -1):
+                if rest[:size] in index:
+                    ids.append(index[rest[:size]])
+                    rest = rest[size:]
+                    break
+            else:
+                rest = rest[1:]  # a character outside the vocabulary
+    return ids
+
+
+def phrase_boost_vector(phrases: Sequence[str], pieces: Sequence[str],
+                        boost: float) -> F32 | None:
+    """Log-prob bonus per class for the tokens of the phrases (None when nothing to boost)."""
+    if boost == 0.0 or not phrases:
+        return None
+    vector = np.zeros(len(pieces) + 1, dtype=np.float32)
+    for phrase in phrases:
+        for token_id in phrase_token_ids(phrase, pieces):
+            vector[token_id] = boost
+    return vector if vector.any() else None
+
+
+# --- the recognizer -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecognizerConfig:
+    att_context_size: tuple[int, int] = (70, 1)
+    end_silence_ms: float = 600.0
+    phrase_boost: float = 2.0
+    max_batch: int = 32
+    device: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.end_silence_ms <= 0:
+            raise StreamConfigError(f"end_silence_ms must be > 0, got {self.end_silence_ms}")
+        if self.max_batch < 1:
+            raise StreamConfigError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise StreamConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass(slots=True)
+class StreamState:
+    """Everything one CORRID owns."""
+
+    frontend: LogMelFrontend
+    encoder: EncoderStream
+    decoder: CtcSegmenter
+    last_partial: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInput:
+    """One request's audio for one stream."""
+
+    state: StreamState
+    audio: F32
+    end: bool
+
+
+class StreamingRecognizer:
+    """Runs many streams through one encoder session, batching ready chunks."""
+
+    def __init__(self, folder: Path, config: RecognizerConfig) -> None:
+        files = ModelFiles(folder)
+        files.check()
+        self.spec = ModelSpec.from_json(files.spec)
+        self.config = config
+        self.geometry = ChunkGeometry.for_lookahead(self.spec, config.att_context_size)
+        self._tables = MelTables.load(files.frontend, self.spec.n_fft)
+        self.session = EncoderSession(files.onnx, device=config.device, threads=config.threads)
+        self._end_frames = max(1, math.ceil(config.end_silence_ms / 1000 / self.spec.frame_s))
+
+    def new_stream(self, phrases: Sequence[str] = ()) -> StreamState:
+        state = StreamState(LogMelFrontend(self.spec, self._tables),
+                            EncoderStream.fresh(self.spec, self.geometry),
+                            CtcSegmenter(self.spec, self._end_frames))
+        self.set_phrases(state, phrases)
+        return state
+
+    def set_phrases(self, state: StreamState, phrases: Sequence[str]) -> None:
+        """Custom vocabulary of a stream (sent with START)."""
+        state.decoder.boost = phrase_boost_vector(phrases, self.spec.pieces,
+                                                  self.config.phrase_boost)
+
+    def process(self, inputs: Sequence[StreamInput]) -> list[list[AsrResult]]:
+        """Feed each stream its audio, run the encoder over every ready chunk (batched),
+        and return each input's results in order: finals, then a partial if the open
+        utterance changed, and at END the final of the open utterance (always)."""
+        results: list[list[AsrResult]] = [[] for _ in inputs]
+        for item in inputs:
+            self._featurize(item)
+        owners = {id(item.state): i for i, item in enumerate(inputs)}
+        states = [item.state for item in inputs]
+        while True:
+            ready = [s for s in states if s.encoder.ready(self.geometry)]
+            if not ready:
+                break
+            for start in range(0, len(ready), self.config.max_batch):
+                batch = ready[start:start + self.config.max_batch]
+                for state, logprobs in zip(batch, encoder_step(self.session, [
+                        s.encoder for s in batch], self.geometry), strict=True):
+                    audio_s = self._audio_s(state)
+                    finals = state.decoder.feed(logprobs)
+                    results[owners[id(state)]].extend(
+                        _final(h, audio_s) for h in finals)
+                    if finals:
+                        state.last_partial = ""
+        for index, item in enumerate(inputs):
+            results[index].extend(self._close_or_partial(item))
+        return results
+
+    def _featurize(self, item: StreamInput) -> None:
+        frontend, enc = item.state.frontend, item.state.encoder
+        frames = [frontend.push(np.asarray(item.audio, dtype=np.float32).reshape(-1))]
+        if item.end:
+            frames.append(frontend.flush())
+            enc.ended = True
+        enc.feats = np.concatenate([enc.feats, *frames], axis=1)
+
+    def _audio_s(self, state: StreamState) -> float:
+        return state.frontend.total_samples / self.spec.sample_rate_hz
+
+    def _close_or_partial(self, item: StreamInput) -> list[AsrResult]:
+        state = item.state
+        audio_s = self._audio_s(state)
+        if item.end:
+            return [_final(state.decoder.close(), audio_s)]
+        pending = state.decoder.pending()
+        if pending.text == state.last_partial:
+            return []
+        state.last_partial = pending.text
+        return [_result("partial", pending, audio_s)]
+
+
+def _final(hyp: Hypothesis, audio_s: float) -> AsrResult:
+    return _result("final", hyp, audio_s)
+
+
+def _result(kind: str, hyp: Hypothesis, audio_s: float) -> AsrResult:
+    words = tuple(Word(w.word, min(w.start_s, audio_s), min(w.end_s, audio_s), w.confidence)
+                  for w in hyp.words)
+    if not words:
+        return AsrResult("final" if kind == "final" else "partial", hyp.segment, "", audio_s,
+                         audio_s, audio_s)
+    return AsrResult("final" if kind == "final" else "partial", hyp.segment, hyp.text,
+                     words[0].start_s, words[-1].end_s, audio_s, words)

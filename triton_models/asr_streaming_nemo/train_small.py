@@ -1,0 +1,358 @@
+"""Train the small cache-aware streaming FastConformer-CTC model for CI and CPU demos.
+
+Runs in the Triton venv with triton_models/requirements-nemo.txt installed. CPU only.
+
+    nice -n 10 .venv-triton/bin/python triton_models/asr_streaming_nemo/data_gen.py \\
+        --out build/nemo_data --n-train 3500 --n-heldout 300
+    nice -n 10 .venv-triton/bin/python triton_models/asr_streaming_nemo/train_small.py \\
+        --data build/nemo_data --work build/nemo_small --minutes 45 --threads 2
+
+Steps: SentencePiece BPE tokenizer on the training texts; EncDecCTCModelBPE built
+from the config below (FastConformer encoder, 4x causal depthwise-striding
+subsampling, chunked_limited attention with several look-aheads, causal
+convolutions); log-mel features computed once; a plain PyTorch loop (AdamW,
+warm-up then cosine by elapsed time, gradient clipping, no SpecAugment); an
+offline held-out WER and a `.nemo` checkpoint every `--eval-every-min`. The
+last and the best checkpoints are kept in `--work`. Export and the streaming
+evaluation are separate steps (export_onnx.py, selfcheck.py --manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from data_gen import read_wav
+
+ATT_CONTEXT_SIZES: list[list[int]] = [[70, 1], [70, 0], [70, 6], [70, 13]]
+ATT_CONTEXT_PROBS: list[float] = [0.4, 0.2, 0.2, 0.2]
+
+
+@dataclass(frozen=True, slots=True)
+class Arch:
+    """Encoder size."""
+
+    d_model: int = 144
+    n_layers: int = 5
+    n_heads: int = 4
+    vocab_size: int = 128
+    subsampling_channels: int = 64
+    dropout: float = 0.0
+
+
+DEFAULT_ARCH = Arch()
+
+def model_config(tokenizer_dir: Path, arch: Arch) -> dict[str, Any]:
+    """A cache-aware streaming FastConformer-CTC config (after NeMo's
+    fastconformer_ctc_bpe_streaming.yaml, scaled down, 4x subsampling)."""
+    return {
+        "sample_rate": 16000,
+        "log_prediction": False,
+        "ctc_reduction": "mean_batch",
+        "skip_nan_grad": False,
+        "train_ds": None,
+        "validation_ds": None,
+        "test_ds": None,
+        "tokenizer": {"dir": str(tokenizer_dir), "type": "bpe"},
+        "preprocessor": {
+            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+            "sample_rate": 16000, "normalize": "NA", "window_size": 0.025,
+            "window_stride": 0.01, "window": "hann", "features": 80, "n_fft": 512,
+            "frame_splicing": 1, "dither": 1e-5, "pad_to": 0,
+        },
+        "spec_augment": None,
+        "encoder": {
+            "_target_": "nemo.collections.asr.modules.ConformerEncoder",
+            "feat_in": 80, "feat_out": -1, "n_layers": arch.n_layers, "d_model": arch.d_model,
+            "subsampling": "dw_striding", "subsampling_factor": 4,
+            "subsampling_conv_channels": arch.subsampling_channels, "causal_downsampling": True,
+            "ff_expansion_factor": 4, "self_attention_model": "rel_pos", "n_heads": arch.n_heads,
+            "att_context_size": ATT_CONTEXT_SIZES, "att_context_style": "chunked_limited",
+            "att_context_probs": ATT_CONTEXT_PROBS,
+            "xscaling": True, "pos_emb_max_len": 512, "conv_kernel_size": 9,
+            "conv_norm_type": "layer_norm", "conv_context_size": "causal",
+            "dropout": arch.dropout, "dropout_pre_encoder": arch.dropout, "dropout_emb": 0.0,
+            "dropout_att": arch.dropout,
+            "stochastic_depth_drop_prob": 0.0,
+        },
+        "decoder": {
+            "_target_": "nemo.collections.asr.modules.ConvASRDecoder",
+            "feat_in": None, "num_classes": -1, "vocabulary": [],
+        },
+        "optim": None,
+    }
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def train_tokenizer(texts: Sequence[str], out_dir: Path, vocab_size: int) -> Path:
+    """SentencePiece BPE via NeMo's helper (writes tokenizer.model, vocab.txt)."""
+    from nemo.collections.common.tokenizers.sentencepiece_tokenizer import (  # type: ignore[import-not-found]
+        create_spt_model,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    corpus = out_dir / "corpus.txt"
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    create_spt_model(str(corpus), vocab_size, -1, True, "bpe", output_dir=str(out_dir))
+    return out_dir
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """Precomputed log-mel features [80, T] and target token ids."""
+
+    features: Any
+    tokens: list[int]
+    text: str
+
+
+def featurize(model: Any, rows: Sequence[dict[str, Any]]) -> list[Example]:
+    """Log-mel features through the model's own preprocessor (eval mode: no dither)."""
+    import torch  # type: ignore[import-not-found]
+
+    model.preprocessor.eval()
+    out: list[Example] = []
+    with torch.no_grad():
+        for row in rows:
+            audio, rate = read_wav(Path(row["audio_filepath"]))
+            if rate != 16000:
+                raise ValueError(f"{row['audio_filepath']}: expected 16 kHz, got {rate}")
+            signal = torch.from_numpy(audio).unsqueeze(0)
+            feats, _ = model.preprocessor(
+                input_signal=signal, length=torch.tensor([signal.shape[1]])
+            )
+            tokens = model.tokenizer.text_to_ids(row["text"])
+            out.append(Example(feats[0].clone(), tokens, row["text"]))
+    return out
+
+
+def batches(
+    examples: Sequence[Example], max_frames: int, rng: random.Random
+) -> Iterator[list[int]]:
+    """Length-bucketed batches of indices (sorted by length, shuffled batch order)."""
+    order = sorted(range(len(examples)), key=lambda i: examples[i].features.shape[1])
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for idx in order:
+        frames = examples[idx].features.shape[1]
+        if current and frames * (len(current) + 1) > max_frames:
+            groups.append(current)
+            current = []
+        current.append(idx)
+    if current:
+        groups.append(current)
+    rng.shuffle(groups)
+    yield from groups
+
+
+def collate(examples: Sequence[Example], idxs: Sequence[int]) -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    feats = [examples[i].features for i in idxs]
+    toks = [examples[i].tokens for i in idxs]
+    max_t = max(f.shape[1] for f in feats)
+    max_u = max(len(t) for t in toks)
+    x = torch.zeros(len(idxs), feats[0].shape[0], max_t)
+    y = torch.zeros(len(idxs), max_u, dtype=torch.long)
+    for row, (f, t) in enumerate(zip(feats, toks, strict=True)):
+        x[row, :, : f.shape[1]] = f
+        y[row, : len(t)] = torch.tensor(t)
+    x_len = torch.tensor([f.shape[1] for f in feats])
+    y_len = torch.tensor([len(t) for t in toks])
+    return x, x_len, y, y_len
+
+
+def word_errors(ref: str, hyp: str) -> int:
+    """Word-level Levenshtein distance."""
+    r, h = ref.split(), hyp.split()
+    prev = list(range(len(h) + 1))
+    for i, rw in enumerate(r, 1):
+        cur = [i] + [0] * len(h)
+        for j, hw in enumerate(h, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (rw != hw))
+        prev = cur
+    return prev[-1]
+
+
+def greedy_text(model: Any, log_probs: Any, length: int) -> str:
+    ids = log_probs[:length].argmax(dim=-1).tolist()
+    blank = log_probs.shape[-1] - 1
+    out: list[int] = []
+    last = blank
+    for tok in ids:
+        if tok != last and tok != blank:
+            out.append(tok)
+        last = tok
+    return str(model.tokenizer.ids_to_text(out))
+
+
+def offline_wer(model: Any, examples: Sequence[Example]) -> float:
+    """Greedy CTC WER with the default (first) look-ahead; chunked attention masks make
+    this equal to cache-aware streaming up to the first chunk's padding."""
+    import torch
+
+    model.eval()
+    errors = words = 0
+    with torch.no_grad():
+        for start in range(0, len(examples), 32):
+            idxs = list(range(start, min(start + 32, len(examples))))
+            x, x_len, _, _ = collate(examples, idxs)
+            log_probs, enc_len, _ = model.forward(processed_signal=x, processed_signal_length=x_len)
+            for row, idx in enumerate(idxs):
+                hyp = greedy_text(model, log_probs[row], int(enc_len[row]))
+                errors += word_errors(examples[idx].text, hyp)
+                words += len(examples[idx].text.split())
+    model.train()
+    return errors / max(words, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Linear warm-up in steps, then cosine decay over the wall-time budget."""
+
+    peak_lr: float
+    warmup_steps: int
+    budget_s: float
+    floor: float = 0.05
+
+    def lr(self, step: int, elapsed_s: float) -> float:
+        if step < self.warmup_steps:
+            return self.peak_lr * (step + 1) / self.warmup_steps
+        progress = min(elapsed_s / self.budget_s, 1.0)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.peak_lr * (self.floor + (1.0 - self.floor) * cosine)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOptions:
+    minutes: float
+    eval_every_min: float
+    max_frames: int
+    peak_lr: float
+    warmup_steps: int
+    seed: int
+
+
+def _log(work: Path, row: dict[str, Any]) -> None:
+    print(json.dumps(row), flush=True)
+    with (work / "train_log.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def train_loop(
+    model: Any, train: Sequence[Example], heldout: Sequence[Example], work: Path,
+    opts: TrainOptions,
+) -> float:
+    """Train until the time budget runs out; returns the best offline held-out WER."""
+    import torch
+
+    optim = torch.optim.AdamW(model.parameters(), lr=opts.peak_lr, betas=(0.9, 0.98),
+                              weight_decay=1e-3)
+    sched = Schedule(opts.peak_lr, opts.warmup_steps, opts.minutes * 60)
+    rng = random.Random(opts.seed)
+    t0 = time.monotonic()
+    next_eval = opts.eval_every_min * 60
+    step, epoch, best = 0, 0, float("inf")
+    losses: list[float] = []
+    model.train()
+    while time.monotonic() - t0 < opts.minutes * 60:
+        epoch += 1
+        for idxs in batches(train, opts.max_frames, rng):
+            elapsed = time.monotonic() - t0
+            if elapsed >= opts.minutes * 60:
+                break
+            for group in optim.param_groups:
+                group["lr"] = sched.lr(step, elapsed)
+            x, x_len, y, y_len = collate(train, idxs)
+            log_probs, enc_len, _ = model.forward(processed_signal=x, processed_signal_length=x_len)
+            loss = model.loss(log_probs=log_probs, targets=y, input_lengths=enc_len,
+                              target_lengths=y_len)
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            losses.append(float(loss))
+            step += 1
+            if elapsed >= next_eval:
+                best = _checkpoint(model, heldout, work, step, epoch, elapsed, losses, best)
+                losses = []
+                next_eval += opts.eval_every_min * 60
+    elapsed = time.monotonic() - t0
+    return _checkpoint(model, heldout, work, step, epoch, elapsed, losses, best)
+
+
+def _checkpoint(
+    model: Any, heldout: Sequence[Example], work: Path, step: int, epoch: int,
+    elapsed_s: float, losses: Sequence[float], best: float,
+) -> float:
+    wer = offline_wer(model, heldout)
+    model.save_to(str(work / "last.nemo"))
+    if wer < best:
+        model.save_to(str(work / "best.nemo"))
+        best = wer
+    _log(work, {"step": step, "epoch": epoch, "minutes": round(elapsed_s / 60, 2),
+                "loss": round(float(np.mean(losses)), 4) if losses else None,
+                "heldout_wer_offline": round(wer, 4), "best": round(best, 4)})
+    return best
+
+
+def build_model(tokenizer_dir: Path, arch: Arch) -> Any:
+    from nemo.collections.asr.models import EncDecCTCModelBPE  # type: ignore[import-not-found]
+    from omegaconf import OmegaConf  # type: ignore[import-not-found]
+
+    return EncDecCTCModelBPE(cfg=OmegaConf.create(model_config(tokenizer_dir, arch)))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="train the small streaming CTC model")
+    parser.add_argument("--data", type=Path, required=True, help="data_gen.py output folder")
+    parser.add_argument("--work", type=Path, required=True, help="checkpoints and logs")
+    parser.add_argument("--minutes", type=float, default=45.0)
+    parser.add_argument("--eval-every-min", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-frames", type=int, default=6000, help="mel frames per batch")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--d-model", type=int, default=DEFAULT_ARCH.d_model)
+    parser.add_argument("--layers", type=int, default=DEFAULT_ARCH.n_layers)
+    parser.add_argument("--vocab-size", type=int, default=DEFAULT_ARCH.vocab_size)
+    parser.add_argument("--heldout-eval", type=int, default=150, help="held-out rows per eval")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.work.mkdir(parents=True, exist_ok=True)
+    train_rows = read_manifest(args.data / "train.jsonl")
+    held_rows = read_manifest(args.data / "heldout.jsonl")[: args.heldout_eval]
+    tok_dir = train_tokenizer([r["text"] for r in train_rows], args.work / "tokenizer",
+                              args.vocab_size)
+    arch = Arch(args.d_model, args.layers, 4, args.vocab_size)
+    model = build_model(tok_dir, arch)
+    params = sum(p.numel() for p in model.parameters())
+    t0 = time.monotonic()
+    train, heldout = featurize(model, train_rows), featurize(model, held_rows)
+    _log(args.work, {"params": params, "train": len(train), "heldout_eval": len(heldout),
+                     "featurize_s": round(time.monotonic() - t0, 1)})
+    opts = TrainOptions(args.minutes, args.eval_every_min, args.max_frames, args.lr,
+                        args.warmup_steps, args.seed)
+    best = train_loop(model, train, heldout, args.work, opts)
+    _log(args.work, {"done": True, "best_offline_wer": round(best, 4)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Triton Python-backend glue for the streaming ASR contract.
+
+Only importable inside the Python backend stub (``triton_python_backend_utils``).
+Reads one request into a :class:`ChunkRequest` and sends :class:`AsrResult`s
+on a decoupled response sender.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+
+from common.asr_contract import AsrResult, ChunkRequest, ContractError, parse_phrases
+
+FINAL_FLAG: int = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def model_config(args: dict[str, str]) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(args["model_config"])
+    return config
+
+
+def _scalar(request: Any, name: str) -> int | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return None
+    values = tensor.as_numpy().reshape(-1)
+    return int(values[0]) if values.size else None
+
+
+def read_chunk(request: Any) -> ChunkRequest:
+    """The contract view of one request; ContractError when it does not fit."""
+    corrid = _scalar(request, "CORRID")
+    if corrid is None:
+        raise ContractError("request carries no CORRID: send it with a sequence_id")
+    audio_tensor = pb_utils.get_input_tensor_by_name(request, "AUDIO")
+    if audio_tensor is None:
+        raise ContractError("request carries no AUDIO input")
+    audio = np.asarray(audio_tensor.as_numpy(), dtype=np.float32).reshape(-1)
+    phrases_tensor = pb_utils.get_input_tensor_by_name(request, "PHRASES")
+    phrases = () if phrases_tensor is None else parse_phrases(
+        list(phrases_tensor.as_numpy().reshape(-1)))
+    return ChunkRequest(corrid=corrid, start=bool(_scalar(request, "START")),
+                        end=bool(_scalar(request, "END")), audio=audio, phrases=phrases)
+
+
+def is_ready(request: Any) -> bool:
+    """READY is false only for padding slots, which carry no real request."""
+    ready = _scalar(request, "READY")
+    return ready is None or ready != 0
+
+
+def response(result: AsrResult) -> Any:
+    payload = np.array([[result.to_json().encode("utf-8")]], dtype=np.object_)
+    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("RESULT", payload)])
+
+
+def send_results(sender: Any, results: Iterable[AsrResult], *, complete: bool) -> None:
+    """Send each result as one response; then close the request when ``complete``."""
+    for result in results:
+        sender.send(response(result))
+    if complete:
+        sender.send(flags=FINAL_FLAG)
+
+
+def send_error(sender: Any, message: str) -> None:
+    """Fail one request (the stream stays open for the others) and close it."""
+    sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)))
+    sender.send(flags=FINAL_FLAG)
