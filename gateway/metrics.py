@@ -40,6 +40,15 @@ class Metrics:
                                   registry=r)
         self.triton_errors = Counter(
             "gateway_triton_errors_total", "Triton errors", ["kind"], registry=r)
+        self.loop_lag = Histogram(
+            "gateway_event_loop_lag_seconds", "How late the event loop runs a 100 ms timer",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), registry=r)
+        self.asr_send_delay = Histogram(
+            "gateway_asr_send_delay_seconds", "Newest audio of a chunk arriving -> chunk sent "
+            "to Triton", buckets=LATENCY_BUCKETS_S, registry=r)
+        self.asr_buffered = Gauge(
+            "gateway_asr_buffered_seconds", "Audio held for ASR, summed over channels",
+            registry=r)
         self.events = Counter(
             "gateway_events_total", "Events emitted", ["type"], registry=r)
         self.event_sink_errors = Counter(

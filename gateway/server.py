@@ -51,6 +51,7 @@ class Gateway:
         self.calls_dir = config.storage.state_dir / "calls"
         self._log = get_logger("gateway")
         self._watchdog_task: asyncio.Task[None] | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.events.start(build_sinks(self.config.events.sinks, self.calls_dir))
@@ -65,13 +66,24 @@ class Gateway:
         triton_ok = await self.triton.wait_first_check(self.config.triton.connect_timeout_s + 1)
         self.sip.start_registrations()
         self.notifier.ready(self.status_line(triton_ok))
-        if self.notifier.watchdog_interval_s is not None:
+        if self.notifier.watchdog_interval_s is not None and self.config.systemd.watchdog:
             self._watchdog_task = asyncio.create_task(self._watchdog(), name="watchdog")
+        self._monitor_task = asyncio.create_task(self._loop_monitor(), name="loop monitor")
 
     def status_line(self, triton_ok: bool | None = None) -> str:
         ready = self.triton.state.ready if triton_ok is None else triton_ok
         state = "draining" if self.draining else "serving"
         return f"{state}; {self.sip.active_calls} active calls; triton {'up' if ready else 'down'}"
+
+    async def _loop_monitor(self) -> None:
+        """Event-loop lag: how late a 100 ms sleep wakes up (the media path's health)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.1)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - before - 0.1))
+            if self.asr is not None:
+                self.metrics.asr_buffered.set(self.asr.buffered_s())
 
     async def _watchdog(self) -> None:
         """Pings from the event loop itself: a blocked loop stops the pings."""
@@ -148,8 +160,9 @@ class Gateway:
             await self.tts.close()
         await self.http.stop()
         await self.triton.close()
-        if self._watchdog_task is not None:
-            self._watchdog_task.cancel()
+        for task in (self._watchdog_task, self._monitor_task):
+            if task is not None:
+                task.cancel()
         await self.events.close()
         self._log.info("gateway.stopped")
         self.notifier.close()

@@ -89,7 +89,7 @@ class AsrHub:
         self._metrics = metrics
         self._log = get_logger("asr")
         self._channels: dict[int, AsrChannel] = {}
-        self._outbox: asyncio.Queue[tuple[AsrChannel, dict[str, Any]]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[AsrChannel, dict[str, Any], float]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.loop = asyncio.get_running_loop()
@@ -107,6 +107,9 @@ class AsrHub:
 
     def forget(self, channel: AsrChannel) -> None:
         self._channels.pop(channel.corrid, None)
+
+    def buffered_s(self) -> float:
+        return sum(ch.queue.buffered_s for ch in self._channels.values())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="asr stream")
@@ -127,7 +130,7 @@ class AsrHub:
                 return
             ch.queued += 1
             ch.end_sent = chunk.sequence_end
-            self._outbox.put_nowait((ch, self._request(ch, chunk)))
+            self._outbox.put_nowait((ch, self._request(ch, chunk), chunk.pushed_at))
             if chunk.sequence_end:
                 return
 
@@ -194,8 +197,9 @@ class AsrHub:
     async def _requests(self) -> AsyncIterator[dict[str, Any]]:
         outbox = self._outbox
         while True:
-            ch, request = await outbox.get()
+            ch, request, pushed_at = await outbox.get()
             ch.queued -= 1
+            self._metrics.asr_send_delay.observe(max(0.0, self.loop.time() - pushed_at))
             self.pump(ch)            # room again: queue the channel's next ready chunk
             yield request
 
