@@ -76,11 +76,15 @@ def normalise(text: str) -> list[str]:
     return words
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = normalise(reference), normalise(hypothesis)
+def wer_words(ref: Sequence[str], hyp: Sequence[str]) -> float:
+    """Word error rate of two word lists (Levenshtein distance / reference length)."""
     d = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         prev, d[0] = d[0], i
         for j, h in enumerate(hyp, 1):
             prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
     return d[len(hyp)] / max(1, len(ref))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    return wer_words(normalise(reference), normalise(hypothesis))

@@ -27,6 +27,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from gateway.triton_launcher import TritonProcess, TritonVenvMissingError
+from tests.speech import wer_words as word_error_rate
 from tests.triton.fixtures import (
     CHUNK_SAMPLES,
     MISSING_WEIGHTS_MODEL,
@@ -228,13 +229,6 @@ def words_of(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
 
 
-def word_error_rate(reference: list[str], hypothesis: list[str]) -> float:
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        diagonal, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref != hyp))
-    return row[-1] / max(1, len(reference))
 
 
 def test_cpu_default_transcribes_telephone_speech(
