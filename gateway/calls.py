@@ -274,6 +274,7 @@ class CallManager:
                 tts = self.config.tts
                 call.vad = EnergyVad(threshold_dbfs=tts.barge_in_threshold_dbfs,
                                      min_speech_ms=tts.barge_in_ms)
+                leg.sender = call.playout
                 return
 
     def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply | str:
@@ -390,6 +391,7 @@ class CallManager:
         self._metrics.calls.labels(outcome="completed" if answered else "unanswered").inc()
         for leg in legs:
             self._metrics.rtp_packets.labels(direction="in").inc(leg.get("received", 0))
+            self._metrics.rtp_packets.labels(direction="out").inc(leg.get("sent", 0))
             self._metrics.rtp_lost.inc(leg.get("lost", 0))
             self._metrics.rtp_jitter.observe(leg.get("jitter_ms", 0.0) / 1000)
         duration = round(time.time() - call.answered_at, 3) if call.answered_at else 0.0

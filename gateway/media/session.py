@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.config import GatewayConfig
 from gateway.conversation import ChannelSink
@@ -15,10 +16,33 @@ from gateway.media.dtmf import DtmfEvent
 from gateway.media.endpoint import RtpEndpoint
 from gateway.media.leg import InboundLeg, LegSettings
 from gateway.media.ports import PortAllocator, PortsExhausted
-from gateway.media.rtcp import RtcpError, RtcpScheduler, build_receiver_report, parse_compound
+from gateway.media.rtcp import (
+    ReceiverBlock,
+    RtcpError,
+    RtcpScheduler,
+    build_receiver_report,
+    build_sender_report,
+    parse_compound,
+)
 from gateway.sip.sdp import AnsweredStream, AnswerPlan
 
 HELD_DIRECTIONS = ("sendonly", "inactive")
+
+
+class SenderState(Protocol):
+    """What an RTCP sender report needs from whoever sends RTP on a leg."""
+
+    @property
+    def ssrc(self) -> int: ...
+
+    @property
+    def rtp_timestamp(self) -> int: ...
+
+    @property
+    def packets_sent(self) -> int: ...
+
+    @property
+    def octets_sent(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -29,6 +53,7 @@ class MediaLeg:
     sink: ChannelSink
     rtcp: RtcpScheduler
     ssrc: int
+    sender: SenderState | None = None      # set while we send on this leg (TTS playout)
 
     @property
     def channel(self) -> str:
@@ -136,15 +161,25 @@ class CallMedia:
 
     def _maybe_send_rtcp(self, leg: MediaLeg, now: float) -> None:
         due = leg.rtcp.next_due()
-        if due is None or due > now or leg.pipeline.rtp_stats.received == 0:
+        sender = leg.sender if leg.sender is not None and leg.sender.packets_sent else None
+        if due is None or due > now or (leg.pipeline.rtp_stats.received == 0 and not sender):
             return
         block = leg.pipeline.rtp_stats.report_block()
         lsr, dlsr = leg.rtcp.lsr_dlsr(now)
-        leg.endpoint.send_rtcp(build_receiver_report(
-            ssrc=leg.ssrc, media_ssrc=leg.endpoint.ssrc or 0,
-            fraction_lost=block.fraction_lost, packets_lost=block.packets_lost,
-            highest_sequence=block.highest_sequence, jitter=block.jitter, lsr=lsr, dlsr=dlsr,
-            cname=f"asr-gateway@{self.call_id}"))
+        report = ReceiverBlock(leg.endpoint.ssrc or 0, block.fraction_lost, block.packets_lost,
+                               block.highest_sequence, block.jitter, lsr, dlsr)
+        cname = f"asr-gateway@{self.call_id}"
+        if sender is not None:       # RFC 3550 6.4.1: a sender reports with an SR
+            data = build_sender_report(
+                ssrc=sender.ssrc, unix_s=time.time(), rtp_ts=sender.rtp_timestamp,
+                packets_sent=sender.packets_sent, octets_sent=sender.octets_sent, cname=cname,
+                report=report if leg.pipeline.rtp_stats.received else None)
+        else:
+            data = build_receiver_report(
+                ssrc=leg.ssrc, media_ssrc=report.media_ssrc, fraction_lost=report.fraction_lost,
+                packets_lost=report.packets_lost, highest_sequence=report.highest_sequence,
+                jitter=report.jitter, lsr=lsr, dlsr=dlsr, cname=cname)
+        leg.endpoint.send_rtcp(data)
         leg.rtcp.sent(now)
 
     def close(self) -> None:

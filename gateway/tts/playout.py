@@ -55,6 +55,19 @@ class Playout:
         self._cut = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"playout {call_id}")
         self.octets_sent = 0
+        self._packets_sent = 0
+
+    @property
+    def ssrc(self) -> int:
+        return self._packetizer.ssrc
+
+    @property
+    def rtp_timestamp(self) -> int:
+        return self._packetizer.timestamp
+
+    @property
+    def packets_sent(self) -> int:
+        return self._packets_sent
 
     @property
     def speaking(self) -> bool:
@@ -132,6 +145,7 @@ class Playout:
                 return pacer
             self._endpoint.send(packet.data)
             self.octets_sent += len(packet.data) - 12
+            self._packets_sent += 1
             pacer.sent()
             reply.sent_packets += 1
             if reply.first_packet_at is None:

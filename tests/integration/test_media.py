@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,43 @@ def test_two_correlated_calls_make_one_stereo_recording(gateway_factory: Gateway
         lag = best_lag(expected, recorded, RATE)
         scores = window_correlations(expected, recorded[lag:])
         assert len(scores) >= 4 and min(scores) > 0.95, (index, scores)
+
+
+def test_rtcp_receiver_reports_reach_the_sender(gateway_factory: GatewayFactory) -> None:
+    from aiortc.rtp import RtcpPacket, RtcpRrPacket
+
+    gw = _recording_gateway(gateway_factory)
+    caller = Caller(gw)
+    rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtcp.bind(("127.0.0.1", caller.rtp.getsockname()[1] + 1))
+    rtcp.settimeout(8)
+    stream = packets(np.zeros(FRAME * 300, dtype=np.int16), "PCMU", ssrc=0xABCD)
+    dropped = set(range(50, 60))                        # 10 of the first 100 packets lost
+    sender = threading.Thread(target=send_paced, args=(
+        caller.rtp, [p for i, p in enumerate(stream) if i not in dropped], caller.gw_rtp))
+    sender.start()
+    data, _addr = rtcp.recvfrom(2048)                   # first report after about 2.5 s
+    sender.join(10)
+    reports = [p for p in RtcpPacket.parse(data) if isinstance(p, RtcpRrPacket)]
+    assert reports, data
+    block = reports[0].reports[0]
+    assert block.ssrc == 0xABCD and block.packets_lost == len(dropped)
+    assert block.highest_sequence >= 1000 + 60
+    caller.bye()
+
+
+def test_rtp_port_exhaustion_is_a_503_not_a_crash(gateway_factory: GatewayFactory) -> None:
+    base = 39990
+    gw = _recording_gateway(gateway_factory, rtp={"port_min": base, "port_max": base + 2})
+    first = Caller(gw)                                    # takes the only RTP port pair
+    second = UdpPeer()
+    second.send(request("INVITE", gw.sip_port, local_port=second.port, call_id="no-port",
+                        headers="Content-Type: application/sdp", body=sdp_offer(second.port)),
+                gw.sip_port)
+    final = second.replies()[-1]
+    assert final.status == 503 and "RTP port" in final.reason, final.raw
+    first.bye()
+    first.ended()
+    third = Caller(gw)                                    # the port came back
+    assert third.gw_rtp[1] == base
+    third.bye()

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gateway.triton_launcher import TritonProcess
 from tests.conftest import GatewayFactory
 from tests.integration.conftest import require_binary
 from tests.media_tools import (
@@ -21,12 +22,12 @@ from tests.media_tools import (
     g711_roundtrip,
     packets,
     read_wav,
-    speech_8k,
     window_correlations,
 )
 from tests.peers.ports import LOOPBACK, free_udp_port
 from tests.peers.sipp import SCENARIO_DIR, SippBackground
 from tests.rawsip import UdpPeer, request
+from tests.speech import piper_wavs, read_pcm, word_error_rate
 
 pytestmark = pytest.mark.slow
 AGENT_RULE = {"match": "siprec_participant", "pattern": r"^1\d{3}$", "channel": "agent"}
@@ -47,13 +48,20 @@ def _stream_both(targets: list[tuple[str, int]], sources: list[np.ndarray[Any, A
         sock.close()
 
 
+CUSTOMER_TEXT = "I am calling about my last bill, it looks too high."
+AGENT_TEXT = "Let me check that for you, one moment please."
+
+
 def test_siprec_session_maps_participants_and_records_both_streams(
-        gateway_factory: GatewayFactory) -> None:
+        gateway_factory: GatewayFactory, triton: TritonProcess, tmp_path: Path) -> None:
     require_binary("sipp")
-    gw = gateway_factory({"triton": {"asr_enabled": False}, "storage": {"record": True},
+    gw = gateway_factory({"triton": {"url": triton.grpc_url, "asr_model": "asr_cpu_default"},
+                          "tts": {"enabled": False}, "storage": {"record": True},
                           "channels": {"rules": [AGENT_RULE]}})
-    customer_src = speech_8k("I am calling about my last invoice, it looks too high.")
-    agent_src = speech_8k("Let me check that for you, one moment please.")
+    customer_wav, agent_wav = piper_wavs([CUSTOMER_TEXT, AGENT_TEXT], tmp_path / "piper")
+    pause = np.zeros(8000, np.int16)
+    customer_src = np.concatenate([read_pcm(customer_wav), pause])
+    agent_src = np.concatenate([pause, read_pcm(agent_wav)])
     sipp = SippBackground(SCENARIO_DIR / "siprec_uac.xml", f"{LOOPBACK}:{gw.sip_port}",
                           local_port=free_udp_port(), timeout_s=40,
                           keys={"rtp_a": str(free_udp_port()), "rtp_b": str(free_udp_port())})
@@ -72,7 +80,16 @@ def test_siprec_session_maps_participants_and_records_both_streams(
     assert result.ok, result.describe()
     assert [p["name"] for p in updated["participants"]] == ["Pat Customer", "Bob Agent"]
     ended = gw.wait_log("call.ended", 10)
-    assert ended["channels"] == ["customer", "agent"]
+    assert ended["channels"] == ["customer", "agent"] and ended["asr_finals_flushed"]
+    finals = [e for e in gw.events("transcript.final") if e["call_id"] == ended["call_id"]]
+    said = {ch: " ".join(e["text"] for e in finals if e["channel"] == ch)
+            for ch in ("agent", "customer")}
+    assert word_error_rate(AGENT_TEXT, said["agent"]) <= 0.2, said
+    assert word_error_rate(CUSTOMER_TEXT, said["customer"]) <= 0.2, said
+    assert word_error_rate(AGENT_TEXT, said["customer"]) > 0.8, said      # no cross-talk
+    agent_finals = [e for e in finals if e["channel"] == "agent"]
+    assert agent_finals[0]["participant"]["aor"] in ("sip:1001@pbx.example.com",
+                                                     "sip:1002@pbx.example.com")
     path = Path(ended["recording"])
     _rate, _n, frames = read_wav(path)
     for index, src in ((0, agent_src), (1, customer_src)):

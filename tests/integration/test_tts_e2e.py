@@ -223,3 +223,21 @@ def test_control_api_errors(tts_loaded: str, gateway_factory: GatewayFactory,
         status, body = gw.http(f"/v1/calls/{call_id}", token=TOKEN)
         assert status == 200 and json.loads(body)["state"] in ("confirmed", "answered")
         phone.wait_for("call_disconnected", 15)
+
+
+def test_greeting_and_recording_notice_on_answer(tts_loaded: str,
+                                                 gateway_factory: GatewayFactory,
+                                                 tmp_path: Path) -> None:
+    gw = _gateway(gateway_factory, tts_loaded,
+                  tts={"recording_notice": "This call is recorded.",
+                       "greeting": "Hello, how can I help?"})
+    rec = tmp_path / "heard.wav"
+    phone = Softphone(PhoneOptions(call=f"sip:asr@127.0.0.1:{gw.sip_port}", record=rec,
+                                   duration_s=8, timeout_s=30), workdir=tmp_path / "phone")
+    with phone:
+        phone.wait_for("call_disconnected", 30)
+    started = gw.events("tts.started")
+    assert [(e["source"], e["barge_in"]) for e in started] == [
+        ("recording_notice", False), ("greeting", True)]
+    heard = _transcribe(tts_loaded, rec)
+    assert word_error_rate("This call is recorded. Hello, how can I help?", heard) <= 0.3, heard
