@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
 
@@ -34,9 +35,49 @@ def _parser() -> argparse.ArgumentParser:
                       help="environment variable holding the bearer token")
     tail.add_argument("--call", default=None, help="only this call_id")
     tail.add_argument("--types", default=None, help="comma-separated event types")
+    _add_probe(sub)
     p.add_argument("--config", "-c", dest="top_config", type=Path, default=None,
                    help="shorthand for 'run --config FILE'")
     return p
+
+
+def _add_probe(sub: Any) -> None:
+    probe = sub.add_parser("probe", help="place a test call through your SIP path and report "
+                           "the transcripts the gateway sends back (needs pjsua2-python)")
+    probe.add_argument("uri", help="where to call, e.g. sip:asr@pbx.example.com")
+    speech = probe.add_mutually_exclusive_group(required=True)
+    speech.add_argument("--say", metavar="TEXT", help="speak TEXT with Triton's TTS model")
+    speech.add_argument("--wav", metavar="FILE", type=Path, help="play this WAV (any rate)")
+    probe.add_argument("--events-url", default="http://127.0.0.1:8088",
+                       help="the gateway's HTTP port (its /v1/events WebSocket)")
+    probe.add_argument("--token-env", default="ASR_GW_HTTP_TOKEN",
+                       help="environment variable holding the bearer token")
+    probe.add_argument("--registrar", default=None, help="call via this registrar/proxy "
+                       "(sip:host:port) after registering with digest auth")
+    probe.add_argument("--user", default="probe", help="SIP user (and digest user)")
+    probe.add_argument("--password-env", default=None,
+                       help="environment variable holding the SIP password")
+    probe.add_argument("--domain", default=None, help="SIP domain of --user")
+    probe.add_argument("--timeout-s", type=float, default=60.0, help="for the whole probe")
+    probe.add_argument("--header", action="append", default=[], metavar="'Name: value'",
+                       help="extra INVITE header (repeatable), e.g. 'X-Leg: customer'")
+    probe.add_argument("--triton-url", default="127.0.0.1:8001", help="Triton gRPC, for --say")
+    probe.add_argument("--tts-model", default="tts_cpu_default", help="TTS model, for --say")
+    probe.add_argument("--bind", default=None,
+                       help="local SIP/RTP address (default: loopback for a local target)")
+    probe.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from gateway import probe
+
+    opts = probe.ProbeOptions(
+        uri=args.uri, say=args.say, wav=args.wav, events_url=args.events_url,
+        token=os.environ.get(args.token_env), registrar=args.registrar, user=args.user,
+        password_env=args.password_env, domain=args.domain, timeout_s=args.timeout_s,
+        headers=tuple(args.header), triton_url=args.triton_url, tts_model=args.tts_model,
+        bind_address=args.bind, json_output=args.json)
+    return probe.run(opts)
 
 
 def check_config(path: Path) -> int:
@@ -69,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return tail.run(args.url, os.environ.get(args.token_env), args.call,
                         args.types or tail.DEFAULT_TYPES)
+    if args.command == "probe":
+        return _run_probe(args)
     from gateway.server import run
 
     if args.command == "run":

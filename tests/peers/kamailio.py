@@ -1,8 +1,10 @@
 """Kamailio as a loopback registrar + proxy for integration tests.
 
 The configuration comes from ``sip_configs/kamailio/kamailio-test.cfg.tmpl``;
-users and passwords are rendered into it (no database). Kamailio runs in the
-foreground as a child process with its runtime files under ``workdir``.
+users and passwords are rendered into it (no database). Other templates
+(``template=``, e.g. ``dispatcher.cfg.tmpl``) may use extra placeholders
+(``extra=``). Kamailio runs in the foreground as a child process with its
+runtime files under ``workdir``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +30,7 @@ ALGORITHMS = ("MD5", "SHA-256")
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._+-]+$")
 _SAFE_PASSWORD = re.compile(r"^[!#-\[\]-~]+$")  # printable ASCII without space, " and \
 _PLACEHOLDER = re.compile(r"\{\{[A-Z_]+\}\}")
+_PLACEHOLDER_NAME = re.compile(r"^[A-Z_]+$")
 _PORT_ATTEMPTS = 3
 
 
@@ -78,8 +81,13 @@ def render_config(
     algorithm: str = "MD5",
     listen_addr: str = LOOPBACK,
     log_level: int = 2,
+    extra: Mapping[str, str] | None = None,
 ) -> str:
-    """Fill the template's ``{{NAME}}`` placeholders; every one must be known."""
+    """Fill the template's ``{{NAME}}`` placeholders; every one must be known.
+
+    ``extra`` adds placeholders of other templates (e.g. the dispatcher's
+    ``DISPATCHER_LIST``); it may not redefine the built-in ones.
+    """
     if algorithm not in ALGORITHMS:
         raise KamailioConfigError(f"algorithm {algorithm!r} not in {ALGORITHMS}")
     if not _SAFE_TOKEN.match(domain):
@@ -94,11 +102,21 @@ def render_config(
         "DOMAIN": domain,
         "USER_PASSWORDS": _password_block(users),
     }
+    values.update(_extra_values(extra or {}, set(values)))
     rendered = _PLACEHOLDER.sub(lambda m: values.get(m.group(0)[2:-2], m.group(0)), template)
     left = _PLACEHOLDER.findall(rendered)
     if left:
         raise KamailioConfigError(f"unknown placeholders in template: {sorted(set(left))}")
     return rendered
+
+
+def _extra_values(extra: Mapping[str, str], builtin: set[str]) -> dict[str, str]:
+    for name in extra:
+        if not _PLACEHOLDER_NAME.match(name):
+            raise KamailioConfigError(f"placeholder name {name!r} must match [A-Z_]+")
+        if name in builtin:
+            raise KamailioConfigError(f"placeholder {name!r} is built in and cannot be replaced")
+    return dict(extra)
 
 
 def _options_probe(port: int, timeout_s: float) -> bool:
@@ -135,8 +153,13 @@ class Kamailio:
         domain: str = LOOPBACK,
         port: int | None = None,
         algorithm: str = "MD5",
+        *,
+        template: Path = TEMPLATE_PATH,
+        extra: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.template = Path(template)
+        self.extra = dict(extra or {})
         self.users = tuple(users)
         self.domain = domain
         self.algorithm = algorithm
@@ -158,11 +181,12 @@ class Kamailio:
     def _write_config(self) -> None:
         (self.workdir / "run").mkdir(parents=True, exist_ok=True)
         text = render_config(
-            TEMPLATE_PATH.read_text(),
+            self.template.read_text(),
             users=self.users,
             domain=self.domain,
             port=self.port,
             algorithm=self.algorithm,
+            extra=self.extra,
         )
         self.config_path.write_text(text)
 
