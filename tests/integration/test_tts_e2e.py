@@ -29,7 +29,7 @@ from tests.triton.fixtures import AsrStream
 
 pytestmark = pytest.mark.slow
 TOKEN = "tts-test-token"
-REPLY = "Your parcel left our warehouse this morning and will arrive on Thursday."
+REPLY = "Your order has been shipped today and it will arrive on Thursday."
 LONG_REPLY = " ".join(["Thank you for calling the support line of our company."] * 6)
 CUSTOMER = "Hello, where is my parcel?"
 BOT_SECRET = "bot-secret-1"
