@@ -58,7 +58,8 @@ def test_sample_loads_with_demo_values() -> None:
     cfg = load_config(SAMPLE, env={})
     assert cfg.source_path == SAMPLE
     assert (cfg.sip.bind_address, cfg.sip.port) == ("127.0.0.1", 5060)
-    assert (cfg.http.bind_address, cfg.http.port, cfg.http.token) == ("127.0.0.1", 8088, None)
+    assert (cfg.http.bind_address, cfg.http.port) == ("127.0.0.1", 8088)
+    assert cfg.http.token == Secret("demo-token")
     assert cfg.triton.url == "127.0.0.1:8001"
     assert cfg.sip.accounts == ()
     assert cfg.storage.state_dir == SAMPLE.parent / "../.run/state"
@@ -89,7 +90,6 @@ def test_sample_commented_examples_are_valid() -> None:
     assert cfg.sip.accounts[0].password == Secret("a")
     assert cfg.sip.accounts[0].registrars[1] == "sip:pbx2.example.com:5060"
     assert cfg.events.sinks[2].secret == Secret("b")
-    assert cfg.http.token == Secret("c")
     assert cfg.bot.secret == Secret("d")
 
 

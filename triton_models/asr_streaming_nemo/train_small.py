@@ -330,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--vocab-size", type=int, default=DEFAULT_ARCH.vocab_size)
     parser.add_argument("--heldout-eval", type=int, default=150, help="held-out rows per eval")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--init", type=Path, help="continue from this .nemo checkpoint")
     args = parser.parse_args(argv)
 
     import torch
@@ -339,10 +340,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     train_rows = read_manifest(args.data / "train.jsonl")
     held_rows = read_manifest(args.data / "heldout.jsonl")[: args.heldout_eval]
-    tok_dir = train_tokenizer([r["text"] for r in train_rows], args.work / "tokenizer",
-                              args.vocab_size)
-    arch = Arch(args.d_model, args.layers, 4, args.vocab_size)
-    model = build_model(tok_dir, arch)
+    if args.init is not None:  # continue training a checkpoint (its tokenizer and config)
+        from nemo.collections.asr.models import ASRModel
+
+        model = ASRModel.restore_from(str(args.init), map_location="cpu")
+    else:
+        tok_dir = train_tokenizer([r["text"] for r in train_rows], args.work / "tokenizer",
+                                  args.vocab_size)
+        model = build_model(tok_dir, Arch(args.d_model, args.layers, 4, args.vocab_size))
     params = sum(p.numel() for p in model.parameters())
     t0 = time.monotonic()
     train, heldout = featurize(model, train_rows), featurize(model, held_rows)
