@@ -39,6 +39,7 @@ class ChannelAudioQueue:
         self._pending: deque[tuple[Audio, float]] = deque()
         self._pending_samples = 0
         self._unconfirmed: deque[Chunk] = deque()
+        self._unconfirmed_samples = 0  # kept with _unconfirmed: sums run on every push
         self.next_start = 0          # channel position of the first pending sample
         self.base = 0                # channel position where the current sequence began
         self.confirmed = 0           # channel position up to which finals cover the audio
@@ -48,8 +49,7 @@ class ChannelAudioQueue:
 
     @property
     def buffered_s(self) -> float:
-        unconfirmed = sum(len(c.audio) for c in self._unconfirmed)
-        return (self._pending_samples + unconfirmed) / self.rate
+        return (self._pending_samples + self._unconfirmed_samples) / self.rate
 
     def push(self, audio: Audio, now: float) -> None:
         if len(audio):
@@ -60,6 +60,7 @@ class ChannelAudioQueue:
     def _enforce_bound(self) -> None:
         while self._unconfirmed and self._total() > self.max_samples:
             old = self._unconfirmed.popleft()      # oldest audio goes first
+            self._unconfirmed_samples -= len(old.audio)
             self.dropped_samples += len(old.audio)
             self.confirmed = max(self.confirmed, old.end)
         while self._pending and self._total() > self.max_samples:
@@ -69,7 +70,7 @@ class ChannelAudioQueue:
             self.next_start += len(audio)
 
     def _total(self) -> int:
-        return self._pending_samples + sum(len(c.audio) for c in self._unconfirmed)
+        return self._pending_samples + self._unconfirmed_samples
 
     def next_chunk(self, *, final: bool = False) -> Chunk | None:
         """The next chunk to send: a full one, or at ``final`` everything left plus END."""
@@ -81,6 +82,7 @@ class ChannelAudioQueue:
         self._starting = False
         self.next_start += len(audio)
         self._unconfirmed.append(chunk)
+        self._unconfirmed_samples += len(audio)
         self.ended = final
         return chunk
 
@@ -104,7 +106,7 @@ class ChannelAudioQueue:
         """A final hypothesis covers audio up to ``end_s`` (sequence time)."""
         self.confirmed = max(self.confirmed, self.base + int(end_s * self.rate))
         while self._unconfirmed and self._unconfirmed[0].end <= self.confirmed:
-            self._unconfirmed.popleft()
+            self._unconfirmed_samples -= len(self._unconfirmed.popleft().audio)
 
     def arrival_of(self, end_s: float) -> float | None:
         """Loop time the audio at ``end_s`` (sequence time) reached the gateway."""
@@ -121,6 +123,7 @@ class ChannelAudioQueue:
         self._pending.extendleft(reversed(replay))
         self._pending_samples += sum(len(a) for a, _t in replay)
         self._unconfirmed.clear()
+        self._unconfirmed_samples = 0
         self.next_start = self.base = start
         self._starting = True
         self.ended = False

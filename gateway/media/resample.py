@@ -48,7 +48,9 @@ def _as_float32(pcm: Pcm) -> npt.NDArray[np.float32]:
     if not isinstance(pcm, np.ndarray) or pcm.ndim != 1:
         raise ResampleError("expected a 1-D numpy array of mono samples")
     if pcm.dtype == np.int16:
-        return to_float32(cast(npt.NDArray[np.int16], pcm))
+        # the quoted type is not evaluated: a subscripted NDArray built per 20 ms frame cost
+        # more than the conversion itself
+        return to_float32(cast("npt.NDArray[np.int16]", pcm))
     if pcm.dtype == np.float32:
         return np.ascontiguousarray(pcm)
     raise ResampleError(f"expected int16 or float32 samples, got {pcm.dtype}")
