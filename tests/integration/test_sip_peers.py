@@ -236,3 +236,20 @@ def test_ipv6_call(gateway_factory: GatewayFactory) -> None:
     assert b"c=IN IP6 ::1" in final.body and "[::1]" in (final.header("Contact") or "")
     assert "received" not in (final.header("Via") or "").split("rport")[0]
     assert gw.wait_log("call.offered", 5)["remote"].startswith("::1:")
+
+
+def test_sighup_adds_and_removes_an_account(kamailio: Kamailio,
+                                            gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(NO_ASR)
+    account = (f'\n[[sip.accounts]]\nname = "kam"\nuser = "gateway"\ndomain = "{LOOPBACK}"\n'
+               f'password = "{PASSWORDS["gateway"]}"\nregistrars = ["{kamailio.uri}"]\n'
+               'expires_s = 60\n')
+    original = gw.config_path.read_text()
+    gw.config_path.write_text(original + account)
+    gw.signal(signal.SIGHUP)
+    assert "sip.accounts" in gw.wait_log("config.reloaded", 10)["changed"]
+    gw.wait_log("sip.registered", 15)
+    gw.config_path.write_text(original)
+    gw.signal(signal.SIGHUP)
+    gw.wait_log("sip.unregistered", 15)
+    assert PASSWORDS["gateway"] not in "".join(gw.raw)
