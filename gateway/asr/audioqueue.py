@@ -72,11 +72,17 @@ class ChannelAudioQueue:
     def _total(self) -> int:
         return self._pending_samples + self._unconfirmed_samples
 
-    def next_chunk(self, *, final: bool = False) -> Chunk | None:
-        """The next chunk to send: a full one, or at ``final`` everything left plus END."""
-        if self.ended or (self._pending_samples < self.chunk_samples and not final):
+    def ready(self, *, final: bool = False) -> bool:
+        """Whether :meth:`next_chunk` has something to send."""
+        return not self.ended and (final or self._pending_samples >= self.chunk_samples)
+
+    def next_chunk(self, *, final: bool = False, max_chunks: int = 1) -> Chunk | None:
+        """The next chunk to send: up to ``max_chunks`` whole chunks of what is pending (one
+        when the sender keeps up), or at ``final`` everything left plus END."""
+        if not self.ready(final=final):
             return None
-        take = self._pending_samples if final else self.chunk_samples
+        whole = min(self._pending_samples // self.chunk_samples, max(1, max_chunks))
+        take = self._pending_samples if final else whole * self.chunk_samples
         audio, pushed_at = self._take(take)
         chunk = Chunk(self.next_start, audio, pushed_at, self._starting, final)
         self._starting = False

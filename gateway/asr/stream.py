@@ -24,7 +24,7 @@ from gateway.config import TritonConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 
-MAX_QUEUED = 8                 # chunks per channel handed to the stream but not yet sent
+MAX_REQUEST_CHUNKS = 12        # a channel behind by more sends it in requests this big
 RECONNECT_MAX_S = 5.0
 MAX_BUFFER_S = 10.0
 Listener = Callable[["AsrChannel", Hypothesis, float | None], None]
@@ -40,7 +40,7 @@ class AsrChannel:
         self.queue = ChannelAudioQueue(sample_rate_hz=cfg.sample_rate_hz, chunk_ms=cfg.chunk_ms,
                                        max_buffer_s=hub.max_buffer_s)
         self.corrid = hub.new_corrid()
-        self.queued = 0
+        self.scheduled = False       # waiting in the hub's outbox for its turn to send
         self.end_sent = False
         self.closing = False
         self.done = asyncio.Event()
@@ -89,7 +89,7 @@ class AsrHub:
         self._metrics = metrics
         self._log = get_logger("asr")
         self._channels: dict[int, AsrChannel] = {}
-        self._outbox: asyncio.Queue[tuple[AsrChannel, dict[str, Any], float]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[AsrChannel] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.loop = asyncio.get_running_loop()
@@ -121,18 +121,13 @@ class AsrHub:
 
     # ----------------------------------------------------------------- sending
     def pump(self, ch: AsrChannel) -> None:
-        """Move ready chunks of one channel into the outbox, bounded per channel."""
-        if not self.connected:
+        """Give a channel with audio ready a turn in the outbox (once: a turn sends all of its
+        audio ready by then, so one stream serves every channel when the sender lags)."""
+        if not self.connected or ch.scheduled or ch.end_sent:
             return
-        while ch.queued < MAX_QUEUED:
-            chunk = ch.queue.next_chunk(final=ch.closing)
-            if chunk is None:
-                return
-            ch.queued += 1
-            ch.end_sent = chunk.sequence_end
-            self._outbox.put_nowait((ch, self._request(ch, chunk), chunk.pushed_at))
-            if chunk.sequence_end:
-                return
+        if ch.queue.ready(final=ch.closing):
+            ch.scheduled = True
+            self._outbox.put_nowait(ch)
 
     def _request(self, ch: AsrChannel, chunk: Chunk) -> dict[str, Any]:
         audio = InferInput("AUDIO", [1, len(chunk.audio)], "FP32")
@@ -171,7 +166,7 @@ class AsrHub:
         self.connected = False
         self._outbox = asyncio.Queue()
         for ch in list(self._channels.values()):
-            ch.queued, ch.end_sent = 0, False
+            ch.scheduled, ch.end_sent = False, False
             self._channels.pop(ch.corrid)
             ch.corrid = self.new_corrid()     # a fresh sequence: Triton may have lost ours
             self._channels[ch.corrid] = ch
@@ -197,11 +192,15 @@ class AsrHub:
     async def _requests(self) -> AsyncIterator[dict[str, Any]]:
         outbox = self._outbox
         while True:
-            ch, request, pushed_at = await outbox.get()
-            ch.queued -= 1
-            self._metrics.asr_send_delay.observe(max(0.0, self.loop.time() - pushed_at))
-            self.pump(ch)            # room again: queue the channel's next ready chunk
-            yield request
+            ch = await outbox.get()
+            ch.scheduled = False
+            chunk = ch.queue.next_chunk(final=ch.closing, max_chunks=MAX_REQUEST_CHUNKS)
+            if chunk is None:
+                continue
+            ch.end_sent = chunk.sequence_end
+            self._metrics.asr_send_delay.observe(max(0.0, self.loop.time() - chunk.pushed_at))
+            yield self._request(ch, chunk)
+            self.pump(ch)            # written: its next turn, if more audio is ready
 
     def _on_response(self, result: Any, error: Any) -> None:
         if error is not None:
