@@ -802,6 +802,19 @@ def reload_diff(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
     return ReloadPlan(changed=tuple(changed), refused=tuple(refused))
 
 
+def merge_live(old: GatewayConfig, new: GatewayConfig) -> GatewayConfig:
+    """``old`` with every live-reloadable key taken from ``new`` (what SIGHUP applies)."""
+    sections: dict[str, Any] = {}
+    for section in fields(GatewayConfig):
+        if section.name == "source_path":
+            continue
+        before, after = getattr(old, section.name), getattr(new, section.name)
+        live = {item.name: getattr(after, item.name) for item in fields(before)
+                if _is_live(f"{section.name}.{item.name}")}
+        sections[section.name] = dataclasses.replace(before, **live) if live else before
+    return dataclasses.replace(old, **sections)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Secret):
         return "***"

@@ -19,7 +19,14 @@ import uvloop
 from gateway import __version__
 from gateway.asr.stream import AsrHub
 from gateway.calls import CallManager
-from gateway.config import ConfigError, GatewayConfig, load_config, redacted_dict, reload_diff
+from gateway.config import (
+    ConfigError,
+    GatewayConfig,
+    load_config,
+    merge_live,
+    redacted_dict,
+    reload_diff,
+)
 from gateway.events import EventBus, build_sinks
 from gateway.http_api import HttpServer
 from gateway.logs import configure_logging, get_logger
@@ -129,7 +136,7 @@ class Gateway:
         for refused in plan.refused:
             self._log.warning("config.reload_key_refused", detail=refused)
         if plan.changed:
-            await self._apply_reload(new, plan.changed)
+            await self._apply_reload(merge_live(self.config, new), plan.changed)
         self._log.info("config.reloaded", changed=list(plan.changed), refused=list(plan.refused))
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
 
@@ -140,8 +147,7 @@ class Gateway:
             await self.events.replace_sinks(build_sinks(new.events.sinks, self.calls_dir))
         self.sip.apply_config(new)
         self.calls.apply_config(new)
-        # keep the parts that need a restart as they were; take the live ones
-        self.config = new
+        self.config = new          # restart-only keys were kept as they were by merge_live
 
     async def shutdown(self) -> None:
         self.draining = True

@@ -428,3 +428,14 @@ def test_reload_diff_ignores_source_path(tmp_path: Path) -> None:
     first, second = write(tmp_path, "", "a.toml"), write(tmp_path, "", "b.toml")
     plan = reload_diff(load_config(first, env={}), load_config(second, env={}))
     assert plan.changed == () and plan.refused == ()
+
+
+def test_merge_live_takes_only_live_keys() -> None:
+    from gateway.config import merge_live
+
+    old = parse_config({}, {}, Path("."))
+    new = parse_config({"sip": {"port": 5070, "max_calls": 9}, "logging": {"level": "debug"},
+                        "triton": {"url": "10.0.0.1:8001"}}, {}, Path("."))
+    merged = merge_live(old, new)
+    assert merged.sip.max_calls == 9 and merged.logging.level == "debug"
+    assert merged.sip.port == old.sip.port and merged.triton.url == old.triton.url
