@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.sip import transaction as txn
@@ -228,12 +228,8 @@ class SipCore:
             return [Dropped(f"parse: {exc.reason}", addr)]
         resp = build_response(req, exc.status, f"Bad Request ({exc.reason})"[:120]
                               if exc.status == 400 else None)
-        return [Send(resp.to_bytes(), self._response_addr(req, addr), transport),
+        return [Send(resp.to_bytes(), addr, transport),
                 Rejected(exc.status, exc.reason, req.method, addr)]
-
-    @staticmethod
-    def _response_addr(req: SipRequest, addr: Address) -> Address:
-        return addr
 
     @staticmethod
     def _stamp_received(req: SipRequest, addr: Address) -> None:
@@ -657,7 +653,3 @@ def _as_received(d: Dialog) -> txn.RequestReceived:
 
 def _ports_for(plan: AnswerPlan, ports: tuple[int | None, ...]) -> list[int | None]:
     return [ports[s.index] if s.accepted and s.index < len(ports) else None for s in plan.streams]
-
-
-def settings_replace(settings: CoreSettings, **changes: Any) -> CoreSettings:
-    return replace(settings, **changes)

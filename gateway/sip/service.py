@@ -51,7 +51,7 @@ class SipService:
         self._transports = SipTransports(self._on_datagram, self._on_stream_error)
         self.calls = calls
         calls.answer, calls.reject = self._answer, self._reject
-        calls.hangup = lambda call_id, reason: None if self.hangup(call_id, reason) else None
+        calls.hangup = self._hangup_from_calls
         self._core: sipcore.SipCore | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._resolved: dict[tuple[str, int | None, str], Address] = {}
@@ -195,6 +195,9 @@ class SipService:
 
     def _on_CallEnded(self, o: sipcore.CallEnded) -> None:
         self.calls.ended(o.call_id, o.reason, o.by, o.answered)
+
+    def _hangup_from_calls(self, call_id: str, reason: str) -> None:
+        self.hangup(call_id, reason)      # RTP timeout, bot: the call may be gone already
 
     def hangup(self, call_id: str, reason: str) -> bool:
         if call_id not in self.core.calls:
