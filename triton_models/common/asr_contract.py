@@ -112,6 +112,14 @@ def float_parameter(params: dict[str, str], name: str, default: float, *,
     return value
 
 
+def int_parameter(params: dict[str, str], name: str, default: int) -> int:
+    """A whole-number parameter (given as text, e.g. "600")."""
+    value = float_parameter(params, name, float(default))
+    if value != int(value):
+        raise ParameterError(f"parameter {name}={params[name]!r} must be an integer")
+    return int(value)
+
+
 def config_parameters(model_config: dict[str, object]) -> dict[str, str]:
     """The string values of ``parameters`` in a model config (as Triton gives it as JSON)."""
     raw = model_config.get("parameters", {})

@@ -8,7 +8,7 @@ on a decoupled response sender.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,18 @@ def send_results(sender: Any, results: Iterable[AsrResult], *, complete: bool) -
         sender.send(response(result))
     if complete:
         sender.send(flags=FINAL_FLAG)
+
+
+def execute_each(requests: Iterable[Any], handle: Callable[[Any, Any], None]) -> None:
+    """Run ``handle(request, sender)`` per request; an exception fails that request only,
+    with an error response, and the model keeps serving the others."""
+    for request in requests:
+        sender = request.get_response_sender()
+        try:
+            handle(request, sender)
+        except Exception as exc:  # noqa: BLE001 - fail the request, keep the model serving
+            pb_utils.Logger.log_error(f"request failed: {exc!r}")
+            send_error(sender, f"internal error: {exc}")
 
 
 def send_error(sender: Any, message: str) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]  # noqa: E402
 from common.asr_contract import (  # noqa: E402
     AsrResult,
     ChunkRequest,
@@ -27,6 +26,7 @@ from common.asr_contract import (  # noqa: E402
 )
 from common.triton_io import (  # noqa: E402
     FINAL_FLAG,
+    execute_each,
     is_ready,
     model_config,
     read_chunk,
@@ -57,13 +57,7 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> None:
         now = time.monotonic()
         self._sessions.expire(now)
-        for request in requests:
-            sender = request.get_response_sender()
-            try:
-                self._handle(request, sender, now)
-            except Exception as exc:  # noqa: BLE001 - fail the request, keep the model serving
-                pb_utils.Logger.log_error(f"request failed: {exc!r}")
-                send_error(sender, f"internal error: {exc}")
+        execute_each(requests, lambda request, sender: self._handle(request, sender, now))
 
     def _handle(self, request: Any, sender: Any, now: float) -> None:
         if not is_ready(request):

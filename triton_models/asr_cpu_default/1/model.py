@@ -24,15 +24,16 @@ import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 from common.asr_contract import (  # noqa: E402
     AsrResult,
     ContractError,
-    ParameterError,
     SessionTable,
     config_parameters,
     float_parameter,
+    int_parameter,
     samples_to_s,
 )
 from common.endpointing import DecodeJob, EndpointConfig, UtteranceSegmenter  # noqa: E402
 from common.triton_io import (  # noqa: E402
     FINAL_FLAG,
+    execute_each,
     is_ready,
     model_config,
     read_chunk,
@@ -74,18 +75,11 @@ class Work:
     sender: Any = None
 
 
-def _int_parameter(params: dict[str, str], name: str, default: int) -> int:
-    value = float_parameter(params, name, float(default))
-    if value != int(value):
-        raise ParameterError(f"parameter {name}={params[name]!r} must be an integer")
-    return int(value)
-
-
 def endpoint_config(params: dict[str, str]) -> EndpointConfig:
     return EndpointConfig(
         start_dbfs=float_parameter(params, "start_dbfs", -42.0, minimum=None),
         stop_dbfs=float_parameter(params, "stop_dbfs", -48.0, minimum=None),
-        end_silence_ms=_int_parameter(params, "end_silence_ms", 600),
+        end_silence_ms=int_parameter(params, "end_silence_ms", 600),
         max_utterance_s=float_parameter(params, "max_utterance_s", 25.0),
         partial_interval_s=float_parameter(params, "partial_interval_s", 1.0))
 
@@ -94,10 +88,10 @@ def whisper_settings(params: dict[str, str]) -> WhisperSettings:
     return WhisperSettings(
         model_path=resolve_model_path(params.get("model_path", "")),
         compute_type=params.get("compute_type") or "int8",
-        cpu_threads=_int_parameter(params, "cpu_threads", 0),
+        cpu_threads=int_parameter(params, "cpu_threads", 0),
         language=params.get("language") or "en",
-        beam_size=_int_parameter(params, "beam_size", 5),
-        partial_beam_size=_int_parameter(params, "partial_beam_size", 1),
+        beam_size=int_parameter(params, "beam_size", 5),
+        partial_beam_size=int_parameter(params, "partial_beam_size", 1),
         encoder_pad_s=float_parameter(params, "encoder_pad_s", 1.0),
         encoder_min_window_s=float_parameter(params, "encoder_min_window_s", 8.0))
 
@@ -176,13 +170,7 @@ class TritonPythonModel:
         now = time.monotonic()
         for corrid in self._sessions.expire(now):
             self._log.log_warn(f"CORRID {corrid}: state expired after idle timeout")
-        for request in requests:
-            sender = request.get_response_sender()
-            try:
-                self._handle(request, sender, now)
-            except Exception as exc:  # noqa: BLE001 - fail the request, keep the model serving
-                pb_utils.Logger.log_error(f"request failed: {exc!r}")
-                send_error(sender, f"internal error: {exc}")
+        execute_each(requests, lambda request, sender: self._handle(request, sender, now))
 
     def _handle(self, request: Any, sender: Any, now: float) -> None:
         if not is_ready(request):
