@@ -51,3 +51,4 @@ clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache
 
 include Makefile.triton
+include Makefile.bench

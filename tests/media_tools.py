@@ -91,7 +91,7 @@ def best_lag(reference: npt.NDArray[np.int16], signal: npt.NDArray[np.int16],
 def window_correlations(reference: npt.NDArray[np.int16], signal: npt.NDArray[np.int16],
                         window: int = RATE // 2) -> list[float]:
     """Normalised correlation per window over the part where the reference has sound."""
-    out = []
+    out: list[bytes] = []
     for i in range(0, min(len(reference), len(signal)) - window + 1, window):
         a = reference[i:i + window].astype(np.float64)
         b = signal[i:i + window].astype(np.float64)
@@ -113,7 +113,7 @@ def g711_decode(data: bytes, codec: str) -> npt.NDArray[np.int16]:
 def dtmf_packets(digit_code: int, *, seq0: int, ts: int, ssrc: int, pt: int = 101,
                  steps: int = 5, step_samples: int = 160) -> list[bytes]:
     """An RFC 4733 event: updates every 20 ms, then the end bit three times."""
-    out = []
+    out: list[bytes] = []
     for i in range(1, steps + 1):
         payload = struct.pack("!BBH", digit_code, 10, i * step_samples)
         out.append(rtp_packet(seq0 + len(out), ts, ssrc, pt, payload, marker=i == 1))

@@ -1,0 +1,134 @@
+"""``bench accuracy``: word error rate of transcripts made through the gateway (8 kHz
+mu-law RTP, jitter buffer, resampling, streaming) versus the same model fed the same
+8 kHz speech directly (tritonclient stream, resampled to 16 kHz with soxr, no SIP/RTP),
+and with packets dropped by the sender (2 %, 5 %: independent random losses).
+
+The sentences (bench/corpus.py, piper voice) are split over a few calls per condition;
+all conditions' calls run at once. WER is over the whole corpus: word edits summed over
+calls divided by the reference words (tests/speech.py normalisation).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+from bench import report, stack
+from bench.corpus import Utterance, utterances
+from bench.figures import ratio, rounded
+from bench.speechcalls import CallOutcome, CallScript, build_script, run_calls
+from tests.speech import normalise, word_error_rate
+from tests.triton.fixtures import AsrStream
+
+NAME = "accuracy"
+GAP_S = 1.5
+TAIL_S = 2.5
+LEAD_S = 0.5
+MODEL_RATE_HZ = 16000
+FINALS_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True, slots=True)
+class AccuracyParams:
+    models: tuple[str, ...] = ("asr_cpu_default", "asr_streaming_nemo")
+    losses: tuple[float, ...] = (0.0, 0.02, 0.05)
+    calls_per_condition: int = 4
+    sentences: int = 36
+
+
+def corpus_wer(pairs: Sequence[tuple[str, str]]) -> float:
+    """Word edits over all (reference, hypothesis) pairs / reference words."""
+    words = sum(len(normalise(ref)) for ref, _hyp in pairs)
+    edits = sum(word_error_rate(ref, hyp) * max(1, len(normalise(ref))) for ref, hyp in pairs)
+    return edits / max(1, words)
+
+
+def scripts(corpus: Sequence[Utterance], calls: int) -> list[CallScript]:
+    per_call = -(-len(corpus) // calls)
+    groups = [corpus[i:i + per_call] for i in range(0, len(corpus), per_call)]
+    return [build_script(g, lead_s=LEAD_S, gap_s=GAP_S, tail_s=TAIL_S) for g in groups]
+
+
+def _direct_text(url: str, model: str, script: CallScript, corrid: int) -> str:
+    audio = soxr.resample(script.pcm.astype(np.float32) / 32768, 8000, MODEL_RATE_HZ)
+    stream = AsrStream(url, model)
+    try:
+        results = stream.stream(corrid, np.asarray(audio, dtype=np.float32))
+    finally:
+        stream.close()
+    return " ".join(str(r["text"]) for r in results if r.get("type") == "final")
+
+
+def _gateway_text(outcome: CallOutcome) -> str:
+    finals = sorted(outcome.finals, key=lambda e: float(e.get("end_s", 0.0)))
+    return " ".join(str(f["text"]) for f in finals)
+
+
+def _condition(outcomes: Sequence[CallOutcome], loss: float, direct_wer: float
+               ) -> dict[str, Any]:
+    wer = corpus_wer([(o.script.reference, _gateway_text(o)) for o in outcomes])
+    lost = sum(int(leg.get("lost", 0)) for o in outcomes if o.ended
+               for leg in o.ended.get("legs", []))
+    expected = sum(int(leg.get("expected", 0)) for o in outcomes if o.ended
+                   for leg in o.ended.get("legs", []))
+    return {"loss_injected": loss, "wer": rounded(wer, 4),
+            "wer_over_direct": rounded(ratio(wer, direct_wer), 3),
+            "wer_minus_direct": rounded(wer - direct_wer, 4),
+            "gateway_lost_pct": rounded(100 * lost / max(1, expected), 2),
+            "calls_failed": sum(1 for o in outcomes if o.call_id is None or o.ended is None),
+            "transcripts": [{"reference": o.script.reference, "hypothesis": _gateway_text(o)}
+                            for o in outcomes]}
+
+
+def measure(url: str, model: str, params: AccuracyParams, corpus: Sequence[Utterance],
+            workdir: Path) -> dict[str, Any]:
+    per_condition = scripts(corpus, params.calls_per_condition)
+    direct = [(s.reference, _direct_text(url, model, s, 1000 + i))
+              for i, s in enumerate(per_condition)]
+    direct_wer = corpus_wer(direct)
+    all_scripts = [s for _loss in params.losses for s in per_condition]
+    losses = [loss for loss in params.losses for _s in per_condition]
+    extra = {"triton": {"asr_model": model, "final_timeout_s": 60.0, "buffer_s": 120.0}}
+    with stack.gateway(workdir / f"gw-acc-{model}", url, max_calls=len(all_scripts) + 5,
+                       extra=extra) as gw:
+        outcomes = run_calls(gw, all_scripts, losses=losses, finals_timeout_s=FINALS_TIMEOUT_S)
+    n = len(per_condition)
+    conditions = [_condition(outcomes[i * n:(i + 1) * n], loss, direct_wer)
+                  for i, loss in enumerate(params.losses)]
+    return {"model": model, "sentences": len(corpus), "direct_wer": rounded(direct_wer, 4),
+            "direct_transcripts": [{"reference": r, "hypothesis": h} for r, h in direct],
+            "through_gateway": conditions}
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"model": r["model"], "loss_pct": 100 * c["loss_injected"],
+             "wer_direct": r["direct_wer"], "wer_gateway": c["wer"],
+             "ratio": c["wer_over_direct"], "diff": c["wer_minus_direct"]}
+            for r in rows for c in r["through_gateway"]]
+
+
+def run(params: AccuracyParams, workdir: Path, results_dir: Path) -> dict[str, Any]:
+    started_at, t0 = report.now_iso(), time.monotonic()
+    corpus = utterances()[: params.sentences]
+    with stack.triton(list(params.models), workdir / "triton") as server:
+        env = report.environment(server.http_url)
+        rows = [measure(server.grpc_url, m, params, corpus, workdir) for m in params.models]
+    document = {
+        "benchmark": NAME, "started_at": started_at,
+        "duration_s": round(time.monotonic() - t0, 1), "environment": env,
+        "parameters": {"models": list(params.models), "losses": list(params.losses),
+                       "calls_per_condition": params.calls_per_condition,
+                       "sentences": len(corpus), "voice": "piper (joe-us), 8 kHz",
+                       "codec": "PCMU", "loss_model": "independent random drops"},
+        "results": rows,
+    }
+    report.write_result(NAME, document, results_dir)
+    report.show("accuracy (WER, piper call-centre sentences)", _table(rows),
+                ("model", "loss_pct", "wer_direct", "wer_gateway", "ratio", "diff"))
+    return document

@@ -1,0 +1,151 @@
+"""Command line of the benchmarks: one sub-command per benchmark, each writing
+``<results-dir>/<name>.json`` and printing a short table."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import accuracy, asr_latency, capacity, report, soak, stack, tts_latency
+
+Runner = Callable[[argparse.Namespace, Path, Path], dict[str, Any]]
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}"
+                                         ) from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _capacity(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("capacity", help="CPU, memory and media health per simultaneous call")
+    p.add_argument("--calls", type=_int_list, default=capacity.CapacityParams().calls,
+                   help="comma-separated N to measure (default 4,50,100,200)")
+    p.add_argument("--with-500", action="store_true", help="also measure N=500")
+    p.add_argument("--duration-s", type=float, default=20.0, help="RTP time of each call")
+    p.add_argument("--idle-s", type=float, default=5.0, help="idle baseline length")
+    p.add_argument("--reference-calls", type=int, default=4, choices=range(0, 5),
+                   help="calls the pjsua2 reference receives (0: no reference)")
+    p.add_argument("--one-leg", action="store_true",
+                   help="N independent calls instead of N/2 two-leg conversations")
+    p.add_argument("--chunk-ms", type=int, default=160,
+                   help="the gateway's triton.chunk_ms (audio per ASR request)")
+    p.set_defaults(runner=_run_capacity)
+
+
+def _run_capacity(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
+    calls = tuple(args.calls) + ((500,) if args.with_500 and 500 not in args.calls else ())
+    params = capacity.CapacityParams(calls=calls, call_duration_s=args.duration_s,
+                                     idle_s=args.idle_s, reference_calls=args.reference_calls,
+                                     two_legs=not args.one_leg, chunk_ms=args.chunk_ms)
+    return capacity.run(params, workdir, results)
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    values = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("expected comma-separated names")
+    return values
+
+
+def _asr_latency(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("asr_latency", help="speech end -> final, speech start -> partial")
+    defaults = asr_latency.LatencyParams()
+    p.add_argument("--models", type=_str_list, default=defaults.models)
+    p.add_argument("--calls", type=_int_list, default=defaults.concurrency,
+                   help="simultaneous calls per run (default 1,10)")
+    p.add_argument("--sentences-single", type=int, default=defaults.sentences_single)
+    p.add_argument("--sentences-each", type=int, default=defaults.sentences_each)
+    p.set_defaults(runner=_run_asr_latency)
+
+
+def _run_asr_latency(args: argparse.Namespace, workdir: Path, results: Path
+                     ) -> dict[str, Any]:
+    params = asr_latency.LatencyParams(models=args.models, concurrency=args.calls,
+                                       sentences_single=args.sentences_single,
+                                       sentences_each=args.sentences_each)
+    return asr_latency.run(params, workdir, results)
+
+
+def _tts_latency(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("tts_latency", help="POST /say -> first RTP packet of the reply")
+    p.add_argument("--replies", type=int, default=tts_latency.TtsParams().replies)
+    p.set_defaults(runner=_run_tts_latency)
+
+
+def _run_tts_latency(args: argparse.Namespace, workdir: Path, results: Path
+                     ) -> dict[str, Any]:
+    return tts_latency.run(tts_latency.TtsParams(replies=args.replies), workdir, results)
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}"
+                                         ) from exc
+
+
+def _accuracy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("accuracy", help="WER through the gateway vs the model fed directly")
+    defaults = accuracy.AccuracyParams()
+    p.add_argument("--models", type=_str_list, default=defaults.models)
+    p.add_argument("--losses", type=_float_list, default=defaults.losses,
+                   help="packet loss fractions injected by the sender (default 0,0.02,0.05)")
+    p.add_argument("--calls-per-condition", type=int, default=defaults.calls_per_condition)
+    p.add_argument("--sentences", type=int, default=defaults.sentences)
+    p.set_defaults(runner=_run_accuracy)
+
+
+def _run_accuracy(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
+    params = accuracy.AccuracyParams(models=args.models, losses=args.losses,
+                                     calls_per_condition=args.calls_per_condition,
+                                     sentences=args.sentences)
+    return accuracy.run(params, workdir, results)
+
+
+def _soak(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("soak", help="N calls placed continuously for T minutes")
+    defaults = soak.SoakParams()
+    p.add_argument("--minutes", type=float, default=defaults.minutes)
+    p.add_argument("--calls", type=int, default=defaults.calls)
+    p.add_argument("--duration-s", type=float, default=defaults.call_duration_s,
+                   help="length of each call")
+    p.add_argument("--sample-s", type=float, default=defaults.sample_s)
+    p.set_defaults(runner=_run_soak)
+
+
+def _run_soak(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
+    params = soak.SoakParams(minutes=args.minutes, calls=args.calls,
+                             call_duration_s=args.duration_s, sample_s=args.sample_s)
+    return soak.run(params, workdir, results)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR,
+                   help="where <name>.json goes (default bench/results)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="keep logs and media here (default: a temporary directory)")
+    sub = p.add_subparsers(dest="name", required=True)
+    _capacity(sub)
+    _asr_latency(sub)
+    _tts_latency(sub)
+    _accuracy(sub)
+    _soak(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    runner: Runner = args.runner
+    with stack.workspace(args.workdir) as workdir:
+        runner(args, workdir, args.results_dir)
+    return 0

@@ -1,0 +1,86 @@
+"""Call-centre sentences for the speech benches, spoken by the piper voice at 8 kHz
+(tests/speech.py), cached by the hash of the sentence list."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from bench.audio import speech_bounds_s
+from tests.speech import piper_wavs, read_pcm
+
+SENTENCES: tuple[str, ...] = (
+    "Hello, I would like to check the status of my order please.",
+    "My account number is four two seven nine one.",
+    "Yes, please send the invoice to my email address.",
+    "I was charged twice for the same delivery last month.",
+    "Can you tell me when the technician will arrive?",
+    "The internet connection drops every evening around eight.",
+    "I need to change the billing address on my account.",
+    "My parcel was supposed to arrive on Tuesday but it never came.",
+    "Could you cancel my subscription at the end of this month?",
+    "The reference number on the letter is five five three zero.",
+    "I would like to speak to someone about a refund.",
+    "Please update my phone number to the new one I gave you.",
+    "The card ending in six one eight was declined this morning.",
+    "How much would it cost to upgrade to the premium plan?",
+    "I have been waiting on hold for almost twenty minutes.",
+    "My password reset email never arrived in my inbox.",
+    "Can I pay the remaining balance with a bank transfer?",
+    "The product arrived damaged and the box was open.",
+    "I moved house last week and need to transfer the service.",
+    "Please confirm that the payment went through today.",
+    "Is there an outage in my area right now?",
+    "I want to add a second line to my mobile contract.",
+    "The heating engineer did not turn up yesterday afternoon.",
+    "Could you read back the last three transactions please?",
+    "My date of birth is the third of March nineteen eighty.",
+    "I never received the confirmation code by text message.",
+    "We would like to book an appointment for next Friday.",
+    "The meter reading this quarter looks far too high.",
+    "Thank you, that answers my question, have a nice day.",
+    "Can you send a replacement router to my home address?",
+    "I am calling to report a lost credit card.",
+    "The order contained the wrong size and colour.",
+    "Please make a note that I called about this yesterday.",
+    "What time does your store open on Sunday?",
+    "I would like to dispute a charge on my statement.",
+    "Could you transfer me to the technical support team?",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    text: str
+    pcm: npt.NDArray[np.int16]     # 8 kHz mono
+    speech_start_s: float          # first frame above the speech threshold
+    speech_end_s: float            # end of the last frame above it
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / 8000
+
+
+def cache_dir(texts: tuple[str, ...]) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    return root / "asr-gateway-bench" / f"piper-{digest}"
+
+
+def utterances(texts: tuple[str, ...] = SENTENCES) -> list[Utterance]:
+    """Every text spoken by piper at 8 kHz (synthesized once, then read from the cache)."""
+    folder = cache_dir(texts)
+    wavs = [folder / f"speech-{i}.wav" for i in range(len(texts))]
+    if not all(w.exists() for w in wavs):
+        wavs = piper_wavs(list(texts), folder)
+    out = []
+    for text, wav in zip(texts, wavs, strict=True):
+        pcm = read_pcm(wav)
+        start, end = speech_bounds_s(pcm)
+        out.append(Utterance(text, pcm, start, end))
+    return out
