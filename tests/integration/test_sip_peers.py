@@ -13,7 +13,15 @@ import pytest
 from tests.conftest import GatewayFactory
 from tests.gateway_proc import GatewayProcess
 from tests.integration.conftest import TEST_USERS, require_binary
-from tests.media_tools import FRAME, RATE, best_lag, g711_decode, read_wav, window_correlations
+from tests.media_tools import (
+    FRAME,
+    RATE,
+    best_lag,
+    g711_decode,
+    read_wav,
+    window_correlations,
+)
+from tests.media_tools import encode as g711_encode
 from tests.peers.audio_match import assert_follows
 from tests.peers.kamailio import Kamailio
 from tests.peers.ports import LOOPBACK, free_udp_port
@@ -77,9 +85,13 @@ def test_registers_and_answers_a_softphone_through_kamailio(
     assert ended["call_id"] == answered["call_id"] and ended["by"] == "remote"
     leg = ended["legs"][0]
     assert leg["received"] > 200 and leg["lost"] == 0, leg
-    _rate, heard = read_wav_pcm16(speech_wav)
+    _rate, played = read_wav_pcm16(speech_wav)
     recording = read_wav(Path(ended["recording"]))[2][:, 1]
-    assert_follows(heard, recording, phone.report())
+    assert_follows(played, recording, phone.report())
+    expected = g711_decode(g711_encode(played, "PCMU"), "PCMU")
+    lag = best_lag(expected, recording, RATE)
+    scores = window_correlations(expected, recording[lag:])
+    assert len(scores) >= 4 and min(scores) > 0.95, scores
 
 
 def test_wrong_password_is_a_clear_failure_not_a_loop(
