@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.triton_launcher import TritonLaunchError, TritonProcess
 from tests.gateway_proc import GatewayProcess, base_config, merge
-from tests.peers.ports import LOOPBACK, free_tcp_port
+from tests.peers.ports import LOOPBACK, distinct_tcp_ports
 from tests.triton.fixtures import MODEL_REPOSITORY, TRITON_VENV
 
 TRITON_START_TIMEOUT_S = 240.0
@@ -32,17 +32,8 @@ class BenchSetupError(RuntimeError):
     """A piece of the bench (Triton, gateway, sipp, pjsua) could not be started."""
 
 
-def _distinct_tcp_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_tcp_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 def _start_triton(models: Sequence[str], workdir: Path, attempt: int) -> TritonProcess:
-    http, grpc, metrics = _distinct_tcp_ports(3)
+    http, grpc, metrics = distinct_tcp_ports(3)
     server = TritonProcess(MODEL_REPOSITORY, venv=TRITON_VENV, workdir=workdir,
                            http_port=http, grpc_port=grpc, metrics_port=metrics,
                            models=list(models), log_path=workdir / f"triton-{attempt}.log")

@@ -11,12 +11,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tritonclient.grpc as grpcclient
 
 from gateway.triton_launcher import TritonProcess
 from tests.conftest import GatewayFactory
@@ -31,7 +30,6 @@ TOKEN = "probe-test-token"
 TOKEN_ENV = "PROBE_TEST_HTTP_TOKEN"
 SENTENCE = "Hello, I would like to check the status of my order please."
 SAY = "Please send the invoice to my email address today."
-TTS_MODEL = "tts_cpu_default"
 PASSWORDS = {u.user: u.password for u in TEST_USERS}
 
 
@@ -43,17 +41,6 @@ def piper_22k(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = out / "raw-0.wav"          # piper_wavs keeps the voice's original file
     assert raw.exists()
     return raw
-
-
-@pytest.fixture(scope="module")
-def tts_loaded(triton: TritonProcess) -> Iterator[str]:
-    client = grpcclient.InferenceServerClient(triton.grpc_url)
-    client.load_model(TTS_MODEL)
-    try:
-        yield triton.grpc_url
-    finally:
-        client.unload_model(TTS_MODEL)
-        client.close()
 
 
 def _gateway(factory: GatewayFactory, triton_url: str, **extra: Any) -> GatewayProcess:

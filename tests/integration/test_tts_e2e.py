@@ -9,17 +9,14 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import soxr
-import tritonclient.grpc as grpcclient
 from aiohttp import web
 
-from gateway.triton_launcher import TritonProcess
 from tests.conftest import GatewayFactory
 from tests.gateway_proc import GatewayProcess
 from tests.peers.ports import free_tcp_port
@@ -33,18 +30,6 @@ REPLY = "Your order has been shipped today and it will arrive on Thursday."
 LONG_REPLY = " ".join(["Thank you for calling the support line of our company."] * 6)
 CUSTOMER = "Hello, where is my parcel?"
 BOT_SECRET = "bot-secret-1"
-TTS_MODEL = "tts_cpu_default"
-
-
-@pytest.fixture(scope="module")
-def tts_loaded(triton: TritonProcess) -> Iterator[str]:
-    client = grpcclient.InferenceServerClient(triton.grpc_url)
-    client.load_model(TTS_MODEL)
-    try:
-        yield triton.grpc_url
-    finally:
-        client.unload_model(TTS_MODEL)
-        client.close()
 
 
 def _gateway(factory: GatewayFactory, url: str, **extra: Any) -> GatewayProcess:

@@ -38,6 +38,16 @@ def free_udp_port(host: str = LOOPBACK) -> int:
     return port
 
 
+def distinct_tcp_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """``count`` different free TCP ports (each probed on its own, so they can repeat)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_tcp_port(host)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def free_tcp_port(host: str = LOOPBACK) -> int:
     """A TCP port on ``host`` that was free a moment ago."""
     port = _bind_probe(socket.SOCK_STREAM, host, 0)

@@ -24,7 +24,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from gateway.triton_launcher import TritonLaunchError, TritonProcess, discover_models
-from tests.peers.ports import free_tcp_port
+from tests.peers.ports import distinct_tcp_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = REPO_ROOT / "triton_models"
@@ -68,17 +68,8 @@ def build_test_repository(target: Path) -> Path:
     return target
 
 
-def _distinct_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_tcp_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 def _start(repository: Path, workdir: Path, attempt: int) -> TritonProcess:
-    http, grpc, metrics = _distinct_ports(3)
+    http, grpc, metrics = distinct_tcp_ports(3)
     triton = TritonProcess(repository, venv=TRITON_VENV, workdir=workdir, http_port=http,
                            grpc_port=grpc, metrics_port=metrics, models=asr_models(),
                            log_path=workdir / f"triton-{attempt}.log")
@@ -207,3 +198,15 @@ def asr_stream_factory(triton: TritonProcess) -> Iterator[Any]:
     yield make
     for stream in streams:
         stream.close()
+
+
+@pytest.fixture(scope="module")
+def tts_loaded(triton: TritonProcess) -> Iterator[str]:
+    """The shared Triton with tts_cpu_default loaded for one test module (its gRPC URL)."""
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    client.load_model("tts_cpu_default")
+    try:
+        yield triton.grpc_url
+    finally:
+        client.unload_model("tts_cpu_default")
+        client.close()

@@ -67,6 +67,19 @@ def send_results(sender: Any, results: Iterable[AsrResult], *, complete: bool) -
         sender.send(flags=FINAL_FLAG)
 
 
+def ready_chunk(request: Any, sender: Any) -> ChunkRequest | None:
+    """The request's chunk, or None when it was answered already: a not-READY request is
+    closed, a malformed one failed with the contract error."""
+    if not is_ready(request):
+        sender.send(flags=FINAL_FLAG)
+        return None
+    try:
+        return read_chunk(request)
+    except ContractError as exc:
+        send_error(sender, str(exc))
+        return None
+
+
 def execute_each(requests: Iterable[Any], handle: Callable[[Any, Any], None]) -> None:
     """Run ``handle(request, sender)`` per request; an exception fails that request only,
     with an error response, and the model keeps serving the others."""

@@ -18,19 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from common.asr_contract import (  # noqa: E402
     AsrResult,
     ChunkRequest,
-    ContractError,
     SessionTable,
     config_parameters,
     float_parameter,
     samples_to_s,
 )
 from common.triton_io import (  # noqa: E402
-    FINAL_FLAG,
     execute_each,
-    is_ready,
     model_config,
-    read_chunk,
-    send_error,
+    ready_chunk,
     send_results,
 )
 
@@ -60,13 +56,8 @@ class TritonPythonModel:
         execute_each(requests, lambda request, sender: self._handle(request, sender, now))
 
     def _handle(self, request: Any, sender: Any, now: float) -> None:
-        if not is_ready(request):
-            sender.send(flags=FINAL_FLAG)
-            return
-        try:
-            chunk = read_chunk(request)
-        except ContractError as exc:
-            send_error(sender, str(exc))
+        chunk = ready_chunk(request, sender)
+        if chunk is None:
             return
         session, _ = self._sessions.acquire(chunk.corrid, start=chunk.start, now=now)
         session.samples += chunk.audio.size

@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]  # noqa: E402
 from common.asr_contract import (  # noqa: E402
     AsrResult,
-    ContractError,
     SessionTable,
     config_parameters,
     float_parameter,
@@ -32,11 +31,9 @@ from common.asr_contract import (  # noqa: E402
 )
 from common.endpointing import DecodeJob, EndpointConfig, UtteranceSegmenter  # noqa: E402
 from common.triton_io import (  # noqa: E402
-    FINAL_FLAG,
     execute_each,
-    is_ready,
     model_config,
-    read_chunk,
+    ready_chunk,
     send_error,
     send_results,
 )
@@ -173,13 +170,8 @@ class TritonPythonModel:
         execute_each(requests, lambda request, sender: self._handle(request, sender, now))
 
     def _handle(self, request: Any, sender: Any, now: float) -> None:
-        if not is_ready(request):
-            sender.send(flags=FINAL_FLAG)
-            return
-        try:
-            chunk = read_chunk(request)
-        except ContractError as exc:
-            send_error(sender, str(exc))
+        chunk = ready_chunk(request, sender)
+        if chunk is None:
             return
         session, fresh = self._sessions.acquire(chunk.corrid, start=chunk.start, now=now)
         if fresh and not chunk.start:
