@@ -12,7 +12,9 @@ Writes into `--out`:
   chunked_limited mask is the same for every look-ahead r <= 13, so this one graph
   serves all att_context_size values the model was trained with.
 - `tokenizer.model`: the SentencePiece model.
-- `frontend.npz`: mel filterbank [80, 257] and analysis window [400] of the preprocessor.
+- `frontend.npz`: mel filterbank [80, 257] and analysis window [400] of the preprocessor,
+  and the per-bin feature mean/std the model was trained with (train_small.py's
+  feature_norm.npz; identity for models trained on raw log-mels).
 - `model.json`: everything the runtime needs (feature and streaming geometry, vocabulary).
 """
 
@@ -71,7 +73,15 @@ def streaming_meta(model: Any) -> dict[str, Any]:
     }
 
 
-def export(nemo_path: Path, out_dir: Path) -> dict[str, Any]:
+def feature_norm(path: Path | None, n_mels: int) -> tuple[Any, Any]:
+    """(mean, std) per mel bin the model was trained with; identity when there is none."""
+    if path is None or not path.is_file():
+        return np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
+    with np.load(path) as data:
+        return (np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
+
+
+def export(nemo_path: Path, out_dir: Path, norm_path: Path | None = None) -> dict[str, Any]:
     model = load_model(nemo_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = streaming_meta(model)
@@ -81,9 +91,11 @@ def export(nemo_path: Path, out_dir: Path) -> dict[str, Any]:
     model.set_export_config(export_config)
     model.export(str(out_dir / ONNX_NAME), onnx_opset_version=17, check_trace=False)
     feat = model.preprocessor.featurizer
+    mean, std = feature_norm(norm_path if norm_path is not None else
+                             nemo_path.parent / "feature_norm.npz", meta["n_mels"])
     np.savez(out_dir / "frontend.npz",
              fb=feat.fb.detach().cpu().numpy()[0].astype(np.float32),
-             window=feat.window.detach().cpu().numpy().astype(np.float32))
+             window=feat.window.detach().cpu().numpy().astype(np.float32), mean=mean, std=std)
     proto = model.tokenizer.tokenizer.serialized_model_proto()
     (out_dir / "tokenizer.model").write_bytes(bytes(proto))
     (out_dir / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
@@ -94,8 +106,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="export the streaming model to ONNX")
     parser.add_argument("--nemo", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--feature-norm", type=Path,
+                        help="train_small.py's feature_norm.npz (default: beside --nemo)")
     args = parser.parse_args(argv)
-    meta = export(args.nemo, args.out)
+    meta = export(args.nemo, args.out, args.feature_norm)
     print(json.dumps({k: v for k, v in meta.items() if k != "pieces"}))
 
 

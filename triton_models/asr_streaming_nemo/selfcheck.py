@@ -162,7 +162,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--streams", type=int, default=1)
     parser.add_argument("--chunk-ms", type=float, default=160.0)
-    parser.add_argument("--att-context", default="70,1")
+    parser.add_argument("--att-context", default="70,13")
     parser.add_argument("--end-silence-ms", type=float, default=600.0)
     parser.add_argument("--phrase", action="append", default=[])
     parser.add_argument("--phrase-boost", type=float, default=2.0)

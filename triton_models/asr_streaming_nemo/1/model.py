@@ -64,7 +64,7 @@ def _int_parameter(params: dict[str, str], name: str, default: int) -> int:
 
 def recognizer_config(params: dict[str, str]) -> RecognizerConfig:
     return RecognizerConfig(
-        att_context_size=parse_att_context(params.get("att_context_size") or "70,1"),
+        att_context_size=parse_att_context(params.get("att_context_size") or "70,13"),
         end_silence_ms=float_parameter(params, "end_silence_ms", 600.0),
         phrase_boost=float_parameter(params, "phrase_boost", 2.0, minimum=None),
         max_batch=_int_parameter(params, "max_batch", 32),

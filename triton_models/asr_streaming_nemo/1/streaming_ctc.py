@@ -2,7 +2,8 @@
 
 Everything but `EncoderSession` (ONNX Runtime) is pure computation on arrays:
 - `LogMelFrontend`: incremental log-mel features equal to NeMo's
-  AudioToMelSpectrogramPreprocessor (normalize "NA", centred STFT, pre-emphasis).
+  AudioToMelSpectrogramPreprocessor (normalize "NA", centred STFT, pre-emphasis),
+  then a fixed per-bin mean/std normalisation (from training, in frontend.npz).
 - `EncoderStream`: the per-stream feature buffer and encoder caches; one encoder
   step consumes one chunk of 4*(r+1) mel frames (r = right context of
   att_context_size) plus the pre-encode cache of the previous chunk. Streams of a
@@ -130,20 +131,26 @@ class ModelFiles:
 
 @dataclass(frozen=True, slots=True)
 class MelTables:
-    """Filterbank [n_mels, n_fft/2+1] and the analysis window zero-padded to n_fft."""
+    """Filterbank [n_mels, n_fft/2+1], the analysis window zero-padded to n_fft, and the
+    per-bin mean/std [n_mels, 1] the model's input is normalised with."""
 
     filterbank: F32
     window: F32
+    mean: F32
+    std: F32
 
     @classmethod
     def load(cls, path: Path, n_fft: int) -> MelTables:
         with np.load(path) as data:
             fb = np.asarray(data["fb"], dtype=np.float32)
             win = np.asarray(data["window"], dtype=np.float32)
+            n_mels = fb.shape[0]
+            mean = np.asarray(data["mean"] if "mean" in data else np.zeros(n_mels), np.float32)
+            std = np.asarray(data["std"] if "std" in data else np.ones(n_mels), np.float32)
         padded = np.zeros(n_fft, dtype=np.float32)
         left = (n_fft - win.size) // 2
         padded[left:left + win.size] = win
-        return cls(fb, padded)
+        return cls(fb, padded, mean.reshape(-1, 1), std.reshape(-1, 1))
 
 
 class LogMelFrontend:
@@ -194,8 +201,9 @@ class LogMelFrontend:
         keep_from = self._next_frame * hop - self._half - self._buf_start
         self._buf = self._buf[keep_from:]
         self._buf_start += keep_from
-        logmel: F32 = np.log(mel + np.float32(self._spec.log_guard)).astype(np.float32)
-        return logmel
+        logmel = np.log(mel + np.float32(self._spec.log_guard))
+        normalised: F32 = ((logmel - self._tables.mean) / self._tables.std).astype(np.float32)
+        return normalised
 
 
 # --- encoder ------------------------------------------------------------------------------
@@ -459,7 +467,7 @@ def phrase_boost_vector(phrases: Sequence[str], pieces: Sequence[str],
 
 @dataclass(frozen=True, slots=True)
 class RecognizerConfig:
-    att_context_size: tuple[int, int] = (70, 1)
+    att_context_size: tuple[int, int] = (70, 13)
     end_silence_ms: float = 600.0
     phrase_boost: float = 2.0
     max_batch: int = 32
