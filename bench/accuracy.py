@@ -20,7 +20,7 @@ import numpy as np
 import soxr
 
 from bench import report, stack
-from bench.corpus import Utterance, utterances
+from bench.corpus import CORPORA, Utterance, corpus_name, utterances
 from bench.figures import ratio, rounded
 from bench.speechcalls import CallOutcome, CallScript, build_script, run_calls
 from tests.speech import normalise, word_error_rate
@@ -101,13 +101,14 @@ def measure(url: str, model: str, params: AccuracyParams, corpus: Sequence[Utter
     n = len(per_condition)
     conditions = [_condition(outcomes[i * n:(i + 1) * n], loss, direct_wer)
                   for i, loss in enumerate(params.losses)]
-    return {"model": model, "sentences": len(corpus), "direct_wer": rounded(direct_wer, 4),
+    return {"model": model, "corpus": corpus_name(model), "sentences": len(corpus),
+            "direct_wer": rounded(direct_wer, 4),
             "direct_transcripts": [{"reference": r, "hypothesis": h} for r, h in direct],
             "through_gateway": conditions}
 
 
 def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"model": r["model"], "loss_pct": 100 * c["loss_injected"],
+    return [{"model": r["model"], "corpus": r["corpus"], "loss_pct": 100 * c["loss_injected"],
              "wer_direct": r["direct_wer"], "wer_gateway": c["wer"],
              "ratio": c["wer_over_direct"], "diff": c["wer_minus_direct"]}
             for r in rows for c in r["through_gateway"]]
@@ -115,20 +116,21 @@ def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run(params: AccuracyParams, workdir: Path, results_dir: Path) -> dict[str, Any]:
     started_at, t0 = report.now_iso(), time.monotonic()
-    corpus = utterances()[: params.sentences]
+    corpora = {m: utterances(CORPORA[corpus_name(m)])[: params.sentences] for m in params.models}
     with stack.triton(list(params.models), workdir / "triton") as server:
         env = report.environment(server.http_url)
-        rows = [measure(server.grpc_url, m, params, corpus, workdir) for m in params.models]
+        rows = [measure(server.grpc_url, m, params, corpora[m], workdir) for m in params.models]
     document = {
         "benchmark": NAME, "started_at": started_at,
         "duration_s": round(time.monotonic() - t0, 1), "environment": env,
         "parameters": {"models": list(params.models), "losses": list(params.losses),
                        "calls_per_condition": params.calls_per_condition,
-                       "sentences": len(corpus), "voice": "piper (joe-us), 8 kHz",
+                       "sentences": params.sentences, "voice": "piper (joe-us), 8 kHz",
+                       "corpora": {m: corpus_name(m) for m in params.models},
                        "codec": "PCMU", "loss_model": "independent random drops"},
         "results": rows,
     }
     report.write_result(NAME, document, results_dir)
     report.show("accuracy (WER, piper call-centre sentences)", _table(rows),
-                ("model", "loss_pct", "wer_direct", "wer_gateway", "ratio", "diff"))
+                ("model", "corpus", "loss_pct", "wer_direct", "wer_gateway", "ratio", "diff"))
     return document

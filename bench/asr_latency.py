@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report, stack
-from bench.corpus import Utterance, utterances
+from bench.corpus import CORPORA, Utterance, corpus_name, utterances
 from bench.figures import median, percentile, rounded
 from bench.speechcalls import CallOutcome, CallScript, Event, Spoken, build_script, run_calls
 from tests.speech import word_error_rate
@@ -116,7 +116,7 @@ def measure(server_url: str, model: str, calls: int, params: LatencyParams,
                        extra=extra) as gw:
         outcomes = run_calls(gw, _scripts(corpus, calls, per_call),
                              finals_timeout_s=FINALS_TIMEOUT_S)
-    return _summary(model, calls, outcomes)
+    return {"corpus": corpus_name(model), **_summary(model, calls, outcomes)}
 
 
 COLUMNS = ("model", "calls", "sentences", "final_p50_s", "final_p95_s", "partial_p50_s",
@@ -134,10 +134,10 @@ def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, Any]:
     started_at, t0 = report.now_iso(), time.monotonic()
-    corpus = utterances()
+    corpora = {m: utterances(CORPORA[corpus_name(m)]) for m in params.models}
     with stack.triton(list(params.models), workdir / "triton") as server:
         env = report.environment(server.http_url)
-        rows = [measure(server.grpc_url, m, c, params, corpus, workdir)
+        rows = [measure(server.grpc_url, m, c, params, corpora[m], workdir)
                 for m in params.models for c in params.concurrency]
     document = {
         "benchmark": NAME, "started_at": started_at,
@@ -145,7 +145,8 @@ def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, An
         "parameters": {"models": list(params.models), "concurrency": list(params.concurrency),
                        "sentences_single": params.sentences_single,
                        "sentences_each": params.sentences_each, "gap_s": GAP_S,
-                       "chunk_ms": 160, "codec": "PCMU"},
+                       "chunk_ms": 160, "codec": "PCMU",
+                       "corpora": {m: corpus_name(m) for m in params.models}},
         "results": rows,
     }
     report.write_result(NAME, document, results_dir)

@@ -54,6 +54,60 @@ SENTENCES: tuple[str, ...] = (
 )
 
 
+# The small asr_streaming_nemo checkpoint knows only its training domain: data_gen.py's
+# call-centre templates (digits, amounts, dates, names, order status). These are held-out
+# sentences of that generator (seed 1234, rows 150-299 of its held-out set: never in any
+# training set, and not the rows train_small.py picks its best checkpoint on).
+DOMAIN_SENTENCES: tuple[str, ...] = (
+    "the amount due is three hundred and fifty two dollars and ninety four cents"
+    " by august twenty first",
+    "sure my package number is two two seven seven five five",
+    "the status of parcel five seven four three nine eight six is shipped",
+    "my phone number is six three three five four two two nine two six",
+    "my name is laura clark",
+    "my name is karen harris",
+    "can you repeat that please",
+    "my phone number is zero one zero one seven four three",
+    "the status of ticket nine zero five four two is delayed",
+    "no my refund number is seven one seven two seven eight two",
+    "my phone number is three eight three nine zero two five",
+    "my phone number is three zero two three one four five",
+    "my name is anna harris",
+    "i paid thirty two dollars on the fourteenth of february",
+    "okay my refund number is nine five nine six nine zero",
+    "my phone number is one four eight six seven nine eight three one eight",
+    "i paid one thousand two hundred and twenty two dollars on the twenty seventh of may",
+    "my name is anna thomas",
+    "the status of payment one nine four nine nine five seven two is delivered",
+    "the amount due is one thousand five hundred and fifty two dollars by the twelfth of january",
+    "my name is daniel taylor",
+    "okay my order number is seven one nine five",
+    "the status of invoice four five eight six is delivered",
+    "my account number is four nine four five eight six seven five",
+    "i paid one hundred and sixty one dollars on the tenth of september",
+    "my phone number is eight five eight six two four nine eight two",
+    "the status of package one five five is processing",
+    "the amount due is five hundred and twenty nine dollars by the eighteenth of august",
+    "no thank you my payment number is two six six eight",
+    "my name is peter miller",
+    "my name is john lewis",
+    "the status of parcel seven four two zero is returned",
+    "where is my payment",
+    "my account number is five five zero four five three one six nine",
+    "the amount due is nineteen dollars by august ninth",
+    "nope my ticket number is zero six one seven two",
+)
+
+CORPORA: dict[str, tuple[str, ...]] = {"general": SENTENCES, "domain": DOMAIN_SENTENCES}
+_MODEL_CORPUS = {"asr_streaming_nemo": "domain"}
+
+
+def corpus_name(model: str) -> str:
+    """The sentence set a model is measured on: its own domain for the small NeMo model,
+    the general call-centre sentences for every other model."""
+    return _MODEL_CORPUS.get(model, "general")
+
+
 @dataclass(frozen=True, slots=True)
 class Utterance:
     text: str

@@ -363,13 +363,16 @@ def write_manifest(path: Path, utterances: Sequence[Utterance]) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
-def build_dataset(out: Path, n_train: int, n_heldout: int, seed: int, workers: int) -> None:
-    """Generate the held-out sentences first, then training sentences that avoid them."""
+def build_dataset(out: Path, n_train: int, n_heldout: int, seed: int, workers: int,
+                  exclude: set[str] | None = None) -> None:
+    """Generate the held-out sentences first, then training sentences that avoid them
+    (and every text in `exclude`: another set's held-out sentences)."""
     wav_dir = out / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
     gen = SentenceGenerator(seed)
-    heldout_text = gen.unique(n_heldout, exclude=set())
-    train_text = gen.unique(n_train, exclude=set(heldout_text))
+    avoid = set(exclude or ())
+    heldout_text = gen.unique(n_heldout, exclude=avoid)
+    train_text = gen.unique(n_train, exclude=avoid | set(heldout_text))
     use_piper = piper_available()
     piper = PiperJoe() if use_piper else None
     rng = random.Random(seed + 1)
@@ -389,8 +392,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-heldout", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--exclude", type=Path, action="append", default=[],
+                        help="manifest whose texts never go into this set (e.g. another "
+                             "set's heldout.jsonl); repeatable")
     args = parser.parse_args(argv)
-    build_dataset(args.out, args.n_train, args.n_heldout, args.seed, args.workers)
+    exclude = {json.loads(line)["text"] for path in args.exclude
+               for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    build_dataset(args.out, args.n_train, args.n_heldout, args.seed, args.workers, exclude)
 
 
 if __name__ == "__main__":

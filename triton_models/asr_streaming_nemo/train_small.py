@@ -1,6 +1,8 @@
 """Train the small cache-aware streaming FastConformer-CTC model for CI and CPU demos.
 
-Runs in the Triton venv with triton_models/requirements-nemo.txt installed. CPU only.
+Runs in the Triton venv with triton_models/requirements-nemo.txt installed, on CPU or
+(`--device cuda`) on a GPU host that has NeMo (see README: how the committed model was
+trained).
 
     nice -n 10 .venv-triton/bin/python triton_models/asr_streaming_nemo/data_gen.py \\
         --out build/nemo_data --n-train 3500 --n-heldout 300
@@ -11,7 +13,8 @@ Steps: SentencePiece BPE tokenizer on the training texts; EncDecCTCModelBPE buil
 from the config below (FastConformer encoder, 4x causal depthwise-striding
 subsampling, chunked_limited attention with several look-aheads, causal
 convolutions); log-mel features computed once; a plain PyTorch loop (AdamW,
-warm-up then cosine by elapsed time, gradient clipping, no SpecAugment); an
+warm-up then cosine by elapsed time, gradient clipping, optional SpecAugment and
+dropout, bf16 autocast on CUDA); an
 offline held-out WER and a `.nemo` checkpoint every `--eval-every-min`. The
 last and the best checkpoints are kept in `--work`. Export and the streaming
 evaluation are separate steps (export_onnx.py, selfcheck.py --manifest).
@@ -47,6 +50,7 @@ class Arch:
     subsampling_channels: int = 64
     dropout: float = 0.0
     xscaling: bool = False
+    spec_augment: bool = False
 
 
 DEFAULT_ARCH = Arch()
@@ -69,7 +73,10 @@ def model_config(tokenizer_dir: Path, arch: Arch) -> dict[str, Any]:
             "window_stride": 0.01, "window": "hann", "features": 80, "n_fft": 512,
             "frame_splicing": 1, "dither": 1e-5, "pad_to": 0,
         },
-        "spec_augment": None,
+        "spec_augment": {
+            "_target_": "nemo.collections.asr.modules.SpectrogramAugmentation",
+            "freq_masks": 2, "freq_width": 15, "time_masks": 5, "time_width": 0.05,
+        } if arch.spec_augment else None,
         "encoder": {
             "_target_": "nemo.collections.asr.modules.ConformerEncoder",
             "feat_in": 80, "feat_out": -1, "n_layers": arch.n_layers, "d_model": arch.d_model,
@@ -93,8 +100,31 @@ def model_config(tokenizer_dir: Path, arch: Arch) -> dict[str, Any]:
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """Manifest rows; relative audio paths are taken relative to the manifest's folder
+    when they exist there (pack_data.py output), else as given (data_gen.py output)."""
     with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        rows = [json.loads(line) for line in fh if line.strip()]
+    for row in rows:
+        audio = Path(row["audio_filepath"])
+        if not audio.is_absolute() and (path.parent / audio).is_file():
+            row["audio_filepath"] = str(path.parent / audio)
+    return rows
+
+
+def load_audio(path: Path) -> Any:
+    """Mono float32 at 16 kHz: WAV through data_gen.read_wav, anything else (pack_data.py's
+    8 kHz Opus) through soundfile, resampled with soxr as the gateway does."""
+    import soxr
+
+    if path.suffix == ".wav":
+        audio, rate = read_wav(path)
+    else:
+        import soundfile  # type: ignore[import-not-found]
+
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=False)
+    if rate != 16000:
+        audio = soxr.resample(audio, rate, 16000).astype(np.float32)
+    return audio
 
 
 def train_tokenizer(texts: Sequence[str], out_dir: Path, vocab_size: int) -> Path:
@@ -119,20 +149,21 @@ class Example:
     text: str
 
 
-def featurize(model: Any, rows: Sequence[dict[str, Any]]) -> list[Example]:
-    """Log-mel features through the model's own preprocessor (eval mode: no dither)."""
+def featurize(model: Any, rows: Sequence[dict[str, Any]], device: str) -> list[Example]:
+    """Log-mel features through the model's own preprocessor (eval mode: no dither),
+    computed on `device` and kept there; audio is decoded in a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch  # type: ignore[import-not-found]
 
     model.preprocessor.eval()
     out: list[Example] = []
-    with torch.no_grad():
-        for row in rows:
-            audio, rate = read_wav(Path(row["audio_filepath"]))
-            if rate != 16000:
-                raise ValueError(f"{row['audio_filepath']}: expected 16 kHz, got {rate}")
-            signal = torch.from_numpy(audio).unsqueeze(0)
+    with ThreadPoolExecutor() as pool, torch.no_grad():
+        audios = pool.map(lambda r: load_audio(Path(r["audio_filepath"])), rows)
+        for row, audio in zip(rows, audios, strict=True):
+            signal = torch.from_numpy(audio).unsqueeze(0).to(device)
             feats, _ = model.preprocessor(
-                input_signal=signal, length=torch.tensor([signal.shape[1]])
+                input_signal=signal, length=torch.tensor([signal.shape[1]], device=device)
             )
             tokens = model.tokenizer.text_to_ids(row["text"])
             out.append(Example(feats[0].clone(), tokens, row["text"]))
@@ -153,7 +184,7 @@ class FeatureNorm:
 
     @classmethod
     def fit(cls, examples: Sequence[Example]) -> FeatureNorm:
-        frames = np.concatenate([e.features.numpy()[:, :-1] for e in examples], axis=1)
+        frames = np.concatenate([e.features.cpu().numpy()[:, :-1] for e in examples], axis=1)
         return cls(frames.mean(axis=1).astype(np.float32),
                    np.maximum(frames.std(axis=1), 1e-3).astype(np.float32))
 
@@ -168,8 +199,9 @@ class FeatureNorm:
     def apply(self, examples: Sequence[Example]) -> list[Example]:
         import torch
 
-        mean = torch.from_numpy(self.mean)[:, None]
-        std = torch.from_numpy(self.std)[:, None]
+        device = examples[0].features.device if examples else "cpu"
+        mean = torch.from_numpy(self.mean)[:, None].to(device)
+        std = torch.from_numpy(self.std)[:, None].to(device)
         return [Example((e.features - mean) / std, e.tokens, e.text) for e in examples]
 
 
@@ -199,16 +231,17 @@ def collate(examples: Sequence[Example], idxs: Sequence[int]) -> tuple[Any, Any,
 
     feats = [examples[i].features for i in idxs]
     toks = [examples[i].tokens for i in idxs]
+    device = feats[0].device
     max_t = max(f.shape[1] for f in feats)
     max_u = max(len(t) for t in toks)
-    x = torch.zeros(len(idxs), feats[0].shape[0], max_t)
+    x = torch.zeros(len(idxs), feats[0].shape[0], max_t, device=device)
     y = torch.zeros(len(idxs), max_u, dtype=torch.long)
     for row, (f, t) in enumerate(zip(feats, toks, strict=True)):
         x[row, :, : f.shape[1]] = f
         y[row, : len(t)] = torch.tensor(t)
-    x_len = torch.tensor([f.shape[1] for f in feats])
-    y_len = torch.tensor([len(t) for t in toks])
-    return x, x_len, y, y_len
+    x_len = torch.tensor([f.shape[1] for f in feats], device=device)
+    y_len = torch.tensor([len(t) for t in toks], device=device)
+    return x, x_len, y.to(device), y_len
 
 
 def word_errors(ref: str, hyp: str) -> int:
@@ -280,6 +313,7 @@ class TrainOptions:
     peak_lr: float
     warmup_steps: int
     seed: int
+    amp: bool = False
 
 
 def _log(work: Path, row: dict[str, Any]) -> None:
@@ -313,8 +347,11 @@ def train_loop(
             for group in optim.param_groups:
                 group["lr"] = sched.lr(step, elapsed)
             x, x_len, y, y_len = collate(train, idxs)
-            log_probs, enc_len, _ = model.forward(processed_signal=x, processed_signal_length=x_len)
-            loss = model.loss(log_probs=log_probs, targets=y, input_lengths=enc_len,
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
+                                enabled=opts.amp and x.device.type == "cuda"):
+                log_probs, enc_len, _ = model.forward(processed_signal=x,
+                                                      processed_signal_length=x_len)
+            loss = model.loss(log_probs=log_probs.float(), targets=y, input_lengths=enc_len,
                               target_lengths=y_len)
             optim.zero_grad()
             loss.backward()
@@ -354,7 +391,9 @@ def build_model(tokenizer_dir: Path, arch: Arch) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="train the small streaming CTC model")
-    parser.add_argument("--data", type=Path, required=True, help="data_gen.py output folder")
+    parser.add_argument("--data", type=Path, action="append", required=True,
+                        help="data_gen.py (or pack_data.py) output folder; repeatable: every "
+                             "folder's train.jsonl is used, held-out comes from the first")
     parser.add_argument("--work", type=Path, required=True, help="checkpoints and logs")
     parser.add_argument("--minutes", type=float, default=45.0)
     parser.add_argument("--eval-every-min", type=float, default=5.0)
@@ -368,15 +407,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--heldout-eval", type=int, default=150, help="held-out rows per eval")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--init", type=Path, help="continue from this .nemo checkpoint")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--dropout", type=float, default=DEFAULT_ARCH.dropout)
+    parser.add_argument("--spec-augment", action="store_true", help="SpecAugment masks")
+    parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     args.work.mkdir(parents=True, exist_ok=True)
-    train_rows = read_manifest(args.data / "train.jsonl")
-    held_rows = read_manifest(args.data / "heldout.jsonl")[: args.heldout_eval]
+    train_rows = [row for folder in args.data for row in read_manifest(folder / "train.jsonl")]
+    held_rows = read_manifest(args.data[0] / "heldout.jsonl")[: args.heldout_eval]
     if args.init is not None:  # continue training a checkpoint (its tokenizer and config)
         from nemo.collections.asr.models import ASRModel
 
@@ -384,10 +429,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         tok_dir = train_tokenizer([r["text"] for r in train_rows], args.work / "tokenizer",
                                   args.vocab_size)
-        model = build_model(tok_dir, Arch(args.d_model, args.layers, 4, args.vocab_size))
+        arch = Arch(args.d_model, args.layers, 4, args.vocab_size, dropout=args.dropout,
+                    spec_augment=args.spec_augment)
+        model = build_model(tok_dir, arch)
+    model = model.to(args.device)
     params = sum(p.numel() for p in model.parameters())
     t0 = time.monotonic()
-    train, heldout = featurize(model, train_rows), featurize(model, held_rows)
+    train = featurize(model, train_rows, args.device)
+    heldout = featurize(model, held_rows, args.device)
     norm_path = args.work / "feature_norm.npz"
     if args.init is not None and (args.init.parent / "feature_norm.npz").is_file():
         norm = FeatureNorm.load(args.init.parent / "feature_norm.npz")
@@ -398,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _log(args.work, {"params": params, "train": len(train), "heldout_eval": len(heldout),
                      "featurize_s": round(time.monotonic() - t0, 1)})
     opts = TrainOptions(args.minutes, args.eval_every_min, args.max_frames, args.lr,
-                        args.warmup_steps, args.seed)
+                        args.warmup_steps, args.seed, amp=not args.no_amp)
     best = train_loop(model, train, heldout, args.work, opts)
     _log(args.work, {"done": True, "best_offline_wer": round(best, 4)})
 
