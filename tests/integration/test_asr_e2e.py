@@ -91,6 +91,24 @@ def test_hangup_right_after_the_last_word_keeps_its_transcript(
     assert word_error_rate(SENTENCES[1], " ".join(f["text"] for f in finals)) <= 0.2
 
 
+def test_nemo_model_gets_the_digits(triton: TritonProcess, gateway_factory: GatewayFactory,
+                                    sentences_8k: list[Path], tmp_path: Path) -> None:
+    gw = _asr_gateway(gateway_factory, triton.grpc_url, model="asr_streaming_nemo")
+    gw.wait_log("triton.ready", 20)
+    speech = np.concatenate([read_pcm(sentences_8k[1]), SILENCE])
+    wav = write_wav(tmp_path / "digits.wav", speech)
+    phone = Softphone(PhoneOptions(call=f"sip:asr@127.0.0.1:{gw.sip_port}", play=wav,
+                                   duration_s=len(speech) / 8000 + 0.3, timeout_s=40),
+                      workdir=tmp_path / "phone")
+    with phone:
+        phone.wait_for("call_disconnected", 40)
+    ended = gw.wait_log("call.ended", 30)
+    text = " ".join(f["text"] for f in _finals(gw, ended["call_id"]))
+    digits = "".join(ch for ch in text if ch.isdigit())
+    spelled = [w for w in text.lower().split() if w in ("four", "two", "seven", "nine", "one")]
+    assert "4279" in digits or len(spelled) >= 4, text
+
+
 # ------------------------------------------------------------------ Triton outage mid-call
 
 @pytest.fixture

@@ -102,9 +102,11 @@ def two_sentences_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wav(tmp_path_factory.mktemp("nemo") / "two.wav", audio)
 
 
-# The accuracy checks of the small model (held-out digits per lookahead, two utterances split
-# by trailing silence) were taken out: the checkpoint trained so far does not reach them (see
-# the issue note); they come back with a better checkpoint.
+# Accuracy checks on this file's own noise-free espeak audio (held-out digits per lookahead,
+# two utterances split by trailing silence) are out: the committed checkpoint gets about 83% of
+# held-out digits on audio like its training data (noisy line, see its README) but only
+# 35-42% on clean espeak speech with digital silence, so they would fail. The end-to-end
+# digits check through the gateway (tests/integration/test_asr_e2e.py) is in.
 
 
 def test_chunk_size_does_not_change_the_result(digit_wav: Path) -> None:

@@ -10,7 +10,7 @@ chunks of `--chunk-ms` as the gateway sends them. No NeMo or torch import.
 
 WAV mode prints {"files": [{"path", "text", "results": [...]}], "step_ms": {...}}.
 Manifest mode prints {"utterances", "wer", "digit_sequence_accuracy",
-"digit_accuracy", "step_ms"} with the held-out references; it streams `--streams`
+"digit_accuracy", "transcripts", "step_ms"} with the held-out references; it streams `--streams`
 utterances side by side so batching across sequences is exercised too.
 Exit status 2 with the path on stderr when the model folder is incomplete.
 """
@@ -134,12 +134,14 @@ def evaluate_manifest(rec: StreamingRecognizer, manifest: Path, limit: int, stre
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     rows = rows[:limit] if limit > 0 else rows
     errors = words = digit_errors = digit_total = digit_utts = digit_exact = 0
+    pairs: list[dict[str, str]] = []
     for start in range(0, len(rows), streams):
         group = rows[start:start + streams]
         items = [(r["audio_filepath"], read_wav_16k(Path(r["audio_filepath"]))) for r in group]
         for row, tr in zip(group, transcribe_together(rec, items, chunk_samples, ()),
                            strict=True):
             ref, hyp = row["text"].split(), tr.text.split()
+            pairs.append({"reference": row["text"], "hypothesis": tr.text})
             errors += word_errors(ref, hyp)
             words += len(ref)
             ref_d, hyp_d = digits_of(row["text"]), digits_of(tr.text)
@@ -151,7 +153,8 @@ def evaluate_manifest(rec: StreamingRecognizer, manifest: Path, limit: int, stre
     return {"utterances": len(rows), "wer": round(errors / max(words, 1), 4),
             "digit_sequences": digit_utts,
             "digit_sequence_accuracy": round(digit_exact / max(digit_utts, 1), 4),
-            "digit_accuracy": round(max(0.0, 1 - digit_errors / max(digit_total, 1)), 4)}
+            "digit_accuracy": round(max(0.0, 1 - digit_errors / max(digit_total, 1)), 4),
+            "transcripts": pairs}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -164,6 +167,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--chunk-ms", type=float, default=160.0)
     parser.add_argument("--att-context", default="70,13")
     parser.add_argument("--end-silence-ms", type=float, default=600.0)
+    parser.add_argument("--end-pad-ms", type=float, default=800.0)
     parser.add_argument("--phrase", action="append", default=[])
     parser.add_argument("--phrase-boost", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=1)
@@ -174,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     left, right = (int(v) for v in args.att_context.split(","))
     config = RecognizerConfig(att_context_size=(left, right), end_silence_ms=args.end_silence_ms,
+                              end_pad_ms=args.end_pad_ms,
                               phrase_boost=args.phrase_boost, device="cpu", threads=args.threads)
     try:
         rec = StreamingRecognizer(args.model_dir, config)

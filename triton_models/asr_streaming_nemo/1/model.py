@@ -66,6 +66,7 @@ def recognizer_config(params: dict[str, str]) -> RecognizerConfig:
     return RecognizerConfig(
         att_context_size=parse_att_context(params.get("att_context_size") or "70,13"),
         end_silence_ms=float_parameter(params, "end_silence_ms", 600.0),
+        end_pad_ms=float_parameter(params, "end_pad_ms", 800.0),
         phrase_boost=float_parameter(params, "phrase_boost", 2.0, minimum=None),
         max_batch=_int_parameter(params, "max_batch", 32),
         device=params.get("device") or "auto",

@@ -469,6 +469,7 @@ def phrase_boost_vector(phrases: Sequence[str], pieces: Sequence[str],
 class RecognizerConfig:
     att_context_size: tuple[int, int] = (70, 13)
     end_silence_ms: float = 600.0
+    end_pad_ms: float = 800.0
     phrase_boost: float = 2.0
     max_batch: int = 32
     device: str = "auto"
@@ -477,6 +478,8 @@ class RecognizerConfig:
     def __post_init__(self) -> None:
         if self.end_silence_ms <= 0:
             raise StreamConfigError(f"end_silence_ms must be > 0, got {self.end_silence_ms}")
+        if not 0 <= self.end_pad_ms <= 5000:
+            raise StreamConfigError(f"end_pad_ms must be 0-5000, got {self.end_pad_ms}")
         if self.max_batch < 1:
             raise StreamConfigError(f"max_batch must be >= 1, got {self.max_batch}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -491,6 +494,7 @@ class StreamState:
     encoder: EncoderStream
     decoder: CtcSegmenter
     last_partial: str = ""
+    pad_samples: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,6 +518,7 @@ class StreamingRecognizer:
         self._tables = MelTables.load(files.frontend, self.spec.n_fft)
         self.session = EncoderSession(files.onnx, device=config.device, threads=config.threads)
         self._end_frames = max(1, math.ceil(config.end_silence_ms / 1000 / self.spec.frame_s))
+        self._end_pad_samples = int(config.end_pad_ms / 1000 * self.spec.sample_rate_hz)
 
     def new_stream(self, phrases: Sequence[str] = ()) -> StreamState:
         state = StreamState(LogMelFrontend(self.spec, self._tables),
@@ -558,12 +563,18 @@ class StreamingRecognizer:
         frontend, enc = item.state.frontend, item.state.encoder
         frames = [frontend.push(np.asarray(item.audio, dtype=np.float32).reshape(-1))]
         if item.end:
+            # Streaming CTC models emit a word's tokens some frames after it was spoken:
+            # silence after END lets the last word out instead of cutting it off.
+            pad = np.zeros(self._end_pad_samples, dtype=np.float32)
+            item.state.pad_samples = pad.size
+            frames.append(frontend.push(pad))
             frames.append(frontend.flush())
             enc.ended = True
         enc.feats = np.concatenate([enc.feats, *frames], axis=1)
 
     def _audio_s(self, state: StreamState) -> float:
-        return state.frontend.total_samples / self.spec.sample_rate_hz
+        real = state.frontend.total_samples - state.pad_samples
+        return real / self.spec.sample_rate_hz
 
     def _close_or_partial(self, item: StreamInput) -> list[AsrResult]:
         state = item.state
