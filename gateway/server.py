@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from gateway.triton_health import TritonHealth
 from gateway.tts.client import TtsClient
 
 EXIT_FORCED = 1
+SHUTDOWN_STEP_S = 5.0
 
 
 class Gateway:
@@ -159,19 +161,28 @@ class Gateway:
         await self.sip.wait_calls_ended(grace)
         await self.sip.hangup_all("shutdown")
         await self.sip.unregister_all()
-        await self.sip.stop()
+        await self._bounded("sip", self.sip.stop())
         if self.asr is not None:
-            await self.asr.close()
+            await self._bounded("asr", self.asr.close())
         if self.tts is not None:
-            await self.tts.close()
-        await self.http.stop()
-        await self.triton.close()
+            await self._bounded("tts", self.tts.close())
+        await self._bounded("http", self.http.stop())
+        await self._bounded("triton", self.triton.close())
         for task in (self._watchdog_task, self._monitor_task):
             if task is not None:
                 task.cancel()
-        await self.events.close()
+        await self._bounded("events", self.events.close())
         self._log.info("gateway.stopped")
         self.notifier.close()
+
+    async def _bounded(self, part: str, step: Awaitable[None]) -> None:
+        """One shutdown step, given at most SHUTDOWN_STEP_S: a stuck close (a gRPC channel,
+        a lingering HTTP connection) must not keep the process from exiting."""
+        try:
+            await asyncio.wait_for(step, SHUTDOWN_STEP_S)
+        except TimeoutError:
+            self._log.warning("gateway.shutdown_step_timeout", part=part,
+                              timeout_s=SHUTDOWN_STEP_S)
 
 
 class _Signals:

@@ -47,6 +47,16 @@ def _finals(gw: GatewayProcess, call_id: str) -> list[dict[str, Any]]:
     return [e for e in gw.events("transcript.final") if e["call_id"] == call_id]
 
 
+def _play_call(gw: GatewayProcess, wav: Path, seconds: float, workdir: Path,
+               timeout_s: float) -> dict[str, Any]:
+    """A softphone calls the gateway, plays `wav` for `seconds`, hangs up; call.ended."""
+    phone = Softphone(PhoneOptions(call=f"sip:asr@127.0.0.1:{gw.sip_port}", play=wav,
+                                   duration_s=seconds, timeout_s=timeout_s), workdir=workdir)
+    with phone:
+        phone.wait_for("call_disconnected", timeout_s)
+    return gw.wait_log("call.ended", 30)
+
+
 def test_softphone_call_gives_live_transcripts(triton: TritonProcess,
                                                gateway_factory: GatewayFactory,
                                                sentences_8k: list[Path], tmp_path: Path) -> None:
@@ -54,12 +64,7 @@ def test_softphone_call_gives_live_transcripts(triton: TritonProcess,
     gw.wait_log("triton.ready", 20)
     speech = np.concatenate([x for p in sentences_8k for x in (read_pcm(p), SILENCE)])
     wav = write_wav(tmp_path / "call.wav", speech)
-    phone = Softphone(PhoneOptions(call=f"sip:asr@127.0.0.1:{gw.sip_port}", play=wav,
-                                   duration_s=len(speech) / 8000 + 0.5, timeout_s=60),
-                      workdir=tmp_path / "phone")
-    with phone:
-        phone.wait_for("call_disconnected", 60)
-    ended = gw.wait_log("call.ended", 30)
+    ended = _play_call(gw, wav, len(speech) / 8000 + 0.5, tmp_path / "phone", 60)
     assert ended["asr_finals_flushed"] is True
     finals = _finals(gw, ended["call_id"])
     text = " ".join(f["text"] for f in finals)
@@ -79,12 +84,7 @@ def test_hangup_right_after_the_last_word_keeps_its_transcript(
     gw = _asr_gateway(gateway_factory, triton.grpc_url)
     gw.wait_log("triton.ready", 20)
     speech = read_pcm(sentences_8k[1])
-    phone = Softphone(PhoneOptions(call=f"sip:asr@127.0.0.1:{gw.sip_port}",
-                                   play=sentences_8k[1], duration_s=len(speech) / 8000 + 0.1,
-                                   timeout_s=40), workdir=tmp_path / "phone")
-    with phone:
-        phone.wait_for("call_disconnected", 40)
-    ended = gw.wait_log("call.ended", 30)
+    ended = _play_call(gw, sentences_8k[1], len(speech) / 8000 + 0.1, tmp_path / "phone", 40)
     finals = _finals(gw, ended["call_id"])
     # the final is emitted before call.ended: it is already in the log when call.ended is
     assert finals and gw.lines.index(finals[-1]) < gw.lines.index(ended)
@@ -97,12 +97,7 @@ def test_nemo_model_gets_the_digits(triton: TritonProcess, gateway_factory: Gate
     gw.wait_log("triton.ready", 20)
     speech = np.concatenate([read_pcm(sentences_8k[1]), SILENCE])
     wav = write_wav(tmp_path / "digits.wav", speech)
-    phone = Softphone(PhoneOptions(call=f"sip:asr@127.0.0.1:{gw.sip_port}", play=wav,
-                                   duration_s=len(speech) / 8000 + 0.3, timeout_s=40),
-                      workdir=tmp_path / "phone")
-    with phone:
-        phone.wait_for("call_disconnected", 40)
-    ended = gw.wait_log("call.ended", 30)
+    ended = _play_call(gw, wav, len(speech) / 8000 + 0.3, tmp_path / "phone", 40)
     text = " ".join(f["text"] for f in _finals(gw, ended["call_id"]))
     digits = "".join(ch for ch in text if ch.isdigit())
     spelled = [w for w in text.lower().split() if w in ("four", "two", "seven", "nine", "one")]

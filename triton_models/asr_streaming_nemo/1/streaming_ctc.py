@@ -352,6 +352,7 @@ class CtcSegmenter:
     boost: F32 | None = None
     segment: int = 0
     frame: int = 0
+    endpoint_until: int | None = None  # frames from here on (END's padding) never endpoint
     _tokens: list[_Token] = field(default_factory=list)
     _last_id: int = -1
     _trailing_blank: int = 0
@@ -376,7 +377,8 @@ class CtcSegmenter:
         if tok == self.spec.blank_id:
             self._last_id = tok
             self._trailing_blank += 1
-            if self._tokens and self._trailing_blank >= self.end_silence_frames:
+            if (self._tokens and self._trailing_blank >= self.end_silence_frames
+                    and (self.endpoint_until is None or index < self.endpoint_until)):
                 return self.close()
             return None
         self._trailing_blank = 0
@@ -567,6 +569,9 @@ class StreamingRecognizer:
             # silence after END lets the last word out instead of cutting it off.
             pad = np.zeros(self._end_pad_samples, dtype=np.float32)
             item.state.pad_samples = pad.size
+            # the pad only lets words out; END's own final closes the utterance
+            item.state.decoder.endpoint_until = math.ceil(
+                frontend.total_samples / self.spec.sample_rate_hz / self.spec.frame_s)
             frames.append(frontend.push(pad))
             frames.append(frontend.flush())
             enc.ended = True
