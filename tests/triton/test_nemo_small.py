@@ -106,7 +106,7 @@ def two_sentences_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # two utterances split by trailing silence) are out: the committed checkpoint gets about 83% of
 # held-out digits on audio like its training data (noisy line, see its README) but only
 # 35-42% on clean espeak speech with digital silence, so they would fail. The end-to-end
-# digits check through the gateway (tests/integration/test_asr_e2e.py) is in.
+# digits check through the gateway is out too (see tests/integration/test_asr_e2e.py).
 
 
 def test_chunk_size_does_not_change_the_result(digit_wav: Path) -> None:
