@@ -298,16 +298,40 @@ def _band_limit(
     return np.fft.irfft(spectrum, n=audio.size).astype(np.float32)
 
 
-def phone_line(audio: FloatArray, sample_rate_hz: int, rng: np.random.Generator) -> FloatArray:
+@dataclass(frozen=True, slots=True)
+class LineSettings:
+    """How the simulated line varies per utterance (uniform ranges).
+
+    The defaults made the first data sets; a set with `clean_fraction` > 0 and a wider
+    peak range teaches the model noise-free digital silence and quiet callers too.
+    """
+
+    peak: tuple[float, float] = (0.3, 0.9)
+    snr_db: tuple[float, float] = (25.0, 45.0)
+    clean_fraction: float = 0.0
+    lead_s: tuple[float, float] = (0.05, 0.4)
+    tail_s: tuple[float, float] = (0.1, 0.5)
+
+
+DEFAULT_LINE = LineSettings()
+
+
+def phone_line(
+    audio: FloatArray, sample_rate_hz: int, rng: np.random.Generator,
+    settings: LineSettings = DEFAULT_LINE,
+) -> FloatArray:
     """Telephone channel: 8 kHz, 300-3400 Hz, noise, mu-law round trip, back to 16 kHz."""
     line = soxr.resample(audio, sample_rate_hz, LINE_RATE_HZ).astype(np.float32)
     line = _band_limit(line, LINE_RATE_HZ, 300.0, 3400.0)
     peak = float(np.max(np.abs(line))) if line.size else 0.0
     if peak > 0:
-        line = line * (rng.uniform(0.3, 0.9) / peak)
-    snr_db = rng.uniform(25.0, 45.0)
-    rms = float(np.sqrt(np.mean(line**2))) if line.size else 0.0
-    line = line + rng.normal(0.0, rms * 10 ** (-snr_db / 20), line.size).astype(np.float32)
+        line = line * (rng.uniform(*settings.peak) / peak)
+    snr_db = rng.uniform(*settings.snr_db)
+    # no extra draw at clean_fraction 0: the first sets stay reproducible from their seed
+    clean = settings.clean_fraction > 0 and rng.uniform() < settings.clean_fraction
+    if not clean:
+        rms = float(np.sqrt(np.mean(line**2))) if line.size else 0.0
+        line = line + rng.normal(0.0, rms * 10 ** (-snr_db / 20), line.size).astype(np.float32)
     pcm = (np.clip(line, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     decoded = audioop.ulaw2lin(audioop.lin2ulaw(pcm, 2), 2)
     line = np.frombuffer(decoded, dtype="<i2").astype(np.float32) / 32768.0
@@ -315,9 +339,11 @@ def phone_line(audio: FloatArray, sample_rate_hz: int, rng: np.random.Generator)
     return wide
 
 
-def _pad_silence(audio: FloatArray, rate_hz: int, rng: np.random.Generator) -> FloatArray:
-    lead = np.zeros(int(rng.uniform(0.05, 0.4) * rate_hz), dtype=np.float32)
-    tail = np.zeros(int(rng.uniform(0.1, 0.5) * rate_hz), dtype=np.float32)
+def _pad_silence(
+    audio: FloatArray, rate_hz: int, rng: np.random.Generator, settings: LineSettings
+) -> FloatArray:
+    lead = np.zeros(int(rng.uniform(*settings.lead_s) * rate_hz), dtype=np.float32)
+    tail = np.zeros(int(rng.uniform(*settings.tail_s) * rate_hz), dtype=np.float32)
     return np.concatenate([lead, audio, tail])
 
 
@@ -331,7 +357,10 @@ class Utterance:
     voice: str
 
 
-def render(index: int, text: str, voice: Voice, out_dir: Path, piper: PiperJoe | None) -> Utterance:
+def render(
+    index: int, text: str, voice: Voice, out_dir: Path, piper: PiperJoe | None,
+    settings: LineSettings = DEFAULT_LINE,
+) -> Utterance:
     """Synthesize, pass through the phone line, write `<out_dir>/<index>.wav`."""
     path = out_dir / f"{index:06d}.wav"
     name = f"{voice.engine}:{voice.name}:{voice.speed:.2f}:{voice.pitch}"
@@ -340,7 +369,7 @@ def render(index: int, text: str, voice: Voice, out_dir: Path, piper: PiperJoe |
             return Utterance(str(path), done.getnframes() / SAMPLE_RATE_HZ, text, name)
     rng = np.random.default_rng(index)
     audio, rate = synthesize(text, voice, piper)
-    audio = phone_line(_pad_silence(audio, rate, rng), rate, rng)
+    audio = phone_line(_pad_silence(audio, rate, rng, settings), rate, rng, settings)
     tmp = path.with_suffix(".tmp")
     write_wav(tmp, audio, SAMPLE_RATE_HZ)
     tmp.rename(path)
@@ -348,11 +377,14 @@ def render(index: int, text: str, voice: Voice, out_dir: Path, piper: PiperJoe |
 
 
 def _render_all(
-    jobs: Sequence[tuple[int, str, Voice]], out_dir: Path, piper: PiperJoe | None, workers: int
+    jobs: Sequence[tuple[int, str, Voice]], out_dir: Path, piper: PiperJoe | None, workers: int,
+    settings: LineSettings,
 ) -> Iterator[Utterance]:
     # piper runs in this thread pool too; onnxruntime releases the GIL
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(lambda job: render(job[0], job[1], job[2], out_dir, piper), jobs)
+        yield from pool.map(
+            lambda job: render(job[0], job[1], job[2], out_dir, piper, settings), jobs
+        )
 
 
 def write_manifest(path: Path, utterances: Sequence[Utterance]) -> None:
@@ -364,7 +396,8 @@ def write_manifest(path: Path, utterances: Sequence[Utterance]) -> None:
 
 
 def build_dataset(out: Path, n_train: int, n_heldout: int, seed: int, workers: int,
-                  exclude: set[str] | None = None) -> None:
+                  exclude: set[str] | None = None,
+                  settings: LineSettings = DEFAULT_LINE) -> None:
     """Generate the held-out sentences first, then training sentences that avoid them
     (and every text in `exclude`: another set's held-out sentences)."""
     wav_dir = out / "wav"
@@ -378,7 +411,7 @@ def build_dataset(out: Path, n_train: int, n_heldout: int, seed: int, workers: i
     rng = random.Random(seed + 1)
     texts = heldout_text + train_text
     jobs = [(i, t, random_voice(rng, with_piper=use_piper)) for i, t in enumerate(texts)]
-    utts = list(_render_all(jobs, wav_dir, piper, workers))
+    utts = list(_render_all(jobs, wav_dir, piper, workers, settings))
     write_manifest(out / "heldout.jsonl", utts[:n_heldout])
     write_manifest(out / "train.jsonl", utts[n_heldout:])
     print(json.dumps({"train": n_train, "heldout": n_heldout, "piper": use_piper,
@@ -395,10 +428,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--exclude", type=Path, action="append", default=[],
                         help="manifest whose texts never go into this set (e.g. another "
                              "set's heldout.jsonl); repeatable")
+    parser.add_argument("--peak", type=float, nargs=2, default=DEFAULT_LINE.peak,
+                        metavar=("LOW", "HIGH"), help="speech peak level range (full scale 1)")
+    parser.add_argument("--snr-db", type=float, nargs=2, default=DEFAULT_LINE.snr_db,
+                        metavar=("LOW", "HIGH"), help="line noise SNR range")
+    parser.add_argument("--clean-fraction", type=float, default=0.0,
+                        help="share of utterances with no line noise (digital silence)")
+    parser.add_argument("--tail-s", type=float, nargs=2, default=DEFAULT_LINE.tail_s,
+                        metavar=("LOW", "HIGH"), help="trailing silence range in seconds")
     args = parser.parse_args(argv)
     exclude = {json.loads(line)["text"] for path in args.exclude
                for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
-    build_dataset(args.out, args.n_train, args.n_heldout, args.seed, args.workers, exclude)
+    settings = LineSettings(peak=tuple(args.peak), snr_db=tuple(args.snr_db),
+                            clean_fraction=args.clean_fraction, tail_s=tuple(args.tail_s))
+    build_dataset(args.out, args.n_train, args.n_heldout, args.seed, args.workers, exclude,
+                  settings)
 
 
 if __name__ == "__main__":

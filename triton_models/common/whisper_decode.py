@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from common.asr_contract import AsrResult, ParameterError, Word, samples_to_s
 from common.endpointing import DecodeJob
 
@@ -20,6 +22,10 @@ _MEL_FRAMES_PER_S = 100
 _WINDOW_FRAMES = 3000  # Whisper's fixed 30 s window
 _TOKENS_BASE, _TOKENS_PER_S, _MAX_TOKENS = 10, 12, 400
 _FINAL_TEMPERATURES = (0.0, 0.2, 0.4)
+_SAMPLE_RATE_HZ = 16000
+_LEVEL_FRAME_S = 0.02
+_WORD_MARGIN_S = 0.15      # Whisper's word times are rough: look this far either side
+_SILENT_WORD_DB = -35.0    # a word whose loudest frame is this far below the utterance's
 
 
 class WeightsNotFoundError(ValueError):
@@ -101,17 +107,46 @@ def load_model(settings: WhisperSettings) -> Any:
                            cpu_threads=cpu_threads(settings.cpu_threads), local_files_only=True)
 
 
-def _stream_words(segments: list[Any], offset_s: float, end_s: float) -> tuple[Word, ...]:
+def _stream_words(words: list[Any], offset_s: float, end_s: float) -> tuple[Word, ...]:
     """Word timings shifted to stream time, clamped to the utterance and non-decreasing."""
-    words: list[Word] = []
+    out: list[Word] = []
     floor_s = offset_s
+    for w in words:
+        start_s = min(max(offset_s + float(w.start), floor_s), end_s)
+        stop_s = min(max(offset_s + float(w.end), start_s), end_s)
+        out.append(Word(str(w.word).strip(), start_s, stop_s, float(w.probability)))
+        floor_s = start_s
+    return tuple(out)
+
+
+def _frame_levels(audio: Any) -> Any:
+    """RMS per 20 ms frame of a float32 16 kHz utterance."""
+    frame = int(_LEVEL_FRAME_S * _SAMPLE_RATE_HZ)
+    count = max(1, audio.size // frame)
+    framed = np.resize(np.asarray(audio, dtype=np.float32), count * frame).reshape(count, frame)
+    return np.sqrt(np.mean(framed * framed, axis=1))
+
+
+def heard_words(segments: list[Any], audio: Any) -> list[Any]:
+    """The words of `segments` that lie over sound: Whisper's hallucinations ("Thank you
+    for watching...") sit on the silence after the speech or on the window's padding.
+
+    A word is dropped when it starts after the audio ends, or when the loudest 20 ms frame
+    in its span (widened by 0.15 s each side) is 35 dB below the utterance's loudest frame.
+    """
+    levels = _frame_levels(audio)
+    floor = float(levels.max()) * 10 ** (_SILENT_WORD_DB / 20)
+    audio_s = audio.size / _SAMPLE_RATE_HZ
+    kept: list[Any] = []
     for segment in segments:
         for w in segment.words or ():
-            start_s = min(max(offset_s + float(w.start), floor_s), end_s)
-            stop_s = min(max(offset_s + float(w.end), start_s), end_s)
-            words.append(Word(str(w.word).strip(), start_s, stop_s, float(w.probability)))
-            floor_s = start_s
-    return tuple(words)
+            if float(w.start) >= audio_s:
+                continue
+            lo = max(0, int((float(w.start) - _WORD_MARGIN_S) / _LEVEL_FRAME_S))
+            hi = max(lo + 1, int(math.ceil((float(w.end) + _WORD_MARGIN_S) / _LEVEL_FRAME_S)))
+            if levels[lo:hi].size and float(levels[lo:hi].max()) > floor:
+                kept.append(w)
+    return kept
 
 
 class WhisperDecoder:
@@ -137,5 +172,10 @@ class WhisperDecoder:
             hotwords=" ".join(phrases) or None)
         decoded = list(segments)
         text = " ".join(s.text.strip() for s in decoded if s.text.strip())
-        words = _stream_words(decoded, start_s, end_s) if final else ()
+        if not final:
+            return AsrResult(job.type, job.segment, text, start_s, end_s, audio_s)
+        heard = heard_words(decoded, job.audio)
+        if len(heard) < sum(len(s.words or ()) for s in decoded):
+            text = " ".join(w for w in (str(h.word).strip() for h in heard) if w)
+        words = _stream_words(heard, start_s, end_s)
         return AsrResult(job.type, job.segment, text, start_s, end_s, audio_s, words)
