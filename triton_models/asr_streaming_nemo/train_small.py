@@ -162,11 +162,16 @@ def featurize(model: Any, rows: Sequence[dict[str, Any]], device: str) -> list[E
         audios = pool.map(lambda r: load_audio(Path(r["audio_filepath"])), rows)
         for row, audio in zip(rows, audios, strict=True):
             signal = torch.from_numpy(audio).unsqueeze(0).to(device)
-            feats, _ = model.preprocessor(
+            feats, length = model.preprocessor(
                 input_signal=signal, length=torch.tensor([signal.shape[1]], device=device)
             )
+            # Only the valid frames: the preprocessor returns one more, masked to 0 (a log-mel
+            # far louder than speech). Trained with it, the model learnt to emit an
+            # utterance's last word on that frame, which streaming never has: it dropped the
+            # last word of most utterances (the digits test's final "one").
+            valid = feats[0, :, : int(length[0])].clone()
             tokens = model.tokenizer.text_to_ids(row["text"])
-            out.append(Example(feats[0].clone(), tokens, row["text"]))
+            out.append(Example(valid, tokens, row["text"]))
     return out
 
 
@@ -184,7 +189,7 @@ class FeatureNorm:
 
     @classmethod
     def fit(cls, examples: Sequence[Example]) -> FeatureNorm:
-        frames = np.concatenate([e.features.cpu().numpy()[:, :-1] for e in examples], axis=1)
+        frames = np.concatenate([e.features.cpu().numpy() for e in examples], axis=1)
         return cls(frames.mean(axis=1).astype(np.float32),
                    np.maximum(frames.std(axis=1), 1e-3).astype(np.float32))
 
