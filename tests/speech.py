@@ -76,14 +76,19 @@ def normalise(text: str) -> list[str]:
     return words
 
 
-def wer_words(ref: Sequence[str], hyp: Sequence[str]) -> float:
-    """Word error rate of two word lists (Levenshtein distance / reference length)."""
+def word_edits(ref: Sequence[str], hyp: Sequence[str]) -> int:
+    """Levenshtein distance of two word lists."""
     d = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         prev, d[0] = d[0], i
         for j, h in enumerate(hyp, 1):
             prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / max(1, len(ref))
+    return d[len(hyp)]
+
+
+def wer_words(ref: Sequence[str], hyp: Sequence[str]) -> float:
+    """Word error rate of two word lists (Levenshtein distance / reference length)."""
+    return word_edits(ref, hyp) / max(1, len(ref))
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

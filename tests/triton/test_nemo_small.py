@@ -26,6 +26,8 @@ import numpy.typing as npt
 import pytest
 import soxr
 
+from tests.speech import word_edits
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
@@ -107,21 +109,12 @@ def digits_in(text: str) -> list[str]:
     return [w for w in text.split() if w in DIGIT_WORDS]
 
 
-def edit_distance(a: list[str], b: list[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        diagonal, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
-    return row[-1]
-
-
 @pytest.mark.parametrize("att_context", ["70,0", "70,1", "70,6", "70,13"])
 def test_held_out_digits_stream_at_every_trained_lookahead(digit_wav: Path,
                                                             att_context: str) -> None:
     report = selfcheck(digit_wav, "--att-context", att_context)
     text = report["files"][0]["text"]
-    assert edit_distance(digits_in(text), DIGITS) <= 2, (att_context, text)
+    assert word_edits(digits_in(text), DIGITS) <= 2, (att_context, text)
     steps = report["step_ms"]["1"]["steps"]
     assert steps >= 5, report["step_ms"]  # streamed in many encoder steps, not at once
 
@@ -131,8 +124,8 @@ def test_trailing_silence_ends_an_utterance(two_sentences_wav: Path) -> None:
     with end_silence_ms 6000 it does not. (espeak's own pause after "is" may split the
     first sentence too: the check is on where the digit strings land.)"""
     closed = finals(selfcheck(two_sentences_wav)["files"][0])
-    first = [r for r in closed if edit_distance(digits_in(r["text"]), DIGITS) <= 2]
-    second = [r for r in closed if edit_distance(digits_in(r["text"]), OTHER_DIGITS) <= 1]
+    first = [r for r in closed if word_edits(digits_in(r["text"]), DIGITS) <= 2]
+    second = [r for r in closed if word_edits(digits_in(r["text"]), OTHER_DIGITS) <= 1]
     assert first and second, closed
     assert first[0]["segment"] < second[0]["segment"], closed
     assert first[0]["end_s"] < second[0]["start_s"], closed
