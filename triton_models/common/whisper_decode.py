@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from common.asr_contract import AsrResult, ParameterError, Word, samples_to_s
+from common.asr_contract import SAMPLE_RATE_HZ, AsrResult, ParameterError, Word, samples_to_s
 from common.endpointing import DecodeJob
 
 _MIN_DECODE_SAMPLES = 1600  # 0.1 s: shorter utterances decode to nothing but hallucinations
@@ -22,7 +22,6 @@ _MEL_FRAMES_PER_S = 100
 _WINDOW_FRAMES = 3000  # Whisper's fixed 30 s window
 _TOKENS_BASE, _TOKENS_PER_S, _MAX_TOKENS = 10, 12, 400
 _FINAL_TEMPERATURES = (0.0, 0.2, 0.4)
-_SAMPLE_RATE_HZ = 16000
 _LEVEL_FRAME_S = 0.02
 _WORD_MARGIN_S = 0.15      # Whisper's word times are rough: look this far either side
 _SILENT_WORD_DB = -35.0    # a word whose loudest frame is this far below the utterance's
@@ -121,7 +120,7 @@ def _stream_words(words: list[Any], offset_s: float, end_s: float) -> tuple[Word
 
 def _frame_levels(audio: Any) -> Any:
     """RMS per 20 ms frame of a float32 16 kHz utterance."""
-    frame = int(_LEVEL_FRAME_S * _SAMPLE_RATE_HZ)
+    frame = int(_LEVEL_FRAME_S * SAMPLE_RATE_HZ)
     count = max(1, audio.size // frame)
     framed = np.resize(np.asarray(audio, dtype=np.float32), count * frame).reshape(count, frame)
     return np.sqrt(np.mean(framed * framed, axis=1))
@@ -136,7 +135,7 @@ def heard_words(segments: list[Any], audio: Any) -> list[Any]:
     """
     levels = _frame_levels(audio)
     floor = float(levels.max()) * 10 ** (_SILENT_WORD_DB / 20)
-    audio_s = audio.size / _SAMPLE_RATE_HZ
+    audio_s = samples_to_s(audio.size)
     kept: list[Any] = []
     for segment in segments:
         for w in segment.words or ():
