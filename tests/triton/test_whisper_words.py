@@ -63,3 +63,11 @@ def test_quiet_caller_is_not_mistaken_for_silence() -> None:
 def test_no_words_and_no_sound() -> None:
     assert heard_words([_segment()], np.zeros(RATE, dtype=np.float32)) == []
     assert heard_words([_segment((" thanks", 0.1, 0.5))], np.zeros(RATE, np.float32)) == []
+
+
+def test_a_word_past_the_end_is_dropped_even_next_to_speech() -> None:
+    """Speech runs to the last sample; a word Whisper places 50 ms after the audio ends is
+    within the level check's margin of loud frames, yet still not heard."""
+    audio = _audio([(0.2, 1.0)], 1.0)
+    segments = [_segment((" okay", 0.3, 0.9), (" bye", 1.05, 1.3))]
+    assert _texts(heard_words(segments, audio)) == [" okay"]

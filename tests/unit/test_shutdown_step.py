@@ -24,7 +24,8 @@ async def test_a_hung_step_is_abandoned_and_named(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(server, "SHUTDOWN_STEP_S", 0.05)
     log = _Log()
     hang = asyncio.get_running_loop().create_future()
-    await server.Gateway._bounded(SimpleNamespace(_log=log), "triton", hang)  # type: ignore[arg-type]
+    bounded = server.Gateway._bounded(SimpleNamespace(_log=log), "triton", hang)  # type: ignore[arg-type]
+    await asyncio.wait_for(bounded, 5.0)  # an unbounded step fails here instead of hanging
     assert log.warnings == [("gateway.shutdown_step_timeout",
                              {"part": "triton", "timeout_s": 0.05})]
     assert hang.cancelled()
