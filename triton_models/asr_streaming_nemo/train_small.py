@@ -54,6 +54,19 @@ class Arch:
 
 
 DEFAULT_ARCH = Arch()
+SPEC_AUGMENT: dict[str, Any] = {
+    "_target_": "nemo.collections.asr.modules.SpectrogramAugmentation",
+    "freq_masks": 2, "freq_width": 15, "time_masks": 5, "time_width": 0.05,
+}
+
+
+def spec_augmentation() -> Any:
+    """SpecAugment for a restored checkpoint whose config had none (training only: the
+    model applies it in train mode, and export ignores it)."""
+    from nemo.collections.asr.modules import SpectrogramAugmentation  # type: ignore[import-not-found]
+
+    kwargs = {k: v for k, v in SPEC_AUGMENT.items() if k != "_target_"}
+    return SpectrogramAugmentation(**kwargs)
 
 def model_config(tokenizer_dir: Path, arch: Arch) -> dict[str, Any]:
     """A cache-aware streaming FastConformer-CTC config (after NeMo's
@@ -73,10 +86,7 @@ def model_config(tokenizer_dir: Path, arch: Arch) -> dict[str, Any]:
             "window_stride": 0.01, "window": "hann", "features": 80, "n_fft": 512,
             "frame_splicing": 1, "dither": 1e-5, "pad_to": 0,
         },
-        "spec_augment": {
-            "_target_": "nemo.collections.asr.modules.SpectrogramAugmentation",
-            "freq_masks": 2, "freq_width": 15, "time_masks": 5, "time_width": 0.05,
-        } if arch.spec_augment else None,
+        "spec_augment": SPEC_AUGMENT if arch.spec_augment else None,
         "encoder": {
             "_target_": "nemo.collections.asr.modules.ConformerEncoder",
             "feat_in": 80, "feat_out": -1, "n_layers": arch.n_layers, "d_model": arch.d_model,
@@ -231,10 +241,22 @@ def batches(
     yield from groups
 
 
-def collate(examples: Sequence[Example], idxs: Sequence[int]) -> tuple[Any, Any, Any, Any]:
+def shifted(features: Any, frames: int) -> Any:
+    """`features` [80, T] with `frames` copies of its first frame in front: the speech moves
+    later by frames x 10 ms, so it falls at another phase of the encoder's 40 ms steps."""
     import torch
 
-    feats = [examples[i].features for i in idxs]
+    if frames <= 0:
+        return features
+    return torch.cat([features[:, :1].expand(-1, frames), features], dim=1)
+
+
+def collate(examples: Sequence[Example], idxs: Sequence[int],
+            shifts: Sequence[int] | None = None) -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    feats = [shifted(examples[i].features, shifts[n] if shifts else 0)
+             for n, i in enumerate(idxs)]
     toks = [examples[i].tokens for i in idxs]
     device = feats[0].device
     max_t = max(f.shape[1] for f in feats)
@@ -319,6 +341,8 @@ class TrainOptions:
     warmup_steps: int
     seed: int
     amp: bool = False
+    time_shift: int = 0
+    sorted_first_epoch: bool = True   # SortaGrad: from scratch only (not with --init)
 
 
 def _log(work: Path, row: dict[str, Any]) -> None:
@@ -345,13 +369,15 @@ def train_loop(
     model.train()
     while time.monotonic() - t0 < opts.minutes * 60:
         epoch += 1
-        for idxs in batches(train, opts.max_frames, rng, shuffle=epoch > 1):
+        for idxs in batches(train, opts.max_frames, rng,
+                             shuffle=epoch > 1 or not opts.sorted_first_epoch):
             elapsed = time.monotonic() - t0
             if elapsed >= opts.minutes * 60:
                 break
             for group in optim.param_groups:
                 group["lr"] = sched.lr(step, elapsed)
-            x, x_len, y, y_len = collate(train, idxs)
+            shifts = [rng.randint(0, opts.time_shift) for _ in idxs]
+            x, x_len, y, y_len = collate(train, idxs, shifts)
             with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
                                 enabled=opts.amp and x.device.type == "cuda"):
                 log_probs, enc_len, _ = model.forward(processed_signal=x,
@@ -416,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dropout", type=float, default=DEFAULT_ARCH.dropout)
     parser.add_argument("--spec-augment", action="store_true", help="SpecAugment masks")
     parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    parser.add_argument("--time-shift", type=int, default=0,
+                        help="delay each training example by 0..N feature frames (10 ms), "
+                             "drawn anew every step")
     args = parser.parse_args(argv)
 
     import torch
@@ -431,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from nemo.collections.asr.models import ASRModel
 
         model = ASRModel.restore_from(str(args.init), map_location="cpu")
+        if args.spec_augment and model.spec_augmentation is None:
+            model.spec_augmentation = spec_augmentation()
     else:
         tok_dir = train_tokenizer([r["text"] for r in train_rows], args.work / "tokenizer",
                                   args.vocab_size)
@@ -452,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     _log(args.work, {"params": params, "train": len(train), "heldout_eval": len(heldout),
                      "featurize_s": round(time.monotonic() - t0, 1)})
     opts = TrainOptions(args.minutes, args.eval_every_min, args.max_frames, args.lr,
-                        args.warmup_steps, args.seed, amp=not args.no_amp)
+                        args.warmup_steps, args.seed, amp=not args.no_amp,
+                        time_shift=args.time_shift, sorted_first_epoch=args.init is None)
     best = train_loop(model, train, heldout, args.work, opts)
     _log(args.work, {"done": True, "best_offline_wer": round(best, 4)})
 
