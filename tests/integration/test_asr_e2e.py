@@ -91,13 +91,17 @@ def test_hangup_right_after_the_last_word_keeps_its_transcript(
     assert word_error_rate(SENTENCES[1], " ".join(f["text"] for f in finals)) <= 0.2
 
 
-# The small NeMo checkpoint's digits check through the gateway (piper "my account number is
-# four two seven nine one" from a pjsua2 softphone, asr_streaming_nemo; assert the finals
-# contain "four two seven nine one") is not in CI: with the current checkpoint it passed
-# 15 of 18 local runs (misses: "four two two seven nine [one]" twice, "the amount dollars byh"
-# once). The recorded miss replays the same offline from the gateway's own recording of
-# the call: it is the model (sensitive to where the speech falls on its 40 ms frames),
-# not the path. A test that fails one CI run in six is not kept; issue 5 stays open.
+def test_nemo_model_gets_the_digits(triton: TritonProcess, gateway_factory: GatewayFactory,
+                                    sentences_8k: list[Path], tmp_path: Path) -> None:
+    """The small NeMo checkpoint through the whole path: every digit, in order, once."""
+    gw = _asr_gateway(gateway_factory, triton.grpc_url, model="asr_streaming_nemo")
+    gw.wait_log("triton.ready", 20)
+    speech = np.concatenate([read_pcm(sentences_8k[1]), SILENCE])
+    wav = write_wav(tmp_path / "digits.wav", speech)
+    ended = _play_call(gw, wav, len(speech) / 8000 + 0.3, tmp_path / "phone", 40)
+    assert ended["asr_finals_flushed"] is True
+    text = " ".join(f["text"] for f in _finals(gw, ended["call_id"]))
+    assert "four two seven nine one" in text, text
 
 
 # ------------------------------------------------------------------ Triton outage mid-call
