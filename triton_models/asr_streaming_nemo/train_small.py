@@ -60,14 +60,6 @@ SPEC_AUGMENT: dict[str, Any] = {
 }
 
 
-def spec_augmentation() -> Any:
-    """SpecAugment for a restored checkpoint whose config had none (training only: the
-    model applies it in train mode, and export ignores it)."""
-    from nemo.collections.asr.modules import SpectrogramAugmentation  # type: ignore[import-not-found]
-
-    kwargs = {k: v for k, v in SPEC_AUGMENT.items() if k != "_target_"}
-    return SpectrogramAugmentation(**kwargs)
-
 def model_config(tokenizer_dir: Path, arch: Arch) -> dict[str, Any]:
     """A cache-aware streaming FastConformer-CTC config (after NeMo's
     fastconformer_ctc_bpe_streaming.yaml, scaled down, 4x subsampling)."""
@@ -376,7 +368,8 @@ def train_loop(
                 break
             for group in optim.param_groups:
                 group["lr"] = sched.lr(step, elapsed)
-            shifts = [rng.randint(0, opts.time_shift) for _ in idxs]
+            # no draws at time_shift 0: runs without it keep their batch order for a seed
+            shifts = [rng.randint(0, opts.time_shift) for _ in idxs] if opts.time_shift else None
             x, x_len, y, y_len = collate(train, idxs, shifts)
             with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
                                 enabled=opts.amp and x.device.type == "cuda"):
@@ -461,7 +454,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         model = ASRModel.restore_from(str(args.init), map_location="cpu")
         if args.spec_augment and model.spec_augmentation is None:
-            model.spec_augmentation = spec_augmentation()
+            # built the way the model builds its own (train mode only; export ignores it)
+            from omegaconf import OmegaConf
+
+            model.spec_augmentation = model.from_config_dict(OmegaConf.create(SPEC_AUGMENT))
     else:
         tok_dir = train_tokenizer([r["text"] for r in train_rows], args.work / "tokenizer",
                                   args.vocab_size)
