@@ -6,8 +6,11 @@ Log event names, not prose (``sip.registered``, ``call.answered``); bind context
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sys
+import threading
 from typing import Any, TextIO
 
 import structlog
@@ -38,16 +41,163 @@ def _processors(json_output: bool) -> list[Any]:
     return shared
 
 
+class LogOutput:
+    """Where log lines go: the configured stream, else stderr, else nowhere. Never raises.
+
+    A log write that fails (EPIPE when the reader of a pipe went away, ENOSPC, a closed
+    file) must not turn into an exception in whatever was logging: a signal handler, a SIP
+    dispatch, a callback. The failure is counted per stream, the line goes to the next
+    stream, and a line no stream took is counted as dropped. A stream that failed is not
+    tried again; when it was the process's stdout, fd 1 is pointed at /dev/null so the
+    interpreter's own flush at exit (and any library writing to stdout) cannot fail either.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: list[TextIO] = []
+        self._broken: set[int] = set()
+        self.write_errors: dict[str, int] = {}
+        self.dropped = 0
+
+    def use(self, primary: TextIO) -> None:
+        with self._lock:
+            self._streams = [primary] if primary is sys.stderr else [primary, sys.stderr]
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            for stream in self._streams:
+                if id(stream) in self._broken:
+                    continue
+                try:
+                    stream.write(line + "\n")
+                    stream.flush()
+                    return
+                except (OSError, ValueError):  # ValueError: I/O on a closed file
+                    self._fail(stream)
+            self.dropped += 1
+
+    def _fail(self, stream: TextIO) -> None:
+        name = _stream_name(stream)
+        self.write_errors[name] = self.write_errors.get(name, 0) + 1
+        self._broken.add(id(stream))
+        _silence_fd(stream)
+
+    def flush(self) -> None:
+        """Flush every stream, swallowing errors (the forced-exit path calls this)."""
+        with self._lock:
+            for stream in self._streams:
+                if id(stream) in self._broken:
+                    continue
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    self._fail(stream)
+
+
+def _stream_name(stream: TextIO) -> str:
+    if stream is sys.__stdout__ or stream is sys.stdout:
+        return "stdout"
+    if stream is sys.__stderr__ or stream is sys.stderr:
+        return "stderr"
+    return "file"
+
+
+def _silence_fd(stream: TextIO) -> None:
+    """Point a broken standard stream's fd at /dev/null and drop what its buffer holds."""
+    if stream not in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        return
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        stream.flush()         # the buffered bytes that failed now go to /dev/null
+    except (OSError, ValueError):
+        pass
+
+
+OUTPUT = LogOutput()
+
+
+class _SafeLogger:
+    """structlog's final logger: hands each rendered line to :data:`OUTPUT`."""
+
+    def __init__(self, output: LogOutput) -> None:
+        self._output = output
+
+    def msg(self, message: str) -> None:
+        self._output.write(message)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _safe_logger_factory(*_args: Any) -> _SafeLogger:
+    return _SafeLogger(OUTPUT)
+
+
+class _ToStructlog(logging.Handler):
+    """Routes stdlib logging (asyncio, grpc, warnings via ``py.warnings``) to structlog, so
+    every line on stdout has the configured format."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name, "message": record.getMessage()}
+            if record.exc_info:
+                fields["exc_info"] = record.exc_info
+            structlog.get_logger().log(record.levelno, "python.log", **fields)
+        except Exception:  # logging must not raise into the caller
+            OUTPUT.dropped += 1
+
+
+def _route_stdlib_logging(level: int) -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _ToStructlog)]:
+        root.removeHandler(handler)
+    root.addHandler(_ToStructlog())
+    root.setLevel(max(level, logging.INFO))   # library debug chatter stays out
+    logging.captureWarnings(True)
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """(Re)configure structlog; safe to call again on SIGHUP."""
     out = stream if stream is not None else sys.stdout
-    json_output = fmt == "json" or (fmt == "auto" and not out.isatty())
+    json_output = fmt == "json" or (fmt == "auto" and not _isatty(out))
+    OUTPUT.use(out)
     structlog.configure(
         processors=_processors(json_output),
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=_safe_logger_factory,
         cache_logger_on_first_use=False,
     )
+    _route_stdlib_logging(LEVELS[level])
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's unexpected errors (a callback that raised, a task destroyed while pending, an
+    exception never retrieved) as one structured ``asyncio.error`` line instead of stderr text."""
+    exc = context.get("exception")
+    fields: dict[str, Any] = {"message": str(context.get("message", ""))}
+    for key in ("task", "future", "handle", "callback"):
+        if key in context:
+            fields[key] = repr(context[key])[:500]
+    if isinstance(exc, BaseException):
+        fields["error"] = f"{type(exc).__name__}: {exc}"
+        fields["exc_info"] = (type(exc), exc, exc.__traceback__)
+    try:
+        structlog.get_logger().error("asyncio.error", **fields)
+    except Exception:
+        OUTPUT.dropped += 1
+
+
+def flush() -> None:
+    OUTPUT.flush()
 
 
 def get_logger(name: str) -> Any:

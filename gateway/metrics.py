@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway import logs
 
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 JITTER_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
@@ -54,5 +60,22 @@ class Metrics:
         self.event_sink_errors = Counter(
             "gateway_event_sink_errors_total", "Event sink failures", ["sink"], registry=r)
 
+        r.register(_LogOutputCollector())
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _LogOutputCollector(Collector):
+    """The process-wide log output's failure counts (logging is configured before any
+    gateway instance exists, so they live in :data:`gateway.logs.OUTPUT`)."""
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily(
+            "gateway_log_write_errors", "Log writes that failed, by stream (stdout, stderr); "
+            "the line then goes to the next stream", labels=["stream"])
+        for stream, count in sorted(logs.OUTPUT.write_errors.items()):
+            errors.add_metric([stream], count)
+        yield errors
+        yield CounterMetricFamily("gateway_log_lines_dropped",
+                                  "Log lines no stream could take", value=logs.OUTPUT.dropped)

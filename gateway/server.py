@@ -17,7 +17,7 @@ from typing import Any
 
 import uvloop
 
-from gateway import __version__
+from gateway import __version__, logs
 from gateway.asr.stream import AsrHub
 from gateway.calls import CallManager
 from gateway.config import (
@@ -105,14 +105,16 @@ class Gateway:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         regs = self.sip.registration_states()
         triton_needed = self.config.triton.required_for_ready
+        sip_ok, sip_detail = self.sip.health()
         checks: dict[str, Any] = {
             "draining": self.draining,
             "sip_listening": self.sip.is_listening(),
+            "sip_dispatch": sip_detail,
             "registrations": regs,
             "triton": {"ready": self.triton.state.ready, "reason": self.triton.state.reason,
                        "required": triton_needed},
         }
-        ready = (not self.draining and self.sip.is_listening() and all(regs.values())
+        ready = (not self.draining and self.sip.is_listening() and sip_ok and all(regs.values())
                  and (self.triton.state.ready or not triton_needed))
         return ready, checks
 
@@ -201,12 +203,15 @@ class _Signals:
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
 
     def _on_stop(self, sig: signal.Signals) -> None:
+        """Act first, log second: the stop must happen even if the log line cannot be written."""
         if self.stop.is_set():
-            self._log.warning("shutdown.forced", signal=sig.name)
-            sys.stdout.flush()
-            os._exit(EXIT_FORCED)
-        self._log.info("shutdown.requested", signal=sig.name)
+            try:
+                self._log.warning("shutdown.forced", signal=sig.name)
+                logs.flush()
+            finally:
+                os._exit(EXIT_FORCED)
         self.stop.set()
+        self._log.info("shutdown.requested", signal=sig.name)
 
     def _on_hup(self) -> None:
         if self._path is None:
@@ -218,9 +223,11 @@ class _Signals:
 
 
 async def serve(config: GatewayConfig, config_path: Path | None) -> int:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(logs.loop_exception_handler)
     gateway = Gateway(config)
     signals = _Signals(gateway, config_path)
-    signals.install(asyncio.get_running_loop())
+    signals.install(loop)
     try:
         await gateway.start()
     except OSError as exc:

@@ -102,6 +102,13 @@ class SipTransports:
         self.port = port
         return port
 
+    def is_open(self) -> bool:
+        """Every configured listening socket is still open (none was closed by an error)."""
+        udp_ok = self._udp is None or not self._udp.is_closing()
+        tcp_ok = self._tcp_server is None or self._tcp_server.is_serving()
+        return self.port != 0 and udp_ok and tcp_ok and (
+            self._udp is not None or self._tcp_server is not None)
+
     def send(self, data: bytes, addr: Address, transport: str) -> None:
         if transport == "udp":
             if self._udp is not None:
