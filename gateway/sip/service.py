@@ -15,6 +15,7 @@ from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.sip import core as sipcore
 from gateway.sip.dialog import Address
+from gateway.sip.liveness import DispatchHealth
 from gateway.sip.message import SipUri, parse_uri
 from gateway.sip.registration import Registration, RegistrationChanged, RegState
 from gateway.sip.sdp import AnswerPlan
@@ -49,6 +50,7 @@ class SipService:
         self._events = events
         self._log = get_logger("sip")
         self._transports = SipTransports(self._on_datagram, self._on_stream_error)
+        self._health = DispatchHealth()
         self.calls = calls
         calls.answer, calls.reject = self._answer, self._reject
         calls.hangup = self._hangup_from_calls
@@ -121,10 +123,20 @@ class SipService:
         try:
             outputs = step(self._loop.time())
             self._act(outputs)
-        except Exception:  # a bug must cost one message, not the daemon
+            self._health.step_done(True)
+        except Exception as exc:  # a bug must cost one message, not the daemon
+            self._health.step_done(False, f"{type(exc).__name__}: {exc}")
             self._metrics.sip_dropped.labels(reason="internal_error").inc()
             self._log.exception("sip.internal_error")
-        self._arm_timer()
+        finally:
+            self._arm_timer()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """For /readyz: sockets open, dispatch not failing, timers firing (sip/liveness.py)."""
+        deadline = self._core.next_deadline() if self._core is not None else None
+        ok, detail = self._health.check(self._loop.time(), deadline)
+        sockets = self._transports.is_open()
+        return ok and sockets, {**detail, "ok": ok and sockets, "sockets_open": sockets}
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
