@@ -1,4 +1,4 @@
-"""One leg's RTP (+RTCP) sockets: receive, validate with aiortc's packet classes, count, latch.
+"""One leg's RTP (+RTCP) sockets: receive, validate with :mod:`gateway.media.rtp`, count, latch.
 
 Garbage, wrong payload types and foreign SSRCs are counted and dropped here; nothing
 raised by a datagram ever reaches the event loop. Decoding and the jitter buffer hang
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from aiortc.rtp import RtpPacket
+from gateway.media.rtp import RtpPacket
 
 Address = tuple[str, int]
 RTP_VERSION_BITS = 0x80

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from aiortc.rtp import RtpPacket
 
 from gateway.media.dtmf import DtmfDecoder, DtmfEvent
 from gateway.media.g711 import decoder_for
 from gateway.media.jitter import Frame, JitterBuffer
 from gateway.media.resample import StreamResampler
+from gateway.media.rtp import RtpPacket
 from gateway.media.rtpstats import RtpReceiveStats
 
 CLOCK_RATE_HZ = 8000

@@ -1,6 +1,6 @@
 """Outbound G.711 RTP: cut 8 kHz PCM into ptime frames, and the pacing schedule to send them.
 
-Sans-I/O: :class:`Packetizer` turns PCM into serialized RTP packets (aiortc's ``RtpPacket``
+Sans-I/O: :class:`Packetizer` turns PCM into serialized RTP packets (:mod:`gateway.media.rtp`
 does the wire format) and :class:`Pacer` tells the asyncio shell when each is due, from a
 ``now`` it is given. Deadlines are ``start + index * ptime`` computed from integers each time,
 so a 10-minute reply does not drift.
@@ -13,9 +13,9 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from aiortc.rtp import RtpPacket
 
 from gateway.media.g711 import encoder_for, silence_byte_for
+from gateway.media.rtp import RtpPacket
 
 __all__ = [
     "MAX_BURST",
@@ -165,7 +165,7 @@ class Packetizer:
         marker = self._marker_pending
         packet = RtpPacket(
             payload_type=self._payload_type,
-            marker=int(marker),
+            marker=marker,
             sequence_number=self._seq,
             timestamp=self._timestamp,
             ssrc=self._ssrc,

@@ -1,7 +1,7 @@
 """RTCP reports for one G.711 stream (RFC 3550 section 6), pure (no sockets, no clocks).
 
-Packet formats are aiortc's (``aiortc.rtp``: ``RtcpRrPacket``, ``RtcpSrPacket``,
-``RtcpSdesPacket``...); this module only decides what goes into them, summarises what the
+Packet formats are :mod:`gateway.media.rtp`'s (``RtcpReceiverReport``, ``RtcpSenderReport``,
+``RtcpSdes``...); this module only decides what goes into them, summarises what the
 far end sent, and says when the next report is due.
 
 Units: ``lsr`` is the middle 32 bits of an NTP timestamp (16.16 fixed point seconds),
@@ -19,20 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from aiortc.rtp import (
-    RtcpByePacket,
-    RtcpPacket,
-    RtcpReceiverInfo,
-    RtcpRrPacket,
-    RtcpSdesPacket,
-    RtcpSenderInfo,
-    RtcpSourceInfo,
-    RtcpSrPacket,
+from gateway.media.rtp import (
+    SDES_CNAME,
+    PacketError,
+    ReceptionReport,
+    RtcpBye,
+    RtcpReceiverReport,
+    RtcpSdes,
+    RtcpSenderReport,
+    SdesChunk,
+    SenderInfo,
     clamp_packets_lost,
+    parse_rtcp,
 )
 
 NTP_EPOCH_OFFSET_S: Final = 2_208_988_800  # 1900-01-01 to 1970-01-01
-SDES_CNAME: Final = 1
 _U32: Final = 0xFFFF_FFFF
 # RTCP packet types registered by IANA (SR 200 .. 213); others are not RTCP at all.
 _KNOWN_TYPES: Final = range(200, 214)
@@ -91,8 +92,8 @@ def _check_fraction(value: int) -> int:
     return value
 
 
-def _receiver_info(block: ReceiverBlock) -> RtcpReceiverInfo:
-    return RtcpReceiverInfo(
+def _receiver_info(block: ReceiverBlock) -> ReceptionReport:
+    return ReceptionReport(
         ssrc=_check_u32("media_ssrc", block.media_ssrc),
         fraction_lost=_check_fraction(block.fraction_lost),
         packets_lost=clamp_packets_lost(block.packets_lost),
@@ -107,8 +108,8 @@ def _sdes_cname(ssrc: int, cname: str) -> bytes:
     value = cname.encode("utf-8")
     if not 0 < len(value) <= 255:
         raise RtcpFieldError(f"cname must be 1..255 bytes in UTF-8, got {len(value)}")
-    chunk = RtcpSourceInfo(ssrc=ssrc, items=[(SDES_CNAME, value)])
-    return bytes(RtcpSdesPacket(chunks=[chunk]))
+    chunk = SdesChunk(ssrc=ssrc, items=((SDES_CNAME, value),))
+    return RtcpSdes(chunks=(chunk,)).serialize()
 
 
 def build_receiver_report(*, ssrc: int, media_ssrc: int, fraction_lost: int, packets_lost: int,
@@ -117,8 +118,8 @@ def build_receiver_report(*, ssrc: int, media_ssrc: int, fraction_lost: int, pac
     """Compound RTCP packet: RR with one report block about ``media_ssrc``, then SDES CNAME."""
     block = ReceiverBlock(media_ssrc, fraction_lost, packets_lost, highest_sequence, jitter,
                           lsr, dlsr)
-    rr = RtcpRrPacket(ssrc=_check_u32("ssrc", ssrc), reports=[_receiver_info(block)])
-    return bytes(rr) + _sdes_cname(ssrc, cname)
+    rr = RtcpReceiverReport(ssrc=_check_u32("ssrc", ssrc), reports=(_receiver_info(block),))
+    return rr.serialize() + _sdes_cname(ssrc, cname)
 
 
 def build_sender_report(*, ssrc: int, unix_s: float, rtp_ts: int, packets_sent: int,
@@ -128,11 +129,11 @@ def build_sender_report(*, ssrc: int, unix_s: float, rtp_ts: int, packets_sent: 
 
     ``rtp_ts`` and the counters wrap modulo 2**32 as RFC 3550 6.4.1 allows.
     """
-    info = RtcpSenderInfo(ntp_timestamp=ntp_timestamp(unix_s), rtp_timestamp=rtp_ts & _U32,
-                          packet_count=packets_sent & _U32, octet_count=octets_sent & _U32)
-    reports = [] if report is None else [_receiver_info(report)]
-    sr = RtcpSrPacket(ssrc=_check_u32("ssrc", ssrc), sender_info=info, reports=reports)
-    return bytes(sr) + _sdes_cname(ssrc, cname)
+    info = SenderInfo(ntp_timestamp=ntp_timestamp(unix_s), rtp_timestamp=rtp_ts & _U32,
+                      packet_count=packets_sent & _U32, octet_count=octets_sent & _U32)
+    reports = () if report is None else (_receiver_info(report),)
+    sr = RtcpSenderReport(ssrc=_check_u32("ssrc", ssrc), sender_info=info, reports=reports)
+    return sr.serialize() + _sdes_cname(ssrc, cname)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -187,7 +188,7 @@ def _check_headers(data: bytes) -> int:
     return count
 
 
-def _far_end(info: RtcpReceiverInfo) -> FarEndReport:
+def _far_end(info: ReceptionReport) -> FarEndReport:
     return FarEndReport(info.ssrc, info.fraction_lost, info.packets_lost,
                         info.highest_sequence, info.jitter, info.lsr, info.dlsr)
 
@@ -199,20 +200,20 @@ def parse_compound(data: bytes, *, media_ssrc: int | None = None) -> RtcpSummary
     """
     count = _check_headers(data)
     try:
-        packets = RtcpPacket.parse(data)
-    except (ValueError, struct.error) as exc:
+        packets = parse_rtcp(data)
+    except PacketError as exc:
         raise RtcpParseError(f"malformed RTCP: {exc}") from None
     sender: int | None = None
     middle: int | None = None
     blocks: list[FarEndReport] = []
     for packet in packets:
-        if isinstance(packet, RtcpSrPacket | RtcpRrPacket):
+        if isinstance(packet, RtcpSenderReport | RtcpReceiverReport):
             sender = packet.ssrc if sender is None else sender
             blocks += [_far_end(r) for r in packet.reports
                        if media_ssrc is None or r.ssrc == media_ssrc]
-        if isinstance(packet, RtcpSrPacket) and middle is None:
+        if isinstance(packet, RtcpSenderReport) and middle is None:
             middle = ntp_middle(packet.sender_info.ntp_timestamp)
-    bye = any(isinstance(packet, RtcpByePacket) for packet in packets)
+    bye = any(isinstance(packet, RtcpBye) for packet in packets)
     return RtcpSummary(sender, middle, count, tuple(blocks), bye)
 
 
