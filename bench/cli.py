@@ -8,7 +8,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import accuracy, asr_latency, capacity, report, soak, stack, tts_latency
+from bench import (
+    accuracy,
+    asr_latency,
+    capacity,
+    report,
+    rtp_codec,
+    soak,
+    stack,
+    tts_latency,
+)
 
 Runner = Callable[[argparse.Namespace, Path, Path], dict[str, Any]]
 
@@ -128,6 +137,21 @@ def _run_soak(args: argparse.Namespace, workdir: Path, results: Path) -> dict[st
     return soak.run(params, workdir, results)
 
 
+def _rtp_codec(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("rtp_codec", help="per-packet RTP/RTCP codec cost: ours vs aiortc")
+    defaults = rtp_codec.CodecParams()
+    p.add_argument("--packets", type=int, default=defaults.packets,
+                   help="calls per timing run")
+    p.add_argument("--repeats", type=int, default=defaults.repeats,
+                   help="timing runs per case (the best one counts)")
+    p.set_defaults(runner=_run_rtp_codec)
+
+
+def _run_rtp_codec(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
+    params = rtp_codec.CodecParams(packets=args.packets, repeats=args.repeats)
+    return rtp_codec.run(params, workdir, results)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR,
@@ -140,6 +164,7 @@ def parser() -> argparse.ArgumentParser:
     _tts_latency(sub)
     _accuracy(sub)
     _soak(sub)
+    _rtp_codec(sub)
     return p
 
 
