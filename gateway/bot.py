@@ -1,7 +1,9 @@
 """Bot webhook: customer transcripts out, spoken replies back.
 
-Each ``transcript.final`` of the configured channel is POSTed as JSON with an
-``X-Gateway-Signature: sha256=<hex HMAC-SHA256 of the body>`` header. A 2xx answer
+Layer: shell (HTTP client, asyncio tasks). The bot is a subscriber of the event bus, so it
+sees transcripts only as they come out of the processing stage (redacted, once redaction
+is configured). Each ``transcript.final`` of the configured channel is POSTed as JSON with
+an ``X-Gateway-Signature: sha256=<hex HMAC-SHA256 of the body>`` header. A 2xx answer
 ``{"say": "...", "hangup": false}`` is acted on. Slow or failing webhooks run in their
 own task per call (one at a time per call, in order) and never block media or other calls.
 """
@@ -17,7 +19,8 @@ from typing import Any
 import aiohttp
 
 from gateway.config import BotConfig
-from gateway.events import sign_body
+from gateway.events.sinks import sign_body
+from gateway.events.types import CallEnded, CallOffered, Envelope, TranscriptFinal
 from gateway.logs import get_logger
 
 SIGNATURE_HEADER = "X-Gateway-Signature"
@@ -52,10 +55,29 @@ class BotClient:
         self._log = get_logger("bot")
         self._session: aiohttp.ClientSession | None = None
         self._chains: dict[str, asyncio.Task[None]] = {}
+        self._parties: dict[str, tuple[str, str]] = {}   # call_id -> (from, to)
 
     @property
     def enabled(self) -> bool:
         return bool(self.config.webhook_url)
+
+    def on_event(self, envelope: Envelope) -> None:
+        """Bus subscriber: remembers each call's From/To, posts its channel's finals."""
+        event = envelope.event
+        if isinstance(event, CallOffered):
+            self._parties[event.call_id] = (event.from_uri, event.to_uri)
+        elif isinstance(event, CallEnded):
+            self._parties.pop(event.call_id, None)
+        elif (isinstance(event, TranscriptFinal) and self.enabled
+              and event.channel == self.config.channel):
+            self.transcript(event.call_id, self.body(event))
+
+    def body(self, event: TranscriptFinal) -> dict[str, Any]:
+        """The webhook's JSON body (README, "Bot webhook")."""
+        from_uri, to_uri = self._parties.get(event.call_id, (None, None))
+        return {"type": event.TYPE, "call_id": event.call_id, "channel": event.channel,
+                "conversation_id": event.conversation_id, "text": event.text,
+                "start_s": event.start_s, "end_s": event.end_s, "from": from_uri, "to": to_uri}
 
     def transcript(self, call_id: str, payload: dict[str, Any]) -> None:
         """Queue one transcript for the webhook, after the call's previous one."""

@@ -25,7 +25,19 @@ from gateway.bot import BotAction, BotClient
 from gateway.channels import ChannelMapper, ConversationJoiner
 from gateway.config import GatewayConfig
 from gateway.conversation import ChannelSink, ConversationMedia
-from gateway.events import EventBus
+from gateway.events.bus import EventBus
+from gateway.events.types import (
+    CallAnswered,
+    CallEnded,
+    CallMediaChanged,
+    CallOffered,
+    DtmfReceived,
+    Party,
+    SiprecMetadataUpdated,
+    TranscriptFinal,
+    TranscriptPartial,
+    TranscriptWord,
+)
 from gateway.logs import get_logger
 from gateway.media.dtmf import DtmfEvent
 from gateway.media.ports import PortAllocator, PortsExhausted
@@ -85,6 +97,7 @@ class CallManager:
         self.config = config
         self._metrics, self._events, self._asr, self._tts = metrics, events, asr, tts
         self.bot = BotClient(config.bot, self._bot_action)
+        events.subscribe(self.bot.on_event)
         self._log = get_logger("calls")
         self._ports = PortAllocator(config.rtp.port_min, config.rtp.port_max)
         self._mapper = ChannelMapper(config.channels)
@@ -131,8 +144,7 @@ class CallManager:
         self._metrics.active_calls.set(len(self.calls))
         self._log.info("channel.assigned", call_id=call_id, channel=channel,
                        why=decision.why, conversation=conv.why)
-        self._events.emit("call.offered", call_id, conversation_id=conv.conversation_id,
-                          channel=channel, **meta.to_dict())
+        self._events.emit(_offered(meta, conv.conversation_id, channel, tuple(channels)))
         self._spawn(self._open(call_id, plan), f"media {call_id}")
 
     def _offered_siprec(self, call_id: str, meta: CallMetadata, plan: AnswerPlan,
@@ -155,10 +167,10 @@ class CallManager:
             self._log.warning("siprec.mapping_warning", call_id=call_id, warning=warning)
         self._log.info("siprec.roles", call_id=call_id, channels=channels,
                        why=[d.why for d in decisions])
-        self._events.emit("call.offered", call_id, conversation_id=conv.conversation_id,
-                          siprec=True, channels=channels, participants=participants,
-                          session_id=media.metadata.session_id if media.metadata else None,
-                          **meta.to_dict())
+        self._events.emit(_offered(
+            meta, conv.conversation_id, None, tuple(channels),
+            siprec=True, participants=_parties(participants),
+            session_id=media.metadata.session_id if media.metadata else None))
         self._spawn(self._open(call_id, plan), f"media {call_id}")
 
     def _siprec_roles(self) -> SiprecRoleConfig:
@@ -181,8 +193,9 @@ class CallManager:
             who = metadata.participant_for_label(stream) if stream else None
             if who is not None and i < len(call.participants):
                 call.participants[i] = _participant(who)
-        self._events.emit("siprec.metadata_updated", call_id, participants=call.participants,
-                          channels=call.channels)
+        self._events.emit(SiprecMetadataUpdated(
+            call_id=call_id, participants=_parties(call.participants),
+            channels=tuple(call.channels)))
 
     def _conversation_media(self, conversation_id: str) -> ConversationMedia:
         media = self._conversations.get(conversation_id)
@@ -241,10 +254,10 @@ class CallManager:
             return
         call.state, call.answered_at = "answered", time.time()
         self._metrics.calls.labels(outcome="answered").inc()
-        self._events.emit("call.answered", call_id, sip_call_id=call.meta.sip_call_id,
-                          conversation_id=call.conversation.conversation_id,
-                          channels=call.channels,
-                          ports=call.media.port_list if call.media else [])
+        self._events.emit(CallAnswered(
+            call_id=call_id, sip_call_id=call.meta.sip_call_id,
+            conversation_id=call.conversation.conversation_id, channels=tuple(call.channels),
+            ports=tuple(call.media.port_list) if call.media else ()))
 
     def confirmed(self, call_id: str) -> None:
         call = self.calls.get(call_id)
@@ -313,13 +326,14 @@ class CallManager:
             return
         call.media.update(plan)
         call.state = "held" if call.media.held else "confirmed"
-        self._events.emit("call.media_changed", call_id, state=call.state,
-                          directions=[s.remote_direction for s in plan.accepted])
+        self._events.emit(CallMediaChanged(
+            call_id=call_id, state=call.state,
+            directions=tuple(s.remote_direction for s in plan.accepted)))
 
     # ----------------------------------------------------------------- events from media/ASR
     def _on_dtmf(self, call_id: str, leg: MediaLeg, ev: DtmfEvent) -> None:
-        self._events.emit("dtmf", call_id, channel=leg.channel, digit=ev.digit,
-                          duration_ms=ev.duration_ms, end_seen=ev.end_seen)
+        self._events.emit(DtmfReceived(call_id=call_id, channel=leg.channel, digit=ev.digit,
+                                       duration_ms=ev.duration_ms, end_seen=ev.end_seen))
 
     def _on_transcript(self, call_id: str, channel: str, hyp: Hypothesis,
                        latency_s: float | None) -> None:
@@ -333,19 +347,15 @@ class CallManager:
             return
         if call is not None and call.playout is not None and hyp.text and not hyp.is_final:
             call.playout.interrupt("barge-in: caller words")
-        self._events.emit(f"transcript.{kind}", call_id, channel=channel,
-                          participant=call.participant_of(channel) if call else None,
-                          conversation_id=call.conversation.conversation_id if call else None,
-                          text=hyp.text, segment=hyp.segment, start_s=hyp.start_s,
-                          end_s=hyp.end_s, words=[w.to_dict() for w in hyp.words],
-                          latency_s=None if latency_s is None else round(latency_s, 3))
-        if hyp.is_final and self.bot.enabled and channel == self.config.bot.channel:
-            self.bot.transcript(call_id, {
-                "type": "transcript.final", "call_id": call_id, "channel": channel,
-                "conversation_id": call.conversation.conversation_id if call else None,
-                "text": hyp.text, "start_s": hyp.start_s, "end_s": hyp.end_s,
-                "from": call.meta.from_uri if call else None,
-                "to": call.meta.to_uri if call else None})
+        transcript = TranscriptFinal if hyp.is_final else TranscriptPartial
+        self._events.emit(transcript(
+            call_id=call_id, channel=channel,
+            participant=Party.from_dict(call.participant_of(channel)) if call else None,
+            conversation_id=call.conversation.conversation_id if call else None,
+            text=hyp.text, segment=hyp.segment, start_s=hyp.start_s, end_s=hyp.end_s,
+            words=tuple(TranscriptWord(word=w.word, start_s=w.start_s, end_s=w.end_s,
+                                       confidence=w.confidence) for w in hyp.words),
+            latency_s=None if latency_s is None else round(latency_s, 3)))
 
     # ----------------------------------------------------------------- media clock
     async def _ticker(self) -> None:
@@ -395,11 +405,11 @@ class CallManager:
             self._metrics.rtp_lost.inc(leg.get("lost", 0))
             self._metrics.rtp_jitter.observe(leg.get("jitter_ms", 0.0) / 1000)
         duration = round(time.time() - call.answered_at, 3) if call.answered_at else 0.0
-        self._events.emit("call.ended", call_id, reason=reason, by=by, answered=answered,
-                          duration_s=duration, sip_call_id=call.meta.sip_call_id,
-                          conversation_id=call.conversation.conversation_id,
-                          channels=call.channels, legs=legs, asr_finals_flushed=finals,
-                          recording=str(recording) if recording else None)
+        self._events.emit(CallEnded(
+            call_id=call_id, reason=reason, by=by, answered=answered, duration_s=duration,
+            sip_call_id=call.meta.sip_call_id, conversation_id=call.conversation.conversation_id,
+            channels=tuple(call.channels), legs=tuple(legs), asr_finals_flushed=finals,
+            recording=str(recording) if recording else None))
         if not self.calls:
             self._idle.set()
 
@@ -466,3 +476,20 @@ def _participant(who: Participant | None) -> dict[str, Any] | None:
     if who is None:
         return None
     return {"id": who.participant_id, "aor": who.aor, "name": who.name}
+
+
+def _parties(participants: Sequence[dict[str, Any] | None]) -> tuple[Party | None, ...]:
+    return tuple(Party.from_dict(p) for p in participants)
+
+
+def _offered(meta: CallMetadata, conversation_id: str, channel: str | None,
+             channels: tuple[str, ...], *, siprec: bool = False,
+             participants: tuple[Party | None, ...] = (), session_id: str | None = None
+             ) -> CallOffered:
+    return CallOffered(
+        call_id=meta.call_id, conversation_id=conversation_id, channel=channel,
+        channels=channels, siprec=siprec, participants=participants, session_id=session_id,
+        sip_call_id=meta.sip_call_id, from_uri=meta.from_uri, from_display=meta.from_display,
+        to_uri=meta.to_uri, request_uri=meta.request_uri,
+        remote=f"{meta.remote_addr[0]}:{meta.remote_addr[1]}", transport=meta.transport,
+        headers=dict(meta.headers))

@@ -214,6 +214,7 @@ class HttpConfig:
 class LoggingConfig:
     level: str = "info"
     format: str = "auto"
+    sip_trace: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -734,6 +735,7 @@ _ROOT: Final = _table(GatewayConfig, {
     "logging": _table(LoggingConfig, {
         "level": _choice("debug", "info", "warning", "error"),
         "format": _choice("auto", "json", "console"),
+        "sip_trace": _bool,
     }),
     "storage": _table(StorageConfig, {
         "state_dir": _path(),
@@ -774,7 +776,8 @@ def load_config(path: str | os.PathLike[str],
     return dataclasses.replace(config, source_path=file)
 
 
-_LIVE_KEYS: Final = ("logging.level", "logging.format", "events", "sip.accounts", "channels",
+_LIVE_KEYS: Final = ("logging.level", "logging.format", "logging.sip_trace", "events",
+                     "sip.accounts", "channels",
                      "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s", "tts", "bot",
                      "siprec.caller_labels", "siprec.fallback")
 
@@ -815,21 +818,62 @@ def merge_live(old: GatewayConfig, new: GatewayConfig) -> GatewayConfig:
     return dataclasses.replace(old, **sections)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, resolve: bool = False) -> Any:
     if isinstance(value, Secret):
         return "***"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: _plain(getattr(value, f.name), resolve) for f in fields(value)}
     if isinstance(value, tuple):
-        return [_plain(item) for item in value]
+        return [_plain(item, resolve) for item in value]
     if isinstance(value, re.Pattern):
         return value.pattern
-    if isinstance(value, Path | ipaddress.IPv4Network | ipaddress.IPv6Network):
+    if isinstance(value, Path):
+        return shown_path(value) if resolve else str(value)
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
         return str(value)
     return value
 
 
-def redacted_dict(cfg: GatewayConfig) -> dict[str, Any]:
-    """The whole config as a JSON-safe dict, secrets replaced by ``"***"`` (for logging)."""
-    result: dict[str, Any] = _plain(cfg)
+def redacted_dict(cfg: GatewayConfig, *, resolve_paths: bool = False) -> dict[str, Any]:
+    """The whole config as a JSON-safe dict, secrets replaced by ``"***"`` (for logging);
+    ``resolve_paths``: paths as the kernel resolves them (no ``dir/../x``)."""
+    result: dict[str, Any] = _plain(cfg, resolve_paths)
     return result
+
+
+def shown_path(path: Path) -> str:
+    """A path for people: resolved (symlinks and ``..`` followed), "" for an unset one."""
+    if path == Path(""):
+        return ""
+    try:
+        return str(path.resolve(strict=False))
+    except (OSError, RuntimeError):   # a symlink loop: show it as written
+        return os.path.normpath(path)
+
+
+def _sink_summary(sink: EventSink) -> str:
+    if sink.type == "jsonl" and sink.path is not None:
+        return f"jsonl:{shown_path(sink.path)}"
+    if sink.type == "webhook":
+        parts = urlsplit(sink.url)
+        return f"webhook:{parts.scheme}://{parts.hostname}{parts.path}"   # no user:pass@
+    return sink.type
+
+
+def startup_summary(cfg: GatewayConfig) -> dict[str, Any]:
+    """The few settings an operator checks first, for the one-line ``gateway.started``; the
+    whole config is logged separately at debug level (``gateway.config``)."""
+    triton = cfg.triton
+    return {
+        "config_file": shown_path(cfg.source_path) if cfg.source_path else None,
+        "state_dir": shown_path(cfg.storage.state_dir),
+        "recordings_dir": shown_path(cfg.storage.recordings_dir) if cfg.storage.record else None,
+        "triton": triton.url,
+        "asr_model": triton.asr_model if triton.asr_enabled else None,
+        "tts_model": triton.tts_model if cfg.tts.enabled else None,
+        "accounts": [a.name for a in cfg.sip.accounts],
+        "max_calls": cfg.sip.max_calls,
+        "event_sinks": [_sink_summary(s) for s in cfg.events.sinks],
+        "logging": {"level": cfg.logging.level, "format": cfg.logging.format,
+                    "sip_trace": cfg.logging.sip_trace},
+    }

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.config import HttpConfig
-from gateway.events import Event
+from gateway.events.types import Envelope
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -82,7 +82,7 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     queue: asyncio.Queue[str] = asyncio.Queue(WS_QUEUE_LIMIT)
 
-    def listener(event: Event) -> None:
+    def listener(event: Envelope) -> None:
         if (call_id and event.call_id != call_id) or (types and event.type not in types):
             return
         if queue.full():

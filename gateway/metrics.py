@@ -59,6 +59,10 @@ class Metrics:
             "gateway_events_total", "Events emitted", ["type"], registry=r)
         self.event_sink_errors = Counter(
             "gateway_event_sink_errors_total", "Event sink failures", ["sink"], registry=r)
+        self.event_processor_errors = Counter(
+            "gateway_event_processor_errors_total", "Event processor failures (the event "
+            "went on unchanged, or was dropped by a fail-closed processor)", ["processor"],
+            registry=r)
 
         r.register(_LogOutputCollector())
 

@@ -27,8 +27,11 @@ from gateway.config import (
     merge_live,
     redacted_dict,
     reload_diff,
+    startup_summary,
 )
-from gateway.events import EventBus, build_sinks
+from gateway.events.bus import EventBus
+from gateway.events.processing import build_processors
+from gateway.events.sinks import build_sinks
 from gateway.http_api import HttpServer
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import Metrics
@@ -48,7 +51,7 @@ class Gateway:
         self.config = config
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
-        self.events = EventBus(self.metrics)
+        self.events = EventBus(self.metrics, build_processors(config))
         self.triton = TritonHealth(config.triton, self.metrics)
         self.http = HttpServer(self, config.http)
         self.asr = (AsrHub(config.triton, self.metrics, config.triton.buffer_s)
@@ -71,7 +74,8 @@ class Gateway:
         await self.sip.start()
         await self.http.start()
         self._log.info("gateway.started", version=__version__, sip=self.sip.listening(),
-                       http_port=self.http.port, config=redacted_dict(self.config))
+                       http_port=self.http.port, **startup_summary(self.config))
+        self._log.debug("gateway.config", config=redacted_dict(self.config, resolve_paths=True))
         triton_ok = await self.triton.wait_first_check(self.config.triton.connect_timeout_s + 1)
         self.sip.start_registrations()
         self.notifier.ready(self.status_line(triton_ok))

@@ -10,7 +10,8 @@ from typing import Any
 
 from gateway.calls import CallManager
 from gateway.config import GatewayConfig, SipAccount
-from gateway.events import EventBus
+from gateway.events.bus import EventBus
+from gateway.events.types import CallRejected
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.sip import core as sipcore
@@ -65,6 +66,7 @@ class SipService:
     async def start(self) -> None:
         sip = self.config.sip
         port = await self._transports.start(sip.bind_address, sip.port, sip.transports)
+        self._transports.trace_enabled = self.config.logging.sip_trace
         self._core = sipcore.SipCore(self._settings(self.config, port), self._lookup)
         self._log.info("sip.listening", address=sip.bind_address, port=port,
                        transports=list(sip.transports))
@@ -170,8 +172,8 @@ class SipService:
     def _on_Rejected(self, o: sipcore.Rejected) -> None:
         if o.method == "INVITE":
             self._metrics.calls.labels(outcome=f"rejected_{o.status}").inc()
-            self._events.emit("call.rejected", None, status=o.status, reason=o.reason,
-                              source=f"{o.addr[0]}:{o.addr[1]}")
+            self._events.emit(CallRejected(status=o.status, reason=o.reason,
+                                           source=f"{o.addr[0]}:{o.addr[1]}"))
         elif o.status >= 400 and o.method != "OPTIONS":
             self._log.info("sip.rejected", method=o.method, status=o.status, reason=o.reason)
 
@@ -303,6 +305,7 @@ class SipService:
     def apply_config(self, new: GatewayConfig) -> None:
         old = self.config
         self.config = new
+        self._transports.trace_enabled = new.logging.sip_trace
         self.core.settings = self._settings(new, self.port)
         if new.sip.accounts != old.sip.accounts:
             self._reload_accounts(old.sip.accounts, new.sip.accounts)

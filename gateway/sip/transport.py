@@ -7,7 +7,9 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from gateway.logs import get_logger
 from gateway.sip.message import SipParseError, StreamFramer
+from gateway.sip.trace import trace_fields
 
 Address = tuple[str, int]
 Receiver = Callable[[bytes, Address, str], None]
@@ -36,10 +38,12 @@ class _Tcp(asyncio.Protocol):
         self._framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
+        self.local: Address = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self.peer = _addr(transport.get_extra_info("peername"))
+        self.local = _addr(transport.get_extra_info("sockname"))
         self._owner.tcp_connections[self.peer] = self
 
     def data_received(self, data: bytes) -> None:
@@ -53,7 +57,7 @@ class _Tcp(asyncio.Protocol):
         if self._framer.pop_pings():
             self.write(b"\r\n")                  # RFC 5626 pong
         for raw in messages:
-            self._owner.receive(raw, self.peer, "tcp")
+            self._owner.tcp_in(raw, self)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -76,6 +80,8 @@ class SipTransports:
         self._tcp_server: asyncio.Server | None = None
         self.port = 0
         self._pending: set[asyncio.Task[None]] = set()
+        self.trace_enabled = False       # logging.sip_trace: one sip.trace line per message
+        self._log = get_logger("sip")
 
     async def start(self, host: str, port: int, transports: tuple[str, ...]) -> int:
         """Bind UDP and/or TCP on the same port (port 0: pick one free for both)."""
@@ -93,7 +99,7 @@ class SipTransports:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         if "udp" in transports:
             self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self.receive), local_addr=(host, port), family=family)
+                lambda: _Udp(self._udp_in), local_addr=(host, port), family=family)
             port = self._udp.get_extra_info("sockname")[1]
         if "tcp" in transports:
             self._tcp_server = await loop.create_server(
@@ -109,13 +115,34 @@ class SipTransports:
         return self.port != 0 and udp_ok and tcp_ok and (
             self._udp is not None or self._tcp_server is not None)
 
+    def _udp_in(self, data: bytes, addr: Address, transport: str) -> None:
+        if self.trace_enabled:
+            self._trace("in", data, self._udp_local(), addr, transport)
+        self.receive(data, addr, transport)
+
+    def tcp_in(self, data: bytes, conn: _Tcp) -> None:
+        if self.trace_enabled:
+            self._trace("in", data, conn.local, conn.peer, "tcp")
+        self.receive(data, conn.peer, "tcp")
+
+    def _udp_local(self) -> Address:
+        return _addr(self._udp.get_extra_info("sockname")) if self._udp else ("", self.port)
+
+    def _trace(self, direction: str, data: bytes, local: Address, remote: Address,
+               transport: str) -> None:
+        self._log.info("sip.trace", **trace_fields(direction, data, local, remote, transport))
+
     def send(self, data: bytes, addr: Address, transport: str) -> None:
         if transport == "udp":
             if self._udp is not None:
+                if self.trace_enabled:
+                    self._trace("out", data, self._udp_local(), addr, "udp")
                 self._udp.sendto(data, addr)
             return
         conn = self.tcp_connections.get(addr)
         if conn is not None:
+            if self.trace_enabled:
+                self._trace("out", data, conn.local, addr, "tcp")
             conn.write(data)
             return
         task = asyncio.create_task(self._connect_and_send(data, addr))
@@ -130,6 +157,8 @@ class SipTransports:
         except (OSError, TimeoutError) as exc:
             self.on_stream_error(addr, exc)    # the transaction's timer reports the failure
             return
+        if self.trace_enabled:
+            self._trace("out", data, proto.local, addr, "tcp")
         proto.write(data)
 
     async def stop(self) -> None:

@@ -13,8 +13,14 @@ import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from gateway.events.types import (
+    GatewayEvent,
+    ReplyFailed,
+    ReplyFinished,
+    ReplyInterrupted,
+    ReplyStarted,
+)
 from gateway.media.endpoint import RtpEndpoint
 from gateway.media.packetizer import Pacer, Packetizer
 from gateway.media.resample import StreamResampler, to_int16
@@ -22,7 +28,7 @@ from gateway.tts.client import TtsClient, TtsError
 
 RATE_HZ = 8000
 _reply_ids = itertools.count(1)
-Emit = Callable[..., Any]
+Emit = Callable[[GatewayEvent], object]
 
 
 @dataclass(slots=True)
@@ -86,8 +92,9 @@ class Playout:
             return False
         self._queue.clear()
         self._cut.set()
-        self._emit("tts.interrupted", self.call_id, reply_id=current.reply_id, reason=reason,
-                   played_ms=current.sent_packets * self._ptime_ms, text=current.text)
+        self._emit(ReplyInterrupted(call_id=self.call_id, reply_id=current.reply_id,
+                                    reason=reason, text=current.text,
+                                    played_ms=current.sent_packets * self._ptime_ms))
         return True
 
     async def close(self) -> None:
@@ -123,13 +130,14 @@ class Playout:
                 self._packetizer.push(to_int16(resampler.flush()))
                 pacer = await self._send_ready(reply, pacer, final=True)
         except TtsError as exc:
-            self._emit("tts.failed", self.call_id, reply_id=reply.reply_id, error=str(exc)[:300])
+            self._emit(ReplyFailed(call_id=self.call_id, reply_id=reply.reply_id,
+                                   error=str(exc)[:300]))
             return
         if self._cut.is_set():
             self._packetizer.interrupt()
             return
-        self._emit("tts.finished", self.call_id, reply_id=reply.reply_id,
-                   played_ms=reply.sent_packets * self._ptime_ms)
+        self._emit(ReplyFinished(call_id=self.call_id, reply_id=reply.reply_id,
+                                 played_ms=reply.sent_packets * self._ptime_ms))
 
     async def _send_ready(self, reply: Reply, pacer: Pacer | None, final: bool = False
                           ) -> Pacer:
@@ -164,8 +172,8 @@ class Playout:
 
     def _first_packet(self, reply: Reply) -> None:
         reply.first_packet_at = self._loop.time()
-        self._emit("tts.started", self.call_id, reply_id=reply.reply_id, source=reply.source,
-                   text=reply.text, barge_in=reply.barge_in,
-                   latency_s=round(reply.first_packet_at - reply.received_at, 3))
+        self._emit(ReplyStarted(call_id=self.call_id, reply_id=reply.reply_id,
+                                source=reply.source, text=reply.text, barge_in=reply.barge_in,
+                                latency_s=round(reply.first_packet_at - reply.received_at, 3)))
 
 

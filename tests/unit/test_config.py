@@ -114,7 +114,7 @@ def test_sample_commented_examples_are_valid() -> None:
     ("triton.request_timeout_s", 10.0), ("triton.health_interval_s", 5.0),
     ("triton.required_for_ready", True), ("events.sinks", (EventSink(type="log"),)),
     ("http.bind_address", "127.0.0.1"), ("http.port", 8088), ("http.token", None),
-    ("logging.level", "info"), ("logging.format", "auto"),
+    ("logging.level", "info"), ("logging.format", "auto"), ("logging.sip_trace", False),
     ("storage.state_dir", Path("/var/lib/asr-gateway")),
     ("storage.recordings_dir", Path("/var/lib/asr-gateway/recordings")),
     ("storage.record", False), ("storage.recording_format", "wav"), ("systemd.watchdog", True),
@@ -201,6 +201,7 @@ BAD_CASES: list[tuple[dict[str, Any], str]] = [
     ({"loging": {}}, "loging: unknown key"),
     ({"logging": {"format": "xml"}},
      "logging.format: must be one of auto, json, console, got 'xml'"),
+    ({"logging": {"sip_trace": "on"}}, "logging.sip_trace: must be a boolean, got str"),
     ({"http": {"port": -1}}, "http.port: must be 0..65535, got -1"),
     ({"storage": {"state_dir": ""}}, "storage.state_dir: must not be empty"),
     ({"storage": {"recording_format": "mp3"}},
@@ -402,6 +403,7 @@ BASE: dict[str, Any] = {"sip": {"accounts": [account()]}, "logging": {"level": "
 @pytest.mark.parametrize(("change", "changed", "refused"), [
     ({}, (), ()),
     ({"logging": {"level": "debug", "format": "json"}}, ("logging.level", "logging.format"), ()),
+    ({"logging": {"level": "info", "sip_trace": True}}, ("logging.sip_trace",), ()),
     ({"sip": {"accounts": [account(password="new")]}}, ("sip.accounts",), ()),
     ({"sip": {"accounts": [account()], "max_calls": 5, "invite_rate_per_s": 1,
               "trunk_allow": ["10.0.0.0/8"]}},
@@ -439,3 +441,33 @@ def test_merge_live_takes_only_live_keys() -> None:
     merged = merge_live(old, new)
     assert merged.sip.max_calls == 9 and merged.logging.level == "debug"
     assert merged.sip.port == old.sip.port and merged.triton.url == old.triton.url
+
+
+# --------------------------------------------------------------------------- start-up summary
+
+def test_startup_summary_is_short_and_shows_resolved_paths() -> None:
+    import json
+
+    from gateway.config import redacted_dict, startup_summary
+
+    cfg = load_config(SAMPLE, env={})
+    summary = startup_summary(cfg)
+    repo = SAMPLE.parent.parent.resolve()
+    assert summary["state_dir"] == str(repo / ".run" / "state")
+    assert summary["config_file"] == str(SAMPLE.resolve())
+    assert summary["event_sinks"] == ["log", f"jsonl:{repo / '.run' / 'events.jsonl'}"]
+    assert summary["logging"] == {"level": "info", "format": "auto", "sip_trace": False}
+    text = json.dumps(summary)
+    assert ".." not in text and "demo-token" not in text and len(text) < 800
+    full = redacted_dict(cfg, resolve_paths=True)
+    assert full["storage"]["state_dir"] == str(repo / ".run" / "state")
+    assert "/../" in redacted_dict(cfg)["storage"]["state_dir"]   # the value itself is as written
+
+
+def test_startup_summary_hides_webhook_credentials() -> None:
+    from gateway.config import startup_summary
+
+    cfg = parse_config({"events": {"sinks": [
+        {"type": "webhook", "url": "https://user:pw@hooks.example/x?k=secret"}]}}, {},
+        Path("/etc/gw"))
+    assert startup_summary(cfg)["event_sinks"] == ["webhook:https://hooks.example/x"]

@@ -1,0 +1,126 @@
+"""The event bus: producers' events -> processing stage -> every consumer.
+
+Layer: shell (asyncio tasks, the wall clock, logging, metrics).
+
+:meth:`EventBus.emit` takes one typed event, runs it through the
+:class:`~gateway.events.processing.ProcessingStage` once, stamps each event that comes out
+(``ts`` from the wall clock, ``seq`` increasing) and hands the envelopes to the in-process
+subscribers (WebSocket clients, the bot), synchronously, and to every sink through a
+bounded queue per sink, so a slow webhook never blocks the media path. On shutdown
+:meth:`EventBus.close` flushes what is queued. Nothing reaches a consumer any other way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Sequence
+
+from gateway.events.processing import ProcessingStage, Processor, ProcessorFailure
+from gateway.events.sinks import Sink
+from gateway.events.types import Envelope, GatewayEvent
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+
+QUEUE_LIMIT = 10_000
+Listener = Callable[[Envelope], object]
+
+
+class _SinkWorker:
+    def __init__(self, sink: Sink, metrics: Metrics) -> None:
+        self.sink = sink
+        self.queue: asyncio.Queue[Envelope | None] = asyncio.Queue()  # bounded in offer()
+        self._metrics = metrics
+        self._log = get_logger("events")
+        self.task = asyncio.create_task(self._run(), name=f"sink {sink.name}")
+
+    def offer(self, event: Envelope) -> None:
+        if self.queue.qsize() < QUEUE_LIMIT:
+            self.queue.put_nowait(event)
+        else:
+            self._metrics.event_sink_errors.labels(sink=self.sink.name).inc()
+            self._log.error("events.sink_overflow", sink=self.sink.name, dropped=event.type)
+
+    async def _run(self) -> None:
+        while (event := await self.queue.get()) is not None:
+            try:
+                await self.sink.write(event)
+            except Exception as exc:  # a sink failure must never stop the others
+                self._metrics.event_sink_errors.labels(sink=self.sink.name).inc()
+                self._log.error("events.sink_failed", sink=self.sink.name, error=repr(exc),
+                                event_type=event.type)
+        await self.sink.close()
+
+
+class EventBus:
+    def __init__(self, metrics: Metrics, processors: Sequence[Processor] = (),
+                 clock: Callable[[], float] = time.time) -> None:
+        self._metrics = metrics
+        self._stage = ProcessingStage(processors)
+        self._clock = clock
+        self._seq = itertools.count(1)
+        self._workers: list[_SinkWorker] = []
+        self._listeners: list[Listener] = []
+        self._log = get_logger("events")
+
+    @property
+    def processors(self) -> tuple[Processor, ...]:
+        return self._stage.processors
+
+    def start(self, sinks: Sequence[Sink]) -> None:
+        self._workers = [_SinkWorker(s, self._metrics) for s in sinks]
+
+    def subscribe(self, listener: Listener) -> None:
+        """In-process listeners (WebSocket clients, the bot) get every envelope synchronously;
+        one that raises is logged and counted, and the others still get the event."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def emit(self, event: GatewayEvent) -> list[Envelope]:
+        """Process, stamp and deliver one event; the envelopes delivered (none if dropped)."""
+        now = self._clock()
+        result = self._stage.run(event, now)
+        for failure in result.failures:
+            self._processor_failed(failure)
+        delivered = [Envelope(e, now, next(self._seq)) for e in result.events]
+        for envelope in delivered:
+            self._deliver(envelope)
+        return delivered
+
+    def _deliver(self, envelope: Envelope) -> None:
+        self._metrics.events.labels(type=envelope.type).inc()
+        for listener in list(self._listeners):
+            try:
+                listener(envelope)
+            except Exception as exc:  # a subscriber's bug must not reach the producer
+                self._metrics.event_sink_errors.labels(sink="subscriber").inc()
+                self._log.error("events.subscriber_failed", error=repr(exc),
+                                event_type=envelope.type)
+        for w in self._workers:
+            w.offer(envelope)
+
+    def _processor_failed(self, failure: ProcessorFailure) -> None:
+        self._metrics.event_processor_errors.labels(processor=failure.processor).inc()
+        self._log.error("events.processor_failed", processor=failure.processor,
+                        event_type=failure.event_type, error=failure.error,
+                        dropped=failure.dropped)
+
+    async def replace_sinks(self, sinks: Sequence[Sink], timeout_s: float = 10.0) -> None:
+        old, self._workers = self._workers, [_SinkWorker(s, self._metrics) for s in sinks]
+        await self._drain(old, timeout_s)
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        old, self._workers = self._workers, []
+        await self._drain(old, timeout_s)
+
+    async def _drain(self, workers: list[_SinkWorker], timeout_s: float) -> None:
+        for w in workers:
+            w.queue.put_nowait(None)
+        if workers:
+            done, pending = await asyncio.wait([w.task for w in workers], timeout=timeout_s)
+            for t in pending:
+                t.cancel()

@@ -1,0 +1,324 @@
+"""Typed gateway events: one frozen dataclass per event type, and the wire envelope.
+
+Layer: pure core (no asyncio, no I/O, no clock reads; the bus stamps ``ts`` and ``seq``).
+
+Each class names what happened, in the past tense (``CallAnswered``), and keeps the dotted
+wire type that consumers filter on (``TYPE = "call.answered"``). Producers build the event;
+the :class:`~gateway.events.bus.EventBus` runs it through the processing stage and wraps
+each result in an :class:`Envelope` (``v``, ``type``, ``ts``, ``seq``, ``call_id``), which
+is what every consumer receives. On the wire an event is one flat JSON object: the envelope
+keys, then the event's fields. ``gateway/events/events.schema.json`` is generated from these
+classes (``python -m gateway.events.schema --write``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from functools import cached_property
+from typing import Annotated, Any, ClassVar, get_type_hints
+
+SCHEMA_VERSION = 1
+"""``v`` of the envelope: raised when a field changes meaning or goes away (adding is not)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """``Annotated`` marker: the field's description in the schema."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """``Annotated`` marker: the field's JSON name when it differs (a Python keyword)."""
+
+    name: str
+
+
+class GatewayEvent:
+    """Base of every event type; subclasses are frozen, keyword-only dataclasses."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+    call_id: str | None
+
+
+# ------------------------------------------------------------------ parts of events
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Party:
+    """A SIPREC participant as the recording metadata names it."""
+
+    id: str
+    aor: str | None
+    name: str | None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Party | None:
+        if d is None:
+            return None
+        return cls(id=str(d["id"]), aor=d.get("aor"), name=d.get("name"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptWord:
+    """One recognised word; times in seconds on the conversation timeline."""
+
+    word: str
+    start_s: float
+    end_s: float
+    confidence: float
+
+
+# ------------------------------------------------------------------ call lifecycle
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallOffered(GatewayEvent):
+    """An INVITE was accepted for processing (before media is open and the call answered)."""
+
+    TYPE: ClassVar[str] = "call.offered"
+    call_id: str
+    conversation_id: str
+    channel: Annotated[str | None, Doc("the leg's channel; null for SIPREC (see channels)")]
+    channels: Annotated[tuple[str, ...], Doc("channel of each accepted audio stream")]
+    siprec: Annotated[bool, Doc("a SIPREC recording session (one stream per participant)")]
+    participants: Annotated[tuple[Party | None, ...], Doc("SIPREC participant of each stream")]
+    session_id: Annotated[str | None, Doc("SIPREC recording session id")]
+    sip_call_id: str
+    from_uri: Annotated[str, Doc("From URI"), Wire("from")]
+    from_display: str | None
+    to_uri: Annotated[str, Doc("To URI"), Wire("to")]
+    request_uri: str
+    remote: Annotated[str, Doc("signalling peer as host:port")]
+    transport: str
+    headers: Annotated[Mapping[str, str], Doc("the INVITE's X- and correlation headers")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRejected(GatewayEvent):
+    """An INVITE was answered with an error before any call existed."""
+
+    TYPE: ClassVar[str] = "call.rejected"
+    call_id: None = None
+    status: int
+    reason: str
+    source: Annotated[str, Doc("sender as host:port")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallAnswered(GatewayEvent):
+    """The gateway answered 200 OK; media ports are open."""
+
+    TYPE: ClassVar[str] = "call.answered"
+    call_id: str
+    sip_call_id: str
+    conversation_id: str
+    channels: tuple[str, ...]
+    ports: Annotated[tuple[int | None, ...], Doc("RTP port per offered stream, null: refused")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallMediaChanged(GatewayEvent):
+    """A re-INVITE or UPDATE changed the media (hold, resume, new address)."""
+
+    TYPE: ClassVar[str] = "call.media_changed"
+    call_id: str
+    state: Annotated[str, Doc("held or confirmed")]
+    directions: Annotated[tuple[str, ...], Doc("the peer's direction per accepted stream")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiprecMetadataUpdated(GatewayEvent):
+    """New SIPREC metadata moved participants; each stream keeps its channel."""
+
+    TYPE: ClassVar[str] = "siprec.metadata_updated"
+    call_id: str
+    participants: tuple[Party | None, ...]
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEnded(GatewayEvent):
+    """The call is over and its last transcripts are out; the call's last event."""
+
+    TYPE: ClassVar[str] = "call.ended"
+    call_id: str
+    reason: str
+    by: Annotated[str, Doc("who ended it: remote, local, api, ...")]
+    answered: bool
+    duration_s: Annotated[float, Doc("from answer to end; 0 when never answered")]
+    sip_call_id: str
+    conversation_id: str
+    channels: tuple[str, ...]
+    legs: Annotated[tuple[Mapping[str, Any], ...], Doc("RTP and audio statistics per leg")]
+    asr_finals_flushed: Annotated[bool, Doc("every ASR stream gave its final in time")]
+    recording: Annotated[str | None, Doc("recording path, when this call closed it")]
+
+
+# ------------------------------------------------------------------ media and transcripts
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DtmfReceived(GatewayEvent):
+    """A keypad digit (RFC 4733 telephone-event)."""
+
+    TYPE: ClassVar[str] = "dtmf"
+    call_id: str
+    channel: str
+    digit: Annotated[str, Doc('"0"-"9", "*", "#", "A"-"D", "flash" or "event-<n>"')]
+    duration_ms: int
+    end_seen: Annotated[bool, Doc("false: reported without its end packets")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Transcript(GatewayEvent):
+    call_id: str
+    channel: str
+    participant: Annotated[Party | None, Doc("the channel's SIPREC participant")]
+    conversation_id: str | None
+    text: str
+    segment: Annotated[int, Doc("utterance number within the channel's ASR stream")]
+    start_s: Annotated[float, Doc("seconds on the conversation timeline")]
+    end_s: Annotated[float, Doc("seconds on the conversation timeline")]
+    words: tuple[TranscriptWord, ...]
+    latency_s: Annotated[float | None, Doc("audio sent to result received")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptPartial(_Transcript):
+    """An interim hypothesis of the current utterance; later ones replace it."""
+
+    TYPE: ClassVar[str] = "transcript.partial"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TranscriptFinal(_Transcript):
+    """The final text of one utterance."""
+
+    TYPE: ClassVar[str] = "transcript.final"
+
+
+# ------------------------------------------------------------------ spoken replies
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyStarted(GatewayEvent):
+    """The first RTP packet of a spoken reply was sent."""
+
+    TYPE: ClassVar[str] = "tts.started"
+    call_id: str
+    reply_id: str
+    source: Annotated[str, Doc("api, bot, greeting or recording_notice")]
+    text: str
+    barge_in: bool
+    latency_s: Annotated[float, Doc("reply requested to first packet sent")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyFinished(GatewayEvent):
+    """A spoken reply played to its end."""
+
+    TYPE: ClassVar[str] = "tts.finished"
+    call_id: str
+    reply_id: str
+    played_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyInterrupted(GatewayEvent):
+    """A spoken reply was cut (barge-in, hangup); queued replies were dropped."""
+
+    TYPE: ClassVar[str] = "tts.interrupted"
+    call_id: str
+    reply_id: str
+    reason: str
+    played_ms: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyFailed(GatewayEvent):
+    """Speech synthesis failed for a reply."""
+
+    TYPE: ClassVar[str] = "tts.failed"
+    call_id: str
+    reply_id: str
+    error: str
+
+
+EVENT_CLASSES: tuple[type[GatewayEvent], ...] = (
+    CallOffered, CallRejected, CallAnswered, CallMediaChanged, SiprecMetadataUpdated, CallEnded,
+    DtmfReceived, TranscriptPartial, TranscriptFinal,
+    ReplyStarted, ReplyFinished, ReplyInterrupted, ReplyFailed,
+)
+EVENT_TYPES: Mapping[str, type[GatewayEvent]] = {c.TYPE: c for c in EVENT_CLASSES}
+
+
+# ------------------------------------------------------------------ wire form
+_wire_names: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def wire_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    """(attribute, JSON name) of each field of a dataclass, in declaration order."""
+    names = _wire_names.get(cls)
+    if names is None:
+        hints = get_type_hints(cls, include_extras=True)
+        names = tuple((f.name, _wire_of(hints[f.name], f.name)) for f in fields(cls))
+        _wire_names[cls] = names
+    return names
+
+
+def _wire_of(hint: Any, default: str) -> str:
+    for extra in getattr(hint, "__metadata__", ()):
+        if isinstance(extra, Wire):
+            return extra.name
+    return default
+
+
+def to_wire(value: Any) -> Any:
+    """A JSON-ready copy: dataclasses as objects (wire names), tuples as lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {wire: to_wire(getattr(value, attr)) for attr, wire in wire_fields(type(value))}
+    if isinstance(value, tuple | list):
+        return [to_wire(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_wire(v) for k, v in value.items()}
+    return value
+
+
+def payload(event: GatewayEvent) -> dict[str, Any]:
+    """The event's own fields in wire form, without the envelope's ``call_id``."""
+    wire = to_wire(event)
+    assert isinstance(wire, dict)
+    wire.pop("call_id", None)
+    return wire
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One event as delivered: stamped once by the bus, after the processing stage."""
+
+    event: GatewayEvent
+    ts: float
+    seq: int
+    v: int = SCHEMA_VERSION
+
+    @property
+    def type(self) -> str:
+        return self.event.TYPE
+
+    @property
+    def call_id(self) -> str | None:
+        return self.event.call_id
+
+    @cached_property
+    def _wire(self) -> dict[str, Any]:
+        return {"v": self.v, "type": self.type, "ts": round(self.ts, 6), "seq": self.seq,
+                "call_id": self.call_id, **payload(self.event)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh copy of the wire object (callers may change it)."""
+        return dict(self._wire)
+
+    @cached_property
+    def json(self) -> str:
+        return json.dumps(self._wire, separators=(",", ":"), default=str)
+
+    def to_json(self) -> str:
+        return self.json
