@@ -20,6 +20,7 @@ from gateway.sip.siprec import (
     NS_RECORDING_DRAFT,
     RecordingMetadata,
     RoleDecision,
+    RoleMapping,
     SiprecError,
     SiprecRoleConfig,
     is_siprec_invite,
@@ -300,8 +301,7 @@ def test_is_siprec_invite_from_body_parts() -> None:
 # --------------------------------------------------------------------------- roles: corpus
 
 
-def corpus_roles(name: str, config: SiprecRoleConfig
-                 ) -> tuple[tuple[RoleDecision, ...], tuple[str, ...]]:
+def corpus_roles(name: str, config: SiprecRoleConfig) -> RoleMapping:
     _, parts = invite(name)
     sdp_part = find_part(parts, "application/sdp")
     meta_part = find_part(parts, "application/rs-metadata+xml")
@@ -311,7 +311,7 @@ def corpus_roles(name: str, config: SiprecRoleConfig
 
 
 def test_generic_agent_pattern_decides() -> None:
-    decisions, warnings = corpus_roles("invite_generic_crlf.sip", EXTENSIONS)
+    decisions, warnings, _ = corpus_roles("invite_generic_crlf.sip", EXTENSIONS)
     assert summary(decisions) == [("96", 0, "customer"), ("97", 1, "agent")]
     assert warnings == ()
     assert "sip:1001@pbx.example.com matches agent pattern" in decisions[1].why
@@ -321,20 +321,20 @@ def test_generic_agent_pattern_decides() -> None:
 
 
 def test_generic_without_patterns_uses_metadata_order() -> None:
-    decisions, _ = corpus_roles("invite_generic_crlf.sip", NO_PATTERNS)
+    decisions, _, _ = corpus_roles("invite_generic_crlf.sip", NO_PATTERNS)
     assert summary(decisions) == [("96", 0, "customer"), ("97", 1, "agent")]
     assert "first stream in metadata" in decisions[0].why
 
 
 def test_metadata_order_beats_mline_order() -> None:
     reversed_sdp = make_sdp("97", "96")
-    decisions, warnings = map_roles(reversed_sdp, metadata("generic_rfc7866.xml"), NO_PATTERNS)
+    decisions, warnings, _ = map_roles(reversed_sdp, metadata("generic_rfc7866.xml"), NO_PATTERNS)
     assert summary(decisions) == [("97", 0, "agent"), ("96", 1, "customer")]
     assert warnings == ()
 
 
 def test_broadworks_caller_label_beats_metadata_order() -> None:
-    decisions, _ = corpus_roles("invite_broadworks_lf.sip", NO_PATTERNS)
+    decisions, _, _ = corpus_roles("invite_broadworks_lf.sip", NO_PATTERNS)
     assert summary(decisions) == [("1", 0, "customer"), ("2", 1, "agent")]
     assert "caller label" in decisions[0].why
 
@@ -342,21 +342,21 @@ def test_broadworks_caller_label_beats_metadata_order() -> None:
 def test_broadworks_agent_pattern_on_user_part_beats_caller_label() -> None:
     # A pattern matching the *caller's* number: evidence (1) overrides label conventions.
     config = SiprecRoleConfig(agent_patterns=(re.compile(r"^\+12025550143$"),))
-    decisions, _ = corpus_roles("invite_broadworks_lf.sip", config)
+    decisions, _, _ = corpus_roles("invite_broadworks_lf.sip", config)
     assert summary(decisions) == [("1", 0, "agent"), ("2", 1, "customer")]
     assert "agent pattern" in decisions[0].why and "agent pattern" in decisions[1].why
 
 
 def test_cube_outbound_agent_is_caller() -> None:
-    decisions, warnings = corpus_roles("invite_cube_crlf.sip", EXTENSIONS)
+    decisions, warnings, _ = corpus_roles("invite_cube_crlf.sip", EXTENSIONS)
     assert summary(decisions) == [("1", 0, "agent"), ("2", 1, "customer")]
     assert warnings == ()
-    decisions, _ = corpus_roles("invite_cube_crlf.sip", NO_PATTERNS)
+    decisions, _, _ = corpus_roles("invite_cube_crlf.sip", NO_PATTERNS)
     assert summary(decisions) == [("1", 0, "customer"), ("2", 1, "agent")]
 
 
 def test_no_metadata_part() -> None:
-    decisions, warnings = corpus_roles("invite_no_metadata.sip", EXTENSIONS)
+    decisions, warnings, _ = corpus_roles("invite_no_metadata.sip", EXTENSIONS)
     assert summary(decisions) == [("1", 0, "customer"), ("2", 1, "agent")]
     assert all(d.participant is None for d in decisions)
     assert warnings == ()
@@ -365,7 +365,7 @@ def test_no_metadata_part() -> None:
 
 
 def test_reinvite_after_transfer() -> None:
-    decisions, warnings = map_roles(sdp_file("cisco_cube.sdp"),
+    decisions, warnings, _ = map_roles(sdp_file("cisco_cube.sdp"),
                                     metadata("reinvite_transfer.xml"), EXTENSIONS)
     assert summary(decisions) == [("1", 0, "agent"), ("2", 1, "customer")]
     assert decisions[0].participant is not None
@@ -374,7 +374,7 @@ def test_reinvite_after_transfer() -> None:
 
 
 def test_metadata_without_streams() -> None:
-    decisions, warnings = map_roles(sdp_file("broadworks.sdp"), metadata("no_streams.xml"),
+    decisions, warnings, _ = map_roles(sdp_file("broadworks.sdp"), metadata("no_streams.xml"),
                                     EXTENSIONS)
     assert summary(decisions) == [("1", 0, "customer"), ("2", 1, "agent")]
     assert all(d.participant is None for d in decisions)
@@ -384,7 +384,7 @@ def test_metadata_without_streams() -> None:
 
 def test_draft_metadata_with_user_part_pattern() -> None:
     config = SiprecRoleConfig(agent_patterns=(re.compile(r"^agent-\d+$"),))
-    decisions, warnings = map_roles(sdp_file("draft.sdp"),
+    decisions, warnings, _ = map_roles(sdp_file("draft.sdp"),
                                     metadata("draft_participant_send.xml"), config)
     assert summary(decisions) == [("10", 0, "customer"), ("11", 1, "agent")]
     assert "sip:agent-17@cc.example.org" in decisions[1].why
@@ -396,7 +396,7 @@ def test_draft_metadata_with_user_part_pattern() -> None:
 
 def test_both_agents_label_convention_picks_the_customer() -> None:
     config = SiprecRoleConfig(agent_patterns=(re.compile(r"@10\.20\.30\."),))
-    decisions, warnings = map_roles(sdp_file("cisco_cube.sdp"), metadata("cisco_cube.xml"),
+    decisions, warnings, _ = map_roles(sdp_file("cisco_cube.sdp"), metadata("cisco_cube.xml"),
                                     config)
     assert summary(decisions) == [("1", 0, "customer"), ("2", 1, "agent")]
     assert len(warnings) == 1
@@ -405,7 +405,7 @@ def test_both_agents_label_convention_picks_the_customer() -> None:
 
 
 def test_both_caller_labels_fall_to_mline_order() -> None:
-    decisions, warnings = map_roles(make_sdp("caller", "1"), None, NO_PATTERNS)
+    decisions, warnings, _ = map_roles(make_sdp("caller", "1"), None, NO_PATTERNS)
     assert summary(decisions) == [("caller", 0, "customer"), ("1", 1, "agent")]
     assert len(warnings) == 1
     assert warnings[0].startswith("both streams mapped to customer by label conventions")
@@ -419,7 +419,7 @@ def test_two_conflicts_then_mline_order() -> None:
         '<stream stream_id="s2"><label>inbound</label></stream>'
         '<stream stream_id="s1"><label>a_leg</label></stream>'
     )
-    decisions, warnings = map_roles(make_sdp("a_leg", "inbound"), parse_metadata(xml),
+    decisions, warnings, _ = map_roles(make_sdp("a_leg", "inbound"), parse_metadata(xml),
                                     EXTENSIONS)
     # agents: conflict; caller labels: conflict; metadata order: label inbound first.
     assert summary(decisions) == [("a_leg", 0, "agent"), ("inbound", 1, "customer")]
@@ -428,12 +428,12 @@ def test_two_conflicts_then_mline_order() -> None:
 
 
 def test_caller_labels_are_case_insensitive() -> None:
-    decisions, _ = map_roles(make_sdp("B_LEG", "A_LEG"), None, NO_PATTERNS)
+    decisions, _, _ = map_roles(make_sdp("B_LEG", "A_LEG"), None, NO_PATTERNS)
     assert summary(decisions) == [("B_LEG", 0, "agent"), ("A_LEG", 1, "customer")]
 
 
 def test_mline_order_fallback() -> None:
-    decisions, warnings = map_roles(make_sdp("x", "y"), None, NO_PATTERNS)
+    decisions, warnings, _ = map_roles(make_sdp("x", "y"), None, NO_PATTERNS)
     assert summary(decisions) == [("x", 0, "customer"), ("y", 1, "agent")]
     assert "fallback mline_order" in decisions[0].why
     assert warnings == ()
@@ -441,17 +441,17 @@ def test_mline_order_fallback() -> None:
 
 def test_customer_fallback_maps_both_to_customer() -> None:
     config = SiprecRoleConfig(fallback="customer")
-    decisions, warnings = map_roles(make_sdp("x", "y"), None, config)
+    decisions, warnings, _ = map_roles(make_sdp("x", "y"), None, config)
     assert [d.channel for d in decisions] == ["customer", "customer"]
     assert len(warnings) == 1 and "both mapped to customer" in warnings[0]
     # With evidence the fallback is not used.
-    decisions, _ = map_roles(make_sdp("y", "1"), None, config)
+    decisions, _, _ = map_roles(make_sdp("y", "1"), None, config)
     assert [d.channel for d in decisions] == ["agent", "customer"]
 
 
 def test_customer_fallback_still_breaks_a_conflict() -> None:
     config = SiprecRoleConfig(fallback="customer")
-    decisions, warnings = map_roles(make_sdp("1", "caller"), None, config)
+    decisions, warnings, _ = map_roles(make_sdp("1", "caller"), None, config)
     assert summary(decisions) == [("1", 0, "customer"), ("caller", 1, "agent")]
     assert warnings[0].endswith("label caller forced to agent by m-line order")
 
@@ -465,39 +465,39 @@ def test_invalid_fallback() -> None:
 
 
 def test_single_stream() -> None:
-    decisions, _ = map_roles(make_sdp("1"), None, EXTENSIONS)
+    decisions, _, _ = map_roles(make_sdp("1"), None, EXTENSIONS)
     assert summary(decisions) == [("1", 0, "customer")]
     meta = metadata("generic_rfc7866.xml")
-    decisions, _ = map_roles(make_sdp("97"), meta, EXTENSIONS)
+    decisions, _, _ = map_roles(make_sdp("97"), meta, EXTENSIONS)
     assert summary(decisions) == [("97", 0, "agent")]
-    decisions, _ = map_roles(make_sdp("97"), meta, NO_PATTERNS)
+    decisions, _, _ = map_roles(make_sdp("97"), meta, NO_PATTERNS)
     assert summary(decisions) == [("97", 0, "customer")]
 
 
 def test_three_streams() -> None:
     meta = metadata("generic_rfc7866.xml")
-    decisions, warnings = map_roles(make_sdp("96", "97", "98"), meta, EXTENSIONS)
+    decisions, warnings, _ = map_roles(make_sdp("96", "97", "98"), meta, EXTENSIONS)
     assert summary(decisions) == [("96", 0, "customer"), ("97", 1, "agent"),
                                   ("98", 2, "customer")]
-    assert "3 audio streams: only agent patterns tell them apart" in warnings
+    assert "3 audio streams: only agent patterns and metadata roles tell them apart" in warnings
 
 
 def test_video_and_disabled_mlines_are_skipped() -> None:
     sdp = make_sdp("v1", "96", "old", "97", media=("video", "audio", "audio", "audio"),
                    ports=(30000, 30002, 0, 30006))
-    decisions, warnings = map_roles(sdp, metadata("generic_rfc7866.xml"), EXTENSIONS)
+    decisions, warnings, _ = map_roles(sdp, metadata("generic_rfc7866.xml"), EXTENSIONS)
     assert summary(decisions) == [("96", 1, "customer"), ("97", 3, "agent")]
     assert warnings == ()
 
 
 def test_no_audio() -> None:
-    decisions, warnings = map_roles(make_sdp("v", media=("video",)), None, NO_PATTERNS)
+    decisions, warnings, _ = map_roles(make_sdp("v", media=("video",)), None, NO_PATTERNS)
     assert decisions == ()
     assert warnings == ("no active audio m-line to map",)
 
 
 def test_label_consistency_warnings() -> None:
-    decisions, warnings = map_roles(make_sdp("96", "3"), metadata("generic_rfc7866.xml"),
+    decisions, warnings, _ = map_roles(make_sdp("96", "3"), metadata("generic_rfc7866.xml"),
                                     EXTENSIONS)
     assert warnings == ("label 3 in SDP has no stream in metadata",
                         "metadata stream label 97 not in SDP")
@@ -505,9 +505,9 @@ def test_label_consistency_warnings() -> None:
 
 
 def test_missing_and_duplicate_labels() -> None:
-    _, warnings = map_roles(make_sdp("1", None), None, NO_PATTERNS)
+    _, warnings, _ = map_roles(make_sdp("1", None), None, NO_PATTERNS)
     assert warnings == ("m-line #1 has no a=label",)
-    decisions, warnings = map_roles(make_sdp("7", "7"), None, NO_PATTERNS)
+    decisions, warnings, _ = map_roles(make_sdp("7", "7"), None, NO_PATTERNS)
     assert warnings == ("label 7 appears on more than one m-line",)
     assert [d.channel for d in decisions] == ["customer", "agent"]
 
@@ -517,7 +517,129 @@ def test_every_decision_says_why() -> None:
     for name in ("invite_generic_crlf.sip", "invite_broadworks_lf.sip",
                  "invite_cube_crlf.sip", "invite_no_metadata.sip"):
         for config in configs:
-            decisions, _ = corpus_roles(name, config)
+            decisions, _, _ = corpus_roles(name, config)
             assert len(decisions) == 2
             assert all(d.why for d in decisions)
             assert sorted(d.channel for d in decisions) == ["agent", "customer"]
+
+
+# --------------------------------------------------------------------------- roles: vendor shapes
+# (file, SDP labels in m-line order, expected channel per label, participant aor per label,
+#  the kind of evidence that decides). In every case but metaswitch the label conventions
+# (label 1/10/a_leg = the caller = the customer) say the opposite: only the metadata can tell.
+
+VENDOR_SHAPES = [
+    ("broadworks_terminating.xml", ("1", "2"), ("agent", "customer"),
+     ("sip:+13125550170@voip.example.net", "sip:+13125550111@carrier.example.com"),
+     "metadata recorded party"),
+    ("cisco_cube_inbound.xml", ("1", "2"), ("agent", "customer"),
+     ("sip:4021@198.51.100.40", "sip:+441632960555@198.51.100.1"),
+     "metadata caller and direction"),
+    ("acme_packet.xml", ("10", "11"), ("agent", "customer"),
+     ("sip:sales@cc.example.org", "sip:5125550199@203.0.113.9"), "metadata caller"),
+    ("audiocodes_outbound.xml", ("1", "2"), ("agent", "customer"),
+     ("sip:+61255501234@sbc.example.com.au", "sip:+61255509876@carrier.example.net"),
+     "metadata caller and direction"),
+    ("avaya_sbce.xml", ("a_leg", "b_leg"), ("agent", "customer"),
+     ("sip:72455@cm.example.com", "sip:+12125550142@sbce.example.com"), "metadata role"),
+    ("metaswitch.xml", ("1", "2"), ("customer", "agent"),
+     ("tel:+16175550999", "sip:+16175550123@cfs.example.net"), "metadata recorded party"),
+    ("genesys_recv_only.xml", ("1", "2"), ("agent", "customer"),
+     ("sip:agent_jo@gen.example.de", "sip:+4930555017@trunk.example.de"),
+     "metadata caller and direction"),
+]
+
+
+def outcomes(mapping: RoleMapping) -> dict[str, str]:
+    return {e.source: e.outcome for e in mapping.evidence if e.outcome != "binding"}
+
+
+@pytest.mark.parametrize(("name", "labels", "channels", "aors", "decider"), VENDOR_SHAPES,
+                         ids=[shape[0].removesuffix(".xml") for shape in VENDOR_SHAPES])
+def test_vendor_shape_roles(name: str, labels: tuple[str, str], channels: tuple[str, str],
+                            aors: tuple[str, str], decider: str) -> None:
+    mapping = map_roles(make_sdp(*labels), metadata(name), NO_PATTERNS)
+    expected = list(zip(labels, channels, strict=True))
+    assert [(d.label, d.channel) for d in mapping.decisions] == expected
+    assert [d.participant.aor if d.participant else None for d in mapping.decisions] == list(aors)
+    assert mapping.warnings == ()
+    said = outcomes(mapping)
+    assert said[decider] == "decided", mapping.evidence
+    assert [k for k, v in said.items() if v == "decided"] == [decider]
+    if name != "metaswitch.xml":
+        assert said["label conventions"] == "disagrees"
+    bindings = [e for e in mapping.evidence if e.outcome == "binding"]
+    assert len(bindings) == 2
+    assert all(d.why for d in mapping.decisions)
+
+
+def test_broadworks_recorded_user_on_label_1_is_the_agent() -> None:
+    """Issue 13 item 18: the recorded user (callee of a terminating call) sends label 1."""
+    mapping = map_roles(make_sdp("1", "2"), metadata("broadworks_terminating.xml"), NO_PATTERNS)
+    agent, customer = mapping.decisions
+    assert (agent.channel, agent.participant and agent.participant.name) == ("agent", "Rita Ortiz")
+    assert customer.channel == "customer"
+    assert "recorded party" in agent.why and "<userid>rita.ortiz@voip.example.net" in agent.why
+    decided = next(e for e in mapping.evidence if e.outcome == "decided")
+    assert decided.to_dict() == {"source": "metadata recorded party", "outcome": "decided",
+                                 "says": decided.says}
+    assert "label 1: participant sip:+13125550170@voip.example.net is the recorded party" \
+        in decided.says
+    binding = mapping.evidence[0]
+    assert binding.says == ("label 1 is sent by participant sip:+13125550170@voip.example.net "
+                            "(participantstreamassoc <send>)")
+
+
+def test_agent_pattern_still_outranks_the_metadata() -> None:
+    config = SiprecRoleConfig(agent_patterns=(re.compile(r"^\+13125550111$"),))
+    mapping = map_roles(make_sdp("1", "2"), metadata("broadworks_terminating.xml"), config)
+    assert [d.channel for d in mapping.decisions] == ["customer", "agent"]
+    said = outcomes(mapping)
+    assert said["agent patterns"] == "decided"
+    assert said["metadata recorded party"] == "disagrees"
+
+
+def test_recv_only_associations_bind_the_other_participant() -> None:
+    meta = metadata("genesys_recv_only.xml")
+    who, how = meta.binding_for_label("1")
+    assert who is not None and who.aor == "sip:agent_jo@gen.example.de"
+    assert "<recv>s it" in how
+    assert meta.participant_for_label("2") is not None
+    assert meta.binding_for_label("9") == (None, "")
+
+
+def test_both_marked_recorded_is_a_conflict_that_labels_break() -> None:
+    mapping = map_roles(make_sdp("5", "caller"), metadata("both_recorded.xml"), NO_PATTERNS)
+    assert [d.channel for d in mapping.decisions] == ["agent", "customer"]
+    assert outcomes(mapping) == {"metadata recorded party": "conflict",
+                                 "label conventions": "decided",
+                                 "metadata order": "disagrees"}   # label 5 is listed first
+    assert any("both streams mapped to agent by metadata recorded party" in w
+               for w in mapping.warnings)
+
+
+def test_direction_words_that_are_not_directions_are_ignored() -> None:
+    # broadworks.xml: callType "Network" is no direction; no caller mark: labels decide.
+    mapping = map_roles(sdp_file("broadworks.sdp"), metadata("broadworks.xml"), NO_PATTERNS)
+    assert [d.channel for d in mapping.decisions] == ["customer", "agent"]
+    assert outcomes(mapping)["label conventions"] == "decided"
+    assert "metadata caller and direction" not in outcomes(mapping)
+
+
+def test_hints_are_collected_from_extension_elements() -> None:
+    meta = metadata("acme_packet.xml")
+    caller = next(p for p in meta.participants if p.aor == "sip:5125550199@203.0.113.9")
+    assert ("callerorig", "true") in caller.hints
+    assert ("value", "gold") in caller.hints
+    assert ("ucid", "00FA0800210A1B2C3D4E5F") in meta.hints
+    cube = metadata("cisco_cube_inbound.xml")
+    assert ("calldirection", "inbound") in cube.hints     # recording-level <extensiondata>
+
+
+def test_metadata_role_decides_with_one_stream_or_three() -> None:
+    meta = metadata("avaya_sbce.xml")
+    mapping = map_roles(make_sdp("a_leg"), meta, NO_PATTERNS)
+    assert [d.channel for d in mapping.decisions] == ["agent"]
+    mapping = map_roles(make_sdp("b_leg", "a_leg", "x"), meta, NO_PATTERNS)
+    assert [d.channel for d in mapping.decisions] == ["customer", "agent", "customer"]
+    assert [e.outcome for e in mapping.evidence].count("decided") == 3
