@@ -150,7 +150,8 @@ class CallManager:
     def _offered_siprec(self, call_id: str, meta: CallMetadata, plan: AnswerPlan,
                         media: MediaOffer) -> None:
         """A SIPREC recording session: one call, one conversation, a channel per stream."""
-        decisions, warnings = map_roles(media.sdp, media.metadata, self._siprec_roles())
+        mapping = map_roles(media.sdp, media.metadata, self._siprec_roles())
+        decisions, warnings = mapping.decisions, mapping.warnings
         by_index = {d.mline_index: d for d in decisions}
         channels, participants = [], []
         for stream in plan.accepted:
@@ -166,7 +167,8 @@ class CallManager:
         for warning in (*warnings, *([media.metadata_error] if media.metadata_error else [])):
             self._log.warning("siprec.mapping_warning", call_id=call_id, warning=warning)
         self._log.info("siprec.roles", call_id=call_id, channels=channels,
-                       why=[d.why for d in decisions])
+                       why=[d.why for d in decisions],
+                       evidence=[e.to_dict() for e in mapping.evidence])
         self._events.emit(_offered(
             meta, conv.conversation_id, None, tuple(channels),
             siprec=True, participants=_parties(participants),
