@@ -224,7 +224,7 @@ class CallManager:
         call = self.calls.get(call_id)
         if call is None:
             return
-        media = CallMedia(call_id, self.config, self._ports)
+        media = CallMedia(call_id, self.config, self._ports, on_drops=self._count_rtp_drops)
         sinks = [self._sink(call, channel) for channel in call.channels]
         try:
             await media.open(plan, sinks, lambda leg, ev: self._on_dtmf(call_id, leg, ev))
@@ -239,6 +239,9 @@ class CallManager:
         if self.config.sip.answer_delay_ms:
             await asyncio.sleep(self.config.sip.answer_delay_ms / 1000)
         self.answer(call_id, media.port_list)
+
+    def _count_rtp_drops(self, reason: str, count: int) -> None:
+        self._metrics.rtp_dropped.labels(reason=reason).inc(count)
 
     def _sink(self, call: Call, channel: str) -> ChannelSink:
         asr = None

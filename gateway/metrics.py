@@ -35,7 +35,9 @@ class Metrics:
             "gateway_rtp_packets_total", "RTP packets", ["direction"], registry=r)
         self.rtp_lost = Counter("gateway_rtp_packets_lost_total", "RTP packets lost", registry=r)
         self.rtp_dropped = Counter(
-            "gateway_rtp_dropped_total", "RTP datagrams dropped", ["reason"], registry=r)
+            "gateway_rtp_dropped_total", "RTP datagrams dropped, by reason: malformed, source, "
+            "payload_type, oversized, ssrc, sequence, late, duplicate, dtmf_event; no_port: a call "
+            "refused for want of an RTP port", ["reason"], registry=r)
         self.rtp_jitter = Histogram(
             "gateway_rtp_jitter_seconds", "Interarrival jitter per leg at call end",
             buckets=JITTER_BUCKETS_S, registry=r)

@@ -10,6 +10,10 @@ reported (``end_seen=False``) when the next event starts or by :meth:`DtmfDecode
 
 Only the first 4-byte event block of a payload is decoded; further blocks (RFC 4733 2.5.1.5
 multiple events in one packet) are ignored. ``volume_db`` is the power level in dBm0 (0 to -63).
+
+Events outside the negotiated range (the ``a=fmtp:<pt> 0-15,66,70`` list, parsed by
+:func:`parse_event_list`) are dropped before they touch any state and counted in
+:attr:`DtmfDecoder.rejected`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ EVENT_BLOCK_BYTES = 4
 MAX_DURATION = 0xFFFF
 _DIGITS = "0123456789*#ABCD"
 FLASH_EVENT = 16
+MAX_EVENT_CODE = 255
+RFC4733_DEFAULT_EVENTS = frozenset(range(16))  # no events list: 0-15 (RFC 4733 section 7.1.1)
 
 
 class DtmfPayloadError(ValueError):
@@ -35,6 +41,30 @@ class DtmfEvent:
     volume_db: int  # dBm0, 0 down to -63
     rtp_ts: int  # timestamp of the event's first segment
     end_seen: bool = True  # False: reported on timeout / next event, end packets lost
+
+
+def parse_event_list(text: str) -> frozenset[int]:
+    """The event codes of an RFC 4733 ``events`` list such as ``0-15,66,70`` (an ``events=``
+    prefix is tolerated); ValueError for anything else."""
+    body = text.strip()
+    if body.lower().startswith("events="):
+        body = body[len("events="):]
+    codes: set[int] = set()
+    for item in body.split(","):
+        low_text, dash, high_text = item.strip().partition("-")
+        low = _event_code(low_text, text)
+        high = _event_code(high_text, text) if dash else low
+        if high < low:
+            raise ValueError(f"event range {item.strip()!r} runs backwards in {text!r}")
+        codes.update(range(low, high + 1))
+    return frozenset(codes)
+
+
+def _event_code(token: str, text: str) -> int:
+    token = token.strip()
+    if not token.isdigit() or int(token) > MAX_EVENT_CODE:
+        raise ValueError(f"bad event code {token!r} in events list {text!r}")
+    return int(token)
 
 
 def event_name(code: int) -> str:
@@ -59,10 +89,13 @@ class _Tone:
 
 
 class DtmfDecoder:
-    def __init__(self, clock_rate_hz: int = 8000, *, end_timeout_s: float = 1.0) -> None:
+    def __init__(self, clock_rate_hz: int = 8000, *, end_timeout_s: float = 1.0,
+                 events: frozenset[int] | None = None) -> None:
         if clock_rate_hz <= 0 or end_timeout_s <= 0:
             raise ValueError("clock_rate_hz and end_timeout_s must be positive")
         self.clock_rate_hz = clock_rate_hz
+        self.events = events  # negotiated event codes; None: any
+        self.rejected = 0  # packets dropped: event outside the negotiated range
         self.end_timeout_s = end_timeout_s
         self._segment_slack = clock_rate_hz  # a long event's segment may lose ~1 s of updates
         self._tone: _Tone | None = None
@@ -72,6 +105,9 @@ class DtmfDecoder:
             raise DtmfPayloadError(
                 f"telephone-event payload needs {EVENT_BLOCK_BYTES} bytes, got {len(payload)}")
         code, flags = payload[0], payload[1]
+        if self.events is not None and code not in self.events:
+            self.rejected += 1
+            return []
         end, volume = bool(flags & 0x80), flags & 0x3F
         duration = int.from_bytes(payload[2:4], "big")
         rtp_ts &= 0xFFFFFFFF

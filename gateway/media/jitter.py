@@ -21,8 +21,19 @@ Choices made here (document of record):
   marker packet was probably among the lost) right before the next packet, after the silence.
 * ``frame.rtp_ts`` is the sender's extended RTP timestamp until a restart or a backwards
   timestamp step (``realigned``); from then on it is shifted so that the timeline stays
-  contiguous. A restart (SSRC change, sequence jump > 3000, timestamp jump > 10 s) flushes what
-  is held first; a single stray packet with a wild sequence number therefore causes a restart.
+  contiguous. A restart (SSRC change, sequence jump > 3000, timestamp jump > 10 s) needs evidence
+  of a new stream: such a packet only opens a *candidate*, and the buffer restarts when
+  ``PROBATION_PACKETS`` candidate packets in a row agree with each other (same SSRC, sequence
+  numbers within ``CANDIDATE_SEQ_WINDOW`` of one another, timestamps within the jump bound) with
+  no packet of the current stream in between. Then what is held is flushed and the candidate's
+  packets are played in sequence order, so nothing of the new stream is lost. A packet of the
+  current stream cancels the candidate; cancelled candidate packets are dropped and counted
+  (``stray_ssrc`` for another SSRC, ``stray_sequence`` for the current SSRC). One stray packet
+  (old sequence number, foreign SSRC) therefore never restarts the buffer.
+* :meth:`JitterBuffer.fill_silence` advances the timeline by the clock while the sender sends
+  nothing (the shell calls it; see :mod:`gateway.media.leg`). When packets come back, the
+  timestamp gap is reduced by what was filled; a filled span longer than the gap is absorbed
+  silently (no ``realigned`` count).
 * The first packet starts the stream: an earlier-numbered packet arriving after it is ``late``.
 * Adaptive depth: target = 3 x RFC 3550 interarrival jitter, clamped to [ptime_ms,
   max_depth_ms]; it is adopted at a talkspurt start (marker) and otherwise approached by at most
@@ -37,6 +48,8 @@ from typing import NamedTuple
 from gateway.media.rtpstats import InterarrivalJitter, signed_ts_delta
 
 MAX_SEQ_JUMP = 3000
+PROBATION_PACKETS = 3  # consecutive agreeing packets that prove a new stream
+CANDIDATE_SEQ_WINDOW = 16  # candidate packets agree when this close in sequence number
 MAX_TS_JUMP_S = 10.0
 ADAPT_FACTOR = 3.0
 ADAPT_STEP_MS = 0.5
@@ -71,6 +84,9 @@ class JitterStats:
     gap_samples: int = 0  # sender silence emitted as silence frames
     restarts: int = 0
     realigned: int = 0  # timestamp stepped backwards on contiguous sequence numbers
+    stray_ssrc: int = 0  # dropped: another SSRC that never proved to be a new stream
+    stray_sequence: int = 0  # dropped: this SSRC, sequence/timestamp far off, never confirmed
+    filled_samples: int = 0  # silence added by the clock while the sender sent nothing
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -81,6 +97,15 @@ class _Held(NamedTuple):
     ext_ts: int
     marker: bool
     payload: bytes
+    arrival_s: float
+
+
+class _Candidate(NamedTuple):
+    seq: int
+    rtp_ts: int
+    marker: bool
+    payload: bytes
+    ssrc: int
     arrival_s: float
 
 
@@ -113,6 +138,8 @@ class JitterBuffer:
         self._offset = 0  # output timeline = extended stream timestamp + offset
         self._next_seq = 0  # extended sequence number of the next slot to emit
         self._next_ts = 0  # output timestamp of the next slot
+        self._candidate: list[_Candidate] = []  # packets that may be a new stream
+        self._filled = 0  # clock-filled samples since the last packet played
 
     # -- public -----------------------------------------------------------------------------
 
@@ -128,6 +155,11 @@ class JitterBuffer:
     def held(self) -> int:
         return len(self._held)
 
+    @property
+    def ssrc(self) -> int | None:
+        """The SSRC of the stream being played (None before the first packet)."""
+        return self._ssrc
+
     def push(self, seq: int, rtp_ts: int, marker: bool, payload: bytes, ssrc: int,
              arrival_s: float) -> list[Frame]:
         self.stats.received += 1
@@ -138,14 +170,31 @@ class JitterBuffer:
             self._next_ts = rtp_ts
             self._start_stream(seq, rtp_ts, ssrc)
         elif ssrc != self._ssrc or self._is_jump(seq, rtp_ts):
-            self._flush_into(out)
-            self.stats.restarts += 1
-            self._start_stream(seq, rtp_ts, ssrc)
+            return self._probation(_Candidate(seq, rtp_ts, marker, payload, ssrc, arrival_s))
+        elif self._candidate:
+            self._discard_candidate()  # the current stream is alive: the candidate was stray
+        self._accept(seq, rtp_ts, marker, payload, arrival_s, out)
+        return out
+
+    def fill_silence(self, samples: int) -> list[Frame]:
+        """The sender sent nothing: advance the timeline by ``samples`` of silence (only when
+        nothing is held; a later packet's timestamp gap is reduced by what was filled)."""
+        out: list[Frame] = []
+        if samples <= 0 or self._held or self._ssrc is None:
+            return out
+        self._emit_silence(samples, out)
+        self.stats.gap_samples -= samples  # counted as filled, not as sender silence
+        self.stats.filled_samples += samples
+        self._filled += samples
+        return out
+
+    def _accept(self, seq: int, rtp_ts: int, marker: bool, payload: bytes, arrival_s: float,
+                out: list[Frame]) -> None:
         delta = _seq_delta(seq, self._hi_seq16)
         ext_seq = self._hi_ext + delta
         if ext_seq < self._next_seq or ext_seq in self._held:
             self._drop(ext_seq, rtp_ts, arrival_s)
-            return out
+            return
         self._jitter.update(rtp_ts, arrival_s)
         if self._adaptive:
             self._adapt(marker)
@@ -160,7 +209,40 @@ class JitterBuffer:
         else:
             self._held[ext_seq] = _Held(seq, ext_ts, marker, payload, arrival_s)
         self._drain(out)
+
+    # -- new-stream evidence ----------------------------------------------------------------
+
+    def _probation(self, packet: _Candidate) -> list[Frame]:
+        """A packet that does not fit the current stream: wait for evidence of a new one."""
+        if self._candidate and not self._agrees(packet):
+            self._discard_candidate()
+        self._candidate.append(packet)
+        out: list[Frame] = []
+        if len(self._candidate) < PROBATION_PACKETS:
+            return out
+        first = self._candidate[0]
+        packets = sorted(self._candidate, key=lambda p: _seq_delta(p.seq, first.seq))
+        self._candidate = []
+        self._flush_into(out)
+        self.stats.restarts += 1
+        self._start_stream(packets[0].seq, packets[0].rtp_ts, packets[0].ssrc)
+        for p in packets:
+            self._accept(p.seq, p.rtp_ts, p.marker, p.payload, p.arrival_s, out)
         return out
+
+    def _agrees(self, packet: _Candidate) -> bool:
+        newest = self._candidate[-1]
+        seq_delta = _seq_delta(packet.seq, newest.seq)
+        return (packet.ssrc == newest.ssrc and 0 < abs(seq_delta) <= CANDIDATE_SEQ_WINDOW
+                and abs(signed_ts_delta(packet.rtp_ts, newest.rtp_ts)) <= self._max_ts_jump)
+
+    def _discard_candidate(self) -> None:
+        for packet in self._candidate:
+            if packet.ssrc != self._ssrc:
+                self.stats.stray_ssrc += 1
+            else:
+                self.stats.stray_sequence += 1
+        self._candidate = []
 
     def poll(self, now: float) -> list[Frame]:
         """Give up on gaps whose next held packet has waited a full depth; nothing is invented
@@ -175,8 +257,10 @@ class JitterBuffer:
         return out
 
     def flush(self) -> list[Frame]:
-        """End of stream: everything held comes out, gaps concealed."""
+        """End of stream: everything held comes out, gaps concealed; an unconfirmed candidate
+        stream is dropped (counted as stray)."""
         out: list[Frame] = []
+        self._discard_candidate()
         self._flush_into(out)
         return out
 
@@ -226,7 +310,9 @@ class JitterBuffer:
             self._emit_silence(gap, out)
         elif gap < 0:
             self._offset -= gap
-            self.stats.realigned += 1
+            if -gap > self._filled:  # more than the clock filled: the sender's timeline
+                self.stats.realigned += 1
+        self._filled = 0
         samples = len(payload)
         out.append(Frame(self._next_ts, samples, payload, seq, marker))
         self._recent[self._next_seq % _RECENT_SLOTS] = self._next_seq

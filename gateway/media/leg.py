@@ -3,6 +3,17 @@ G.711 decode or concealment -> 8 kHz PCM (recording) -> resampled PCM for ASR.
 
 The socket shell (:mod:`gateway.media.endpoint`) calls :meth:`InboundLeg.on_packet`;
 a shared media tick calls :meth:`InboundLeg.tick`; :meth:`InboundLeg.close` flushes.
+
+Checks against what was negotiated (each drop counted by reason in :attr:`InboundLeg.dropped`):
+an audio payload longer than ``MAX_PACKET_PTIMES`` x ptime (at least ``MIN_MAX_PACKET_MS``) of
+the codec is ``oversized``; a payload type other than the codec, telephone-event or comfort
+noise is ``payload_type``; a telephone event outside the answered events list is ``dtmf_event``.
+RFC 3389 comfort noise (``CN/8000``) is silence: it takes its sequence slot with no samples and
+its timestamp gap to the next packet comes out as silence.
+
+Time keeps running when the sender stops (silence suppression, a dead source): once nothing has
+arrived for the jitter depth plus two ptimes, :meth:`InboundLeg.tick` feeds silence by the
+clock, at most ``max_fill_s`` per pause, so that ASR endpointing fires.
 """
 
 from __future__ import annotations
@@ -18,12 +29,36 @@ from gateway.media.dtmf import DtmfDecoder, DtmfEvent
 from gateway.media.g711 import decoder_for
 from gateway.media.jitter import Frame, JitterBuffer
 from gateway.media.resample import StreamResampler
-from gateway.media.rtp import RtpPacket
 from gateway.media.rtpstats import RtpReceiveStats
 
 CLOCK_RATE_HZ = 8000
 PLC_ATTENUATION = 0.5       # each concealed frame repeats the last one at half the level
 PLC_MAX_REPEATS = 3         # then silence
+MAX_PACKET_PTIMES = 4       # an audio payload may carry up to this many ptimes ...
+MIN_MAX_PACKET_MS = 120     # ... and never less than this much audio
+SAMPLES_PER_MS = CLOCK_RATE_HZ // 1000
+
+
+class PacketView(Protocol):
+    """The RTP fields the pipeline reads (any packet class that has them)."""
+
+    @property
+    def payload_type(self) -> int: ...
+
+    @property
+    def marker(self) -> bool | int: ...
+
+    @property
+    def sequence_number(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def ssrc(self) -> int: ...
+
+    @property
+    def payload(self) -> bytes: ...
 
 
 class AudioSink(Protocol):
@@ -44,6 +79,14 @@ class LegSettings:
     jitter_depth_ms: int
     jitter_adaptive: bool
     model_rate_hz: int
+    cn_payload_type: int | None = None
+    dtmf_events: frozenset[int] | None = None   # None: any event code
+    max_fill_s: float = 30.0                     # silence fed by the clock per pause, at most
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """G.711: one byte per sample."""
+        return max(MAX_PACKET_PTIMES * self.ptime_ms, MIN_MAX_PACKET_MS) * SAMPLES_PER_MS
 
 
 class InboundLeg:
@@ -57,7 +100,7 @@ class InboundLeg:
         self.jitter = JitterBuffer(clock_rate_hz=CLOCK_RATE_HZ, ptime_ms=settings.ptime_ms,
                                    depth_ms=settings.jitter_depth_ms,
                                    adaptive=settings.jitter_adaptive)
-        self._dtmf = DtmfDecoder(CLOCK_RATE_HZ)
+        self._dtmf = DtmfDecoder(CLOCK_RATE_HZ, events=settings.dtmf_events)
         self._resampler = StreamResampler(CLOCK_RATE_HZ, settings.model_rate_hz)
         self._last: npt.NDArray[np.int16] | None = None
         self._repeats = 0
@@ -66,20 +109,53 @@ class InboundLeg:
         self.concealed_samples = 0
         self.dtmf_events = 0
         self.closed = False
+        self.dropped: dict[str, int] = {}   # reason -> packets dropped by this pipeline
+        self._last_rx: float | None = None  # arrival of the last packet that was played/held
+        self._filled = 0                    # samples fed by the clock since then
 
-    def on_packet(self, packet: RtpPacket, now: float) -> None:
-        if packet.payload_type == self.settings.dtmf_payload_type:
+    @property
+    def ssrc(self) -> int | None:
+        """The SSRC of the stream being played."""
+        return self.jitter.ssrc
+
+    def on_packet(self, packet: PacketView, now: float) -> None:
+        pt = packet.payload_type
+        if pt == self.settings.dtmf_payload_type:
             self._dtmf_packet(packet, now)
             return
-        self.rtp_stats.update(packet.sequence_number, packet.timestamp, now)
+        payload = packet.payload
+        if pt == self.settings.cn_payload_type:
+            payload = b""                   # comfort noise: silence, no samples of its own
+        elif pt != self.settings.payload_type:
+            self._drop("payload_type")
+            return
+        elif len(payload) > self.settings.max_payload_bytes:
+            self._drop("oversized")
+            return
         frames = self.jitter.push(packet.sequence_number, packet.timestamp, bool(packet.marker),
-                                  packet.payload, packet.ssrc, now)
+                                  payload, packet.ssrc, now)
+        if packet.ssrc == self.jitter.ssrc:
+            self.rtp_stats.update(packet.sequence_number, packet.timestamp, now)
+        if frames or self.jitter.held:      # part of the stream (not late, not stray)
+            self._last_rx, self._filled = now, 0
         self._deliver(frames)
 
-    def _dtmf_packet(self, packet: RtpPacket, now: float) -> None:
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def drop_counts(self) -> dict[str, int]:
+        """Every packet this pipeline dropped, by reason (jitter buffer and DTMF included)."""
+        jb = self.jitter.stats
+        counts = {**self.dropped, "late": jb.late, "duplicate": jb.duplicated,
+                  "ssrc": jb.stray_ssrc, "sequence": jb.stray_sequence,
+                  "dtmf_event": self._dtmf.rejected}
+        return {reason: n for reason, n in counts.items() if n}
+
+    def _dtmf_packet(self, packet: PacketView, now: float) -> None:
         try:
             events = self._dtmf.push(packet.payload, packet.timestamp, bool(packet.marker), now)
         except ValueError:
+            self._drop("malformed")
             return
         for event in events:
             self.dtmf_events += 1
@@ -87,9 +163,25 @@ class InboundLeg:
 
     def tick(self, now: float) -> None:
         self._deliver(self.jitter.poll(now))
+        self._fill_by_clock(now)
         for event in self._dtmf.poll(now):
             self.dtmf_events += 1
             self._on_dtmf(event)
+
+    def _fill_by_clock(self, now: float) -> None:
+        """Nothing arrived for a while and nothing is held: silence up to now (less one ptime,
+        so a packet that is merely late finds its place), bounded by ``max_fill_s``."""
+        if self._last_rx is None or self.jitter.held:
+            return
+        idle_s = now - self._last_rx
+        grace_s = (self.jitter.depth_ms + 2 * self.settings.ptime_ms) / 1000.0
+        if idle_s <= grace_s:
+            return
+        target = round((min(idle_s, self.settings.max_fill_s) * 1000 - self.settings.ptime_ms)
+                       * SAMPLES_PER_MS)
+        if target > self._filled:
+            self._deliver(self.jitter.fill_silence(target - self._filled))
+            self._filled = target
 
     def _deliver(self, frames: list[Frame]) -> None:
         for frame in frames:
@@ -101,6 +193,8 @@ class InboundLeg:
             self.position = position + len(pcm)
 
     def _pcm_for(self, frame: Frame) -> npt.NDArray[np.int16]:
+        if frame.payload == b"":            # comfort noise: its gap comes as silence frames
+            return np.zeros(0, dtype=np.int16)
         if frame.payload is not None:
             pcm = self._decode(frame.payload)
             self._last, self._repeats = pcm, 0
@@ -132,4 +226,6 @@ class InboundLeg:
                 "jitter_ms": round(self.rtp_stats.jitter_s * 1000, 2),
                 "jitter_buffer": self.jitter.stats.to_dict(),
                 "concealed_ms": self.concealed_samples * 1000 // CLOCK_RATE_HZ,
-                "dtmf_events": self.dtmf_events, "audio_s": self.position / CLOCK_RATE_HZ}
+                "dtmf_events": self.dtmf_events, "audio_s": self.position / CLOCK_RATE_HZ,
+                "filled_ms": self.jitter.stats.filled_samples * 1000 // CLOCK_RATE_HZ,
+                "dropped": self.drop_counts()}

@@ -1,5 +1,9 @@
 """One call's media in the shell: RTP sockets per accepted stream, the receive pipelines,
-RTCP receiver reports, the RTP timeout and hold state, and port bookkeeping."""
+RTCP receiver reports, the RTP timeout and hold state, and port bookkeeping.
+
+Every packet a leg drops (socket level: malformed, foreign source, payload type; pipeline:
+oversized, stray SSRC/sequence, late, duplicate, DTMF event outside the answered list) is
+reported by reason to ``on_drops`` on the media tick and at close (the metrics counter)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any, Protocol
 
 from gateway.config import GatewayConfig
 from gateway.conversation import ChannelSink
-from gateway.media.dtmf import DtmfEvent
+from gateway.media.dtmf import RFC4733_DEFAULT_EVENTS, DtmfEvent, parse_event_list
 from gateway.media.endpoint import RtpEndpoint
 from gateway.media.leg import InboundLeg, LegSettings
 from gateway.media.ports import PortAllocator, PortsExhausted
@@ -24,9 +28,11 @@ from gateway.media.rtcp import (
     build_sender_report,
     parse_compound,
 )
+from gateway.media.timeout import RtpTimeout
 from gateway.sip.sdp import AnsweredStream, AnswerPlan
 
 HELD_DIRECTIONS = ("sendonly", "inactive")
+DropsListener = Callable[[str, int], None]
 
 
 class SenderState(Protocol):
@@ -59,16 +65,28 @@ class MediaLeg:
     def channel(self) -> str:
         return self.sink.channel
 
+    def drop_counts(self) -> dict[str, int]:
+        """Packets dropped on this leg so far, by reason (socket and pipeline together)."""
+        ep = self.endpoint.stats
+        counts = {"malformed": ep.dropped_malformed, "source": ep.dropped_source,
+                  "payload_type": ep.dropped_payload_type}
+        for reason, n in self.pipeline.drop_counts().items():
+            counts[reason] = counts.get(reason, 0) + n
+        return {reason: n for reason, n in counts.items() if n}
+
 
 class CallMedia:
-    def __init__(self, call_id: str, config: GatewayConfig, ports: PortAllocator) -> None:
+    def __init__(self, call_id: str, config: GatewayConfig, ports: PortAllocator,
+                 on_drops: DropsListener | None = None) -> None:
         self.call_id = call_id
         self._config = config
         self._ports = ports
         self.legs: list[MediaLeg] = []
         self.port_list: list[int | None] = []
         self.held = False
-        self._last_activity = asyncio.get_running_loop().time()
+        self._timeout = RtpTimeout(asyncio.get_running_loop().time())
+        self._on_drops = on_drops
+        self._drops_reported: dict[tuple[int, str], int] = {}
         self.closed = False
 
     async def open(self, plan: AnswerPlan, sinks: list[ChannelSink],
@@ -91,13 +109,15 @@ class CallMedia:
                         on_dtmf: Callable[[MediaLeg, DtmfEvent], None]) -> MediaLeg:
         rtp = self._config.rtp
         assert stream.pt is not None and stream.encoding is not None
-        pts = frozenset(p for p in (stream.pt, stream.dtmf_pt) if p is not None)
+        pts = frozenset(p for p in (stream.pt, stream.dtmf_pt, stream.cn_pt) if p is not None)
         endpoint = RtpEndpoint(pts, rtp.symmetric)
         self._set_remote(endpoint, stream)
         await self._bind(endpoint, stream.rtcp_mux)
         settings = LegSettings(stream.encoding, stream.pt, stream.dtmf_pt, stream.ptime_ms,
                                rtp.jitter_depth_ms, rtp.jitter_mode == "adaptive",
-                               self._config.triton.sample_rate_hz)
+                               self._config.triton.sample_rate_hz, cn_payload_type=stream.cn_pt,
+                               dtmf_events=_event_codes(stream.dtmf_events),
+                               max_fill_s=rtp.timeout_s)
         leg_box: list[MediaLeg] = []
         pipeline = InboundLeg(settings, sink, lambda ev: on_dtmf(leg_box[0], ev))
         leg = MediaLeg(stream, endpoint, pipeline, sink, RtcpScheduler(), secrets.randbits(32))
@@ -133,7 +153,7 @@ class CallMedia:
             leg.stream = stream
         directions = [s.remote_direction for s in plan.accepted]
         self.held = bool(directions) and all(d in HELD_DIRECTIONS for d in directions)
-        self._last_activity = asyncio.get_running_loop().time()
+        self._timeout.activity(asyncio.get_running_loop().time())
 
     def _on_rtcp(self, leg: MediaLeg, data: bytes, now: float) -> None:
         try:
@@ -149,15 +169,25 @@ class CallMedia:
             leg.pipeline.tick(now)
             self._maybe_send_rtcp(leg, now)
             last = leg.endpoint.stats.last_packet_at
-            if last is not None and last > self._last_activity:
-                self._last_activity = last
+            if last is not None:
+                self._timeout.activity(last)
+        self._report_drops()
+        if self.held:
+            self._timeout.activity(now)
         if self.held or not self.legs:
-            self._last_activity = max(self._last_activity, now) if self.held else \
-                self._last_activity
             return None
-        if now - self._last_activity > self._config.rtp.timeout_s:
-            return f"rtp timeout ({self._config.rtp.timeout_s:g} s without packets)"
-        return None
+        return self._timeout.check(now, self._config.rtp.timeout_s)
+
+    def _report_drops(self) -> None:
+        if self._on_drops is None:
+            return
+        for index, leg in enumerate(self.legs):
+            for reason, count in leg.drop_counts().items():
+                key = (index, reason)
+                new = count - self._drops_reported.get(key, 0)
+                if new > 0:
+                    self._drops_reported[key] = count
+                    self._on_drops(reason, new)
 
     def _maybe_send_rtcp(self, leg: MediaLeg, now: float) -> None:
         due = leg.rtcp.next_due()
@@ -166,7 +196,8 @@ class CallMedia:
             return
         block = leg.pipeline.rtp_stats.report_block()
         lsr, dlsr = leg.rtcp.lsr_dlsr(now)
-        report = ReceiverBlock(leg.endpoint.ssrc or 0, block.fraction_lost, block.packets_lost,
+        media_ssrc = leg.pipeline.ssrc if leg.pipeline.ssrc is not None else leg.endpoint.ssrc
+        report = ReceiverBlock(media_ssrc or 0, block.fraction_lost, block.packets_lost,
                                block.highest_sequence, block.jitter, lsr, dlsr)
         cname = f"asr-gateway@{self.call_id}"
         if sender is not None:       # RFC 3550 6.4.1: a sender reports with an SR
@@ -189,6 +220,7 @@ class CallMedia:
         self.closed = True
         for leg in self.legs:
             leg.pipeline.close()
+        self._report_drops()
         self.close_sockets()
 
     def close_sockets(self) -> None:
@@ -202,8 +234,19 @@ class CallMedia:
     def stats(self) -> list[dict[str, Any]]:
         return [{"channel": leg.channel, "port": leg.endpoint.port,
                  "remote": _addr(leg.endpoint.latched or leg.endpoint.remote),
-                 "ssrc": leg.endpoint.ssrc, **leg.endpoint.stats.to_dict(),
-                 **leg.pipeline.stats(), **leg.sink.summary()} for leg in self.legs]
+                 "ssrc": leg.endpoint.ssrc if leg.pipeline.ssrc is None else leg.pipeline.ssrc,
+                 **leg.endpoint.stats.to_dict(), **leg.pipeline.stats(),
+                 "dropped": leg.drop_counts(), **leg.sink.summary()} for leg in self.legs]
+
+
+def _event_codes(events: str | None) -> frozenset[int] | None:
+    """The telephone events we answered; RFC 4733's 0-15 when the list cannot be read."""
+    if events is None:
+        return None
+    try:
+        return parse_event_list(events)
+    except ValueError:
+        return RFC4733_DEFAULT_EVENTS
 
 
 def _addr(addr: tuple[str, int] | None) -> str | None:

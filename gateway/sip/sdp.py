@@ -27,7 +27,9 @@ ALLOWED_PTIMES_MS = frozenset({10, 20, 30})
 HOLD_ADDRESS = "0.0.0.0"
 G711_CLOCK_RATE_HZ = 8000
 TELEPHONE_EVENT = "telephone-event"
+COMFORT_NOISE = "CN"  # RFC 3389
 DEFAULT_DTMF_FMTP = "0-16"
+_EVENT_LIST = re.compile(r"^\s*\d{1,3}(-\d{1,3})?(\s*,\s*\d{1,3}(-\d{1,3})?)*\s*$")
 MAX_PORT = 65535
 MAX_PAYLOAD_TYPE = 127
 
@@ -433,6 +435,8 @@ class AnsweredStream:
     direction: str
     label: str | None
     remote_direction: str
+    dtmf_events: str | None = None  # the RFC 4733 events list we answer (what we accept)
+    cn_pt: int | None = None  # RFC 3389 comfort noise, when offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +479,21 @@ def _choose_dtmf(media: MediaDescription) -> int | None:
         if _is_codec(media.rtpmap_for(pt), TELEPHONE_EVENT):
             return pt
     return None
+
+
+def _choose_cn(media: MediaDescription) -> int | None:
+    for pt in media.payload_types():
+        if _is_codec(media.rtpmap_for(pt), COMFORT_NOISE):
+            return pt
+    return None
+
+
+def _dtmf_events(media: MediaDescription, dtmf_pt: int | None) -> str | None:
+    """The offered events list when it is one (``0-15,66``), else our default."""
+    if dtmf_pt is None:
+        return None
+    offered = media.fmtp_for(dtmf_pt)
+    return offered.strip() if offered and _EVENT_LIST.match(offered) else DEFAULT_DTMF_FMTP
 
 
 def _our_direction(remote_direction: str, recv_only: bool) -> str:
@@ -533,9 +552,10 @@ def _accepted(
 ) -> AnsweredStream:
     media = offer.media[index]
     offered_ptime_ms = media.ptime_ms
+    dtmf_pt = _choose_dtmf(media) if policy.telephone_event else None
     return AnsweredStream(
         index=index, accepted=True, pt=codec[0], encoding=codec[1],
-        dtmf_pt=_choose_dtmf(media) if policy.telephone_event else None,
+        dtmf_pt=dtmf_pt, dtmf_events=_dtmf_events(media, dtmf_pt), cn_pt=_choose_cn(media),
         remote_address=offer.media_address(index), remote_port=media.port,
         remote_rtcp_port=_remote_rtcp_port(media), rtcp_mux=media.rtcp_mux,
         ptime_ms=(
@@ -606,15 +626,17 @@ def _check_answer_inputs(
 
 
 def _accepted_media_lines(media: MediaDescription, stream: AnsweredStream, port: int) -> list[str]:
-    formats = [str(stream.pt)] + ([str(stream.dtmf_pt)] if stream.dtmf_pt is not None else [])
+    extra = [pt for pt in (stream.dtmf_pt, stream.cn_pt) if pt is not None]
     lines = [
-        f"m={media.media} {port} {media.proto} {' '.join(formats)}",
+        f"m={media.media} {port} {media.proto} {' '.join(map(str, [stream.pt, *extra]))}",
         f"a=rtpmap:{stream.pt} {stream.encoding}/{G711_CLOCK_RATE_HZ}",
     ]
     if stream.dtmf_pt is not None:
-        dtmf_fmtp = media.fmtp_for(stream.dtmf_pt) or DEFAULT_DTMF_FMTP
+        dtmf_fmtp = stream.dtmf_events or DEFAULT_DTMF_FMTP
         lines.append(f"a=rtpmap:{stream.dtmf_pt} {TELEPHONE_EVENT}/{G711_CLOCK_RATE_HZ}")
         lines.append(f"a=fmtp:{stream.dtmf_pt} {dtmf_fmtp}")
+    if stream.cn_pt is not None:
+        lines.append(f"a=rtpmap:{stream.cn_pt} {COMFORT_NOISE}/{G711_CLOCK_RATE_HZ}")
     lines += [f"a=ptime:{stream.ptime_ms}", f"a={stream.direction}"]
     if stream.label is not None:
         lines.append(f"a=label:{stream.label}")

@@ -136,3 +136,39 @@ def test_malformed_payload_raises(raw: bytes) -> None:
     with pytest.raises(DtmfPayloadError):
         dec.push(raw, 0, True, 0.0)
     assert issubclass(DtmfPayloadError, ValueError)
+
+
+# ----------------------------------------------------------------- negotiated event range
+
+
+@pytest.mark.parametrize(("text", "codes"), [
+    ("0-15", set(range(16))), ("0-15,66,70", {*range(16), 66, 70}), ("0-16", set(range(17))),
+    (" 0 - 11 , 16 ", {*range(12), 16}), ("events=0-3", {0, 1, 2, 3}), ("255", {255})])
+def test_parse_event_list(text: str, codes: set[int]) -> None:
+    from gateway.media.dtmf import parse_event_list
+    assert parse_event_list(text) == frozenset(codes)
+
+
+@pytest.mark.parametrize("text", ["", "x", "0-", "15-0", "0-256", "1,,2", "0-15;a"])
+def test_parse_event_list_refuses_garbage(text: str) -> None:
+    from gateway.media.dtmf import parse_event_list
+    with pytest.raises(ValueError):
+        parse_event_list(text)
+
+
+def test_events_outside_the_negotiated_range_are_dropped_and_counted() -> None:
+    """Issue 13 item 11: with a=fmtp:101 0-15, event 159 and flash (16) never come out."""
+    dec = DtmfDecoder(RATE, events=frozenset(range(16)))
+    packets = key_press(159, 1000) + key_press(16, 3000) + key_press(5, 5000)
+    events = flat(run(dec, packets))
+    assert [e.digit for e in events] == ["5"]
+    assert dec.rejected == 2 * 8 and events[0].duration_ms == 120
+    assert dec.poll(100.0) == []
+
+
+def test_a_rejected_event_does_not_disturb_the_tone_in_progress() -> None:
+    dec = DtmfDecoder(RATE, events=frozenset(range(16)))
+    press = key_press(7, 2000)
+    mixed = press[:3] + [(payload(200, 160, end=True), 9999, True)] + press[3:]
+    events = flat(run(dec, mixed))
+    assert [(e.digit, e.end_seen) for e in events] == [("7", True)] and dec.rejected == 1

@@ -169,10 +169,12 @@ def test_ssrc_change_flushes_and_restarts_contiguously() -> None:
     out = feed(jb, a[:5] + [a[6], a[7]])  # 105 missing, 106/107 held
     assert kinds(out) == "RRRRR"
     b = talk(4, seq0=40000, ts0=999_999, first_marker=True)
-    step = push(jb, b[0], 0.2, ssrc=0xBEEF)
-    assert kinds(step) == "CRRR"
-    assert [f.seq for f in step[1:]] == [106, 107, 40000]
-    out += step + feed(jb, b[1:], t0=0.22, ssrc=0xBEEF)
+    assert push(jb, b[0], 0.2, ssrc=0xBEEF) == []         # a candidate: one packet proves
+    assert push(jb, b[1], 0.22, ssrc=0xBEEF) == []        # nothing (PROBATION_PACKETS = 3)
+    step = push(jb, b[2], 0.24, ssrc=0xBEEF)
+    assert kinds(step) == "CRRRRR"
+    assert [f.seq for f in step[1:]] == [106, 107, 40000, 40001, 40002]
+    out += step + feed(jb, b[3:], t0=0.26, ssrc=0xBEEF)
     assert_contiguous(out)
     assert real_seqs(out)[-4:] == [40000, 40001, 40002, 40003]
     assert (jb.stats.restarts, jb.stats.lost) == (1, 1)

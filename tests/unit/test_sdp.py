@@ -495,7 +495,7 @@ def test_answer_for_asterisk_round_trips() -> None:
 def test_answer_copies_dtmf_fmtp_from_offer() -> None:
     offer = parse_sdp(FREESWITCH)
     audio = parse_sdp(answer_for(offer, negotiate(offer), [40000])).media[0]
-    assert audio.formats == ("0", "101")
+    assert audio.formats == ("0", "101", "13")          # CN offered: accepted (RFC 3389)
     assert audio.fmtp == ((101, "0-15"),)
 
 
@@ -614,3 +614,37 @@ def test_hold_via_session_level_sendonly() -> None:
 def test_recvonly_offer_is_not_hold() -> None:
     offer = parse_sdp(ASTERISK.replace("a=sendrecv", "a=recvonly"))
     assert not is_hold(offer, 0)
+
+
+# ----------------------------------------------------------------- comfort noise, DTMF events
+
+
+def test_comfort_noise_is_accepted_when_offered() -> None:
+    offer = parse_sdp(FREESWITCH)
+    stream = negotiate(offer).streams[0]
+    assert stream.cn_pt == 13 and stream.dtmf_events == "0-15"
+    audio = parse_sdp(answer_for(offer, negotiate(offer), [40000])).media[0]
+    assert audio.rtpmap_for(13) is not None and audio.rtpmap_for(13).encoding == "CN"
+    assert any(m.encoding == "CN" for m in audio.rtpmaps)        # written, not only static
+
+
+def test_dynamic_comfort_noise_payload_type() -> None:
+    offer = parse_sdp(offer_with("m=audio 5000 RTP/AVP 0 97\na=rtpmap:97 CN/8000"))
+    assert negotiate(offer).streams[0].cn_pt == 97
+
+
+def test_no_comfort_noise_unless_offered() -> None:
+    offer = parse_sdp(SIPP)
+    assert negotiate(offer).streams[0].cn_pt is None
+    assert b"CN/8000" not in answer_for(offer, negotiate(offer), [40000])
+
+
+@pytest.mark.parametrize(("fmtp", "answered"), [
+    ("0-15,66,70", "0-15,66,70"), ("0-15", "0-15"), ("garbage", "0-16"), ("0-15;x", "0-16")])
+def test_dtmf_events_list_answered_is_the_offered_one_when_valid(fmtp: str, answered: str
+                                                                  ) -> None:
+    offer = parse_sdp(offer_with(
+        f"m=audio 5000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na=fmtp:101 {fmtp}"))
+    plan = negotiate(offer)
+    assert plan.streams[0].dtmf_events == answered
+    assert parse_sdp(answer_for(offer, plan, [40000])).media[0].fmtp == ((101, answered),)
