@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
+import contextlib
+import secrets
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, hdrs, web
 
 from gateway.config import HttpConfig
 from gateway.events.types import Envelope
+from gateway.http_auth import (
+    BEARER_SUBPROTOCOL_PREFIX,
+    EVENTS_SUBPROTOCOL,
+    TicketBook,
+    bearer_credentials,
+    offered_subprotocols,
+    subprotocol_auth,
+    token_matches,
+)
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+TICKETS_KEY: web.AppKey[TicketBook] = web.AppKey("ws tickets", TicketBook)
+SOCKETS_KEY: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
+    "open websockets", weakref.WeakSet)
+WS_ANSWER_KEY: web.RequestKey[str | None] = web.RequestKey("ws subprotocol answer", str)
 CONTROL_PREFIX = "/v1/"
+EVENTS_PATH = "/v1/events"
+WS_CLOSE_TIMEOUT_S = 2.0      # a WebSocket client that does not answer our close frame
+SHUTDOWN_TIMEOUT_S = 3.0      # requests still running when the HTTP port stops
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -31,12 +49,36 @@ def _token_middleware(token: str | None) -> Any:
             return await handler(request)
         if token is None:
             return _error(403, "control API disabled: set http.token in the config")
-        sent = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-            return _error(401, "missing or wrong bearer token")
+        if not _authenticated(request, token):
+            return _error(401, "missing or wrong bearer token (Authorization: Bearer <token>"
+                               "; on /v1/events also a Sec-WebSocket-Protocol entry "
+                               "asr-gateway.bearer.<token> or ?ticket= from POST /v1/ws-ticket)")
         return await handler(request)
 
     return check
+
+
+def _authenticated(request: web.Request, token: str) -> bool:
+    sent = bearer_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
+    header_ok = sent is not None and token_matches(sent, token)
+    if request.path != EVENTS_PATH or request.method != "GET":
+        return header_ok
+    offered = offered_subprotocols(request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, ""))
+    by_protocol = subprotocol_auth(offered, token)
+    request[WS_ANSWER_KEY] = by_protocol.answer
+    ticket = request.query.get("ticket")
+    by_ticket = ticket is not None and request.app[TICKETS_KEY].redeem(
+        ticket, asyncio.get_running_loop().time())
+    return header_ok or by_protocol.ok or by_ticket
+
+
+def choose_subprotocol(offered: list[str], auth_answer: str | None) -> str | None:
+    """The one subprotocol the handshake answers with: a browser that offered some fails the
+    connection unless one of them comes back."""
+    if EVENTS_SUBPROTOCOL in offered:
+        return EVENTS_SUBPROTOCOL
+    plain = [p for p in offered if not p.startswith(BEARER_SUBPROTOCOL_PREFIX)]
+    return auth_answer or next(iter(plain + offered), None)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -78,8 +120,12 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY_KEY]
     call_id = request.query.get("call_id")
     types = {t for t in request.query.get("types", "").split(",") if t}
-    ws = web.WebSocketResponse(heartbeat=20)
+    offered = offered_subprotocols(request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, ""))
+    answer = choose_subprotocol(offered, request.get(WS_ANSWER_KEY))
+    ws = web.WebSocketResponse(heartbeat=20, timeout=WS_CLOSE_TIMEOUT_S,
+                               protocols=(answer,) if answer else ())
     await ws.prepare(request)
+    request.app[SOCKETS_KEY].add(ws)
     queue: asyncio.Queue[str] = asyncio.Queue(WS_QUEUE_LIMIT)
 
     def listener(event: Envelope) -> None:
@@ -108,6 +154,24 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
 async def _drain_incoming(ws: web.WebSocketResponse) -> None:
     async for _msg in ws:      # the client only listens; reading keeps pings and close working
         pass
+
+
+async def ws_ticket(request: web.Request) -> web.Response:
+    """POST -> 201 {"ticket": ..., "expires_in_s": ...}: one WebSocket connect as ?ticket=."""
+    book = request.app[TICKETS_KEY]
+    ticket = secrets.token_urlsafe(24)
+    book.issue(ticket, asyncio.get_running_loop().time())
+    return web.json_response({"ticket": ticket, "expires_in_s": book.ttl_s}, status=201,
+                             headers={"Cache-Control": "no-store"})
+
+
+async def close_websockets(app: web.Application) -> None:
+    """Going-away (1001) to every open WebSocket, so no handler keeps the shutdown waiting."""
+    sockets = [ws for ws in app[SOCKETS_KEY] if not ws.closed]
+    closing = asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway stopping")
+                               for ws in sockets), return_exceptions=True)
+    with contextlib.suppress(TimeoutError):     # a client that reads nothing blocks the drain
+        await asyncio.wait_for(closing, WS_CLOSE_TIMEOUT_S + 1)
 
 
 async def say(request: web.Request) -> web.Response:
@@ -139,20 +203,25 @@ def build_app(gateway: Gateway, config: HttpConfig) -> web.Application:
     token = config.token.reveal() if config.token is not None else None
     app = web.Application(middlewares=[_token_middleware(token)], client_max_size=64 * 1024)
     app[GATEWAY_KEY] = gateway
+    app[TICKETS_KEY] = TicketBook()
+    app[SOCKETS_KEY] = weakref.WeakSet()
+    app.on_shutdown.append(close_websockets)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/calls", list_calls)
     app.router.add_get("/v1/calls/{call_id}", get_call)
     app.router.add_post("/v1/calls/{call_id}/hangup", hangup_call)
-    app.router.add_get("/v1/events", events_ws)
+    app.router.add_get(EVENTS_PATH, events_ws)
+    app.router.add_post("/v1/ws-ticket", ws_ticket)
     app.router.add_post("/v1/calls/{call_id}/say", say)
     return app
 
 
 class HttpServer:
     def __init__(self, gateway: Gateway, config: HttpConfig) -> None:
-        self._runner = web.AppRunner(build_app(gateway, config), access_log=None)
+        self._runner = web.AppRunner(build_app(gateway, config), access_log=None,
+                                     shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         self._config = config
         self.port = config.port
 
@@ -162,5 +231,10 @@ class HttpServer:
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 
+    async def close_websockets(self) -> None:
+        if self._runner.app is not None:
+            await close_websockets(self._runner.app)
+
     async def stop(self) -> None:
+        await self.close_websockets()       # before cleanup, which waits for every handler
         await self._runner.cleanup()
