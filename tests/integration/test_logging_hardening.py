@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import _next_rtp_range
 from tests.gateway_proc import REPO, base_config, merge, to_toml
+from tests.peers.ports import distinct_tcp_ports
 from tests.rawsip import UdpPeer, request
 
 EXIT_BOUND_S = 30.0       # drain grace 0.5 s plus bounded shutdown steps, generous for CI
@@ -77,12 +78,27 @@ class Daemon:
             self.proc.wait(10)
 
 
+_ORPHAN_MARKERS: list[str] = []
+
+
+def request_cleanup(marker: str) -> None:
+    """After the test, kill what still runs with ``marker`` (this test's own paths) in its
+    command line: a failed test must not leave its Triton behind."""
+    _ORPHAN_MARKERS.append(marker)
+
+
 @pytest.fixture
 def daemons() -> Iterator[list[Daemon]]:
     started: list[Daemon] = []
     yield started
     for d in started:
         d.kill()
+    while _ORPHAN_MARKERS:
+        for pid in _processes_mentioning(_ORPHAN_MARKERS.pop()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _make_it_log(d: Daemon) -> None:
@@ -144,3 +160,89 @@ def test_log_lines_fall_back_to_stderr_when_stdout_breaks(
     events = [x.get("event") for x in lines]
     assert "sip.dropped" in events and "shutdown.requested" in events
     assert events[-1] == "gateway.stopped"
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if text.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_ctrl_c_through_a_closed_pipe_stops_the_daemon_and_its_triton(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    """`asr-gateway run --triton-venv ... 2>&1 | tee log`, tee dies, then SIGINT (Ctrl-C):
+    the gateway exits cleanly and the Triton it started is gone."""
+    venv = REPO / ".venv-triton"
+    if not (venv / "bin" / "python").exists():
+        pytest.fail(f"no Triton venv at {venv}: run make triton-venv", pytrace=False)
+    (grpc,) = distinct_tcp_ports(1)
+    extra = {"triton": {"url": f"127.0.0.1:{grpc}", "asr_model": "asr_ack",
+                        "asr_enabled": True, "required_for_ready": True,
+                        "connect_timeout_s": 5.0}}
+    marker = str(tmp_path / "state" / "triton" / "backends")
+    request_cleanup(marker)
+    d = Daemon(tmp_path, extra, stderr=subprocess.STDOUT, args=("--triton-venv", str(venv)))
+    daemons.append(d)
+    assert _processes_mentioning(marker), "Triton not found running"
+    d.close_reader()
+    _make_it_log(d)
+    d.proc.send_signal(signal.SIGINT)
+    try:
+        assert d.proc.wait(EXIT_BOUND_S) == 0
+    except subprocess.TimeoutExpired:
+        raise AssertionError("SIGINT ignored after stdout broke") from None
+    deadline = time.monotonic() + 15.0
+    while _processes_mentioning(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_mentioning(marker), "the gateway's Triton outlived it"
+
+
+async def test_readyz_reflects_a_sip_side_that_stopped_answering(tmp_path: Path) -> None:
+    """In-process gateway: dispatch that keeps raising, then a closed SIP socket, turn the
+    readiness check red (the HTTP route serves exactly ``Gateway.readiness``)."""
+    import asyncio
+
+    from gateway.config import parse_config
+    from gateway.server import Gateway
+
+    cfg = parse_config(merge(base_config(tmp_path, _next_rtp_range()), NO_TRITON), {}, tmp_path)
+    gw = Gateway(cfg)
+    await gw.start()
+    try:
+        assert gw.readiness()[0] is True
+        peer = UdpPeer()
+
+        def broken(*_args: Any) -> Any:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        gw.sip.core.receive = broken  # type: ignore[method-assign,assignment]
+        for _ in range(3):
+            peer.send(request("OPTIONS", gw.sip.port, local_port=peer.port), gw.sip.port)
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if not gw.readiness()[0]:
+                break
+        ready, checks = gw.readiness()
+        assert not ready and checks["sip_dispatch"]["consecutive_failures"] >= 3
+        del gw.sip.core.receive                      # dispatch works again
+        peer.send(request("OPTIONS", gw.sip.port, local_port=peer.port), gw.sip.port)
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if gw.readiness()[0]:
+                break
+        assert gw.readiness()[0] is True
+        peer.close()
+        gw.sip._transports._udp.close()  # type: ignore[union-attr]
+        await asyncio.sleep(0.05)
+        ready, checks = gw.readiness()
+        assert not ready and checks["sip_dispatch"]["sockets_open"] is False
+    finally:
+        await gw.shutdown()
