@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from gateway.media.recording import StereoRecorder
 from gateway.media.session import CallMedia, MediaLeg
 from gateway.media.vad import EnergyVad
 from gateway.metrics import Metrics
+from gateway.sip.callside import SipControl
 from gateway.sip.core import MediaOffer
 from gateway.sip.dialog import CallMetadata
 from gateway.sip.sdp import AnswerPlan
@@ -53,9 +54,19 @@ from gateway.tts.client import TtsClient
 from gateway.tts.playout import Playout, Reply
 
 TICK_S = 0.1
-Answer = Callable[[str, Sequence[int | None]], None]
-Reject = Callable[[str, int, str], None]
-Hangup = Callable[[str, str], None]
+
+
+class _Unbound:
+    """The :class:`SipControl` before a SIP service was bound: using it is a wiring bug."""
+
+    def answer(self, call_id: str, ports: Sequence[int | None]) -> None:
+        raise RuntimeError(f"answer {call_id}: no SIP service bound (SipService(..., calls))")
+
+    def reject(self, call_id: str, status: int, reason: str) -> None:
+        raise RuntimeError(f"reject {call_id}: no SIP service bound")
+
+    def hangup(self, call_id: str, reason: str) -> bool:
+        raise RuntimeError(f"hangup {call_id}: no SIP service bound")
 
 
 @dataclass(slots=True)
@@ -110,12 +121,14 @@ class CallManager:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tick_task: asyncio.Task[None] | None = None
-        self.answer: Answer = lambda _c, _p: None
-        self.reject: Reject = lambda _c, _s, _r: None
-        self.hangup: Hangup = lambda _c, _r: None
+        self.sip: SipControl = _Unbound()
 
     def start(self) -> None:
         self._tick_task = asyncio.create_task(self._ticker(), name="media tick")
+
+    def bind(self, sip: SipControl) -> None:
+        """The SIP service this manager was handed to hands itself over (at its construction)."""
+        self.sip = sip
 
     def apply_config(self, config: GatewayConfig) -> None:
         self.config = config
@@ -232,13 +245,13 @@ class CallManager:
             self._metrics.rtp_dropped.labels(reason="no_port").inc()
             self._log.error("rtp.ports_exhausted", call_id=call_id, error=str(exc))
             self._close_asr(call)
-            self.reject(call_id, 503, "Service Unavailable (no RTP port)")
+            self.sip.reject(call_id, 503, "Service Unavailable (no RTP port)")
             return
         call.media = media
         self._attach_playout(call, media)
         if self.config.sip.answer_delay_ms:
             await asyncio.sleep(self.config.sip.answer_delay_ms / 1000)
-        self.answer(call_id, media.port_list)
+        self.sip.answer(call_id, media.port_list)
 
     def _count_rtp_drops(self, reason: str, count: int) -> None:
         self._metrics.rtp_dropped.labels(reason=reason).inc(count)
@@ -323,7 +336,7 @@ class CallManager:
             if isinstance(result, str):
                 self._log.warning("bot.say_refused", call_id=call_id, reason=result)
         if action.hangup:
-            self.hangup(call_id, "bot hangup")
+            self.sip.hangup(call_id, "bot hangup")
 
     def media_changed(self, call_id: str, plan: AnswerPlan) -> None:
         call = self.calls.get(call_id)
@@ -377,7 +390,7 @@ class CallManager:
                     continue
                 if reason is not None:
                     self._log.warning("rtp.timeout", call_id=call_id, reason=reason)
-                    self.hangup(call_id, reason)
+                    self.sip.hangup(call_id, reason)
 
     # ----------------------------------------------------------------- teardown
     def ended(self, call_id: str, reason: str, by: str, answered: bool) -> None:

@@ -1,8 +1,9 @@
 """Which leg is the agent and which the customer, and which calls form one conversation (pure).
 
 :class:`ChannelMapper` applies ``[channels]`` rules in order; the first match wins, otherwise
-``channels.default``. Header rules only see the headers the SIP layer copied into
-:class:`CallMetadata` (``sip.copy_headers``).
+``channels.default``. Header rules only see the headers the SIP layer copied into the
+call's metadata (``sip.copy_headers``); any :class:`CallFacts` will do (the SIP side's
+``CallMetadata`` is one), so this module does not depend on the SIP package.
 
 :class:`ConversationJoiner` pairs two calls that carry the same correlation header value
 (a PBX forking the agent and the customer side as two calls). Pairing rules:
@@ -16,6 +17,8 @@
   that value (so a fourth would pair with it): conversations are pairs in arrival order;
 * a leg waits at most ``wait_s``; after that (or after :meth:`ConversationJoiner.remove`)
   a later call with the same value starts a new conversation.
+
+Layer: pure core.
 """
 
 from __future__ import annotations
@@ -23,14 +26,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import unquote
 
 from gateway.config import ChannelRule, ChannelsConfig
-from gateway.sip.dialog import CallMetadata
 
 CHANNELS: Final = ("agent", "customer")
 _URI_SCHEMES: Final = ("sip:", "sips:", "tel:")
+
+
+class CallFacts(Protocol):
+    """What the rules and the joiner read of a call (``gateway.sip.dialog.CallMetadata``)."""
+
+    @property
+    def from_uri(self) -> str: ...
+
+    @property
+    def to_uri(self) -> str: ...
+
+    @property
+    def request_uri(self) -> str: ...
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]: ...
 
 
 class ChannelError(ValueError):
@@ -83,7 +101,7 @@ class ChannelDecision:
     why: str
 
 
-def header_values(meta: CallMetadata, name: str) -> tuple[str, ...]:
+def header_values(meta: CallFacts, name: str) -> tuple[str, ...]:
     """Every value of header ``name`` (case-insensitive) in the call's copied headers."""
     wanted = name.lower()
     return tuple(value for header, value in meta.headers if header.lower() == wanted)
@@ -96,7 +114,7 @@ class ChannelMapper:
             other_channel(rule.channel)
         self.config = config
 
-    def classify(self, meta: CallMetadata,
+    def classify(self, meta: CallFacts,
                  siprec_participant: str | None = None) -> ChannelDecision:
         for index, rule in enumerate(self.config.rules):
             why = self._match(rule, meta, siprec_participant)
@@ -106,7 +124,7 @@ class ChannelMapper:
         return ChannelDecision(default, None, f"no rule matched: default {default}")
 
     @staticmethod
-    def _match(rule: ChannelRule, meta: CallMetadata,
+    def _match(rule: ChannelRule, meta: CallFacts,
                siprec_participant: str | None) -> str | None:
         """Why ``rule`` matches, or None if it does not."""
         subject, values = _subject(rule, meta, siprec_participant)
@@ -116,7 +134,7 @@ class ChannelMapper:
         return None
 
 
-def _subject(rule: ChannelRule, meta: CallMetadata,
+def _subject(rule: ChannelRule, meta: CallFacts,
              siprec_participant: str | None) -> tuple[str, tuple[str, ...]]:
     """(what the rule looks at, in words; the values it is matched against)."""
     if rule.match == "header":
@@ -171,7 +189,7 @@ class ConversationJoiner:
         self._waiting: dict[str, _Waiting] = {}      # correlation value -> first leg
         self._by_call: dict[str, Conversation] = {}  # call_id -> its conversation
 
-    def add(self, call_id: str, meta: CallMetadata, channel: str, now: float) -> Conversation:
+    def add(self, call_id: str, meta: CallFacts, channel: str, now: float) -> Conversation:
         other_channel(channel)  # validates
         if call_id in self._by_call:
             raise DuplicateCallError(f"call {call_id!r} was already added")
@@ -203,7 +221,7 @@ class ConversationJoiner:
         self._by_call[call_id] = conversation
         return conversation
 
-    def _value(self, meta: CallMetadata) -> str | None:
+    def _value(self, meta: CallFacts) -> str | None:
         if not self.header:
             return None
         values = header_values(meta, self.header)

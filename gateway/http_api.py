@@ -1,4 +1,10 @@
-"""HTTP side port: /healthz, /readyz, /metrics, and bearer-token control routes (/v1/...)."""
+"""HTTP side port: /healthz, /readyz, /metrics, and bearer-token control routes (/v1/...).
+
+The routes see the daemon only through :class:`GatewayControl` (``gateway.server.Gateway``
+implements it), so this module does not import the server.
+
+Layer: shell.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import contextlib
 import secrets
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import WSCloseCode, hdrs, web
 
@@ -24,10 +30,37 @@ from gateway.http_auth import (
 )
 
 if TYPE_CHECKING:
-    from gateway.server import Gateway
+    from gateway.tts.playout import Reply
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+
+
+class GatewayControl(Protocol):
+    """Everything the HTTP side port may read or ask of the running daemon."""
+
+    @property
+    def max_text_chars(self) -> int:
+        """``tts.max_text_chars``: the longest text POST /say accepts."""
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition of this gateway's registry."""
+
+    def calls_summary(self) -> list[dict[str, Any]]: ...
+
+    def call_summary(self, call_id: str) -> dict[str, Any] | None: ...
+
+    async def hangup_call(self, call_id: str, reason: str) -> bool: ...
+
+    def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply | str: ...
+
+    def subscribe(self, listener: Callable[[Envelope], object]) -> None: ...
+
+    def unsubscribe(self, listener: Callable[[Envelope], object]) -> None: ...
+
+
+GATEWAY_KEY: web.AppKey[GatewayControl] = web.AppKey("gateway")
 TICKETS_KEY: web.AppKey[TicketBook] = web.AppKey("ws tickets", TicketBook)
 SOCKETS_KEY: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
     "open websockets", weakref.WeakSet)
@@ -91,7 +124,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[GATEWAY_KEY].metrics.render()
+    body = request.app[GATEWAY_KEY].metrics_text()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
@@ -135,7 +168,7 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
             queue.get_nowait()             # a slow viewer loses old lines, never the calls
         queue.put_nowait(event.to_json())
 
-    gateway.events.subscribe(listener)
+    gateway.subscribe(listener)
     reader = asyncio.create_task(_drain_incoming(ws))
     try:
         while not ws.closed and not reader.done():
@@ -146,7 +179,7 @@ async def events_ws(request: web.Request) -> web.StreamResponse:
             else:
                 getter.cancel()
     finally:
-        gateway.events.unsubscribe(listener)
+        gateway.unsubscribe(listener)
         reader.cancel()
     return ws
 
@@ -188,18 +221,18 @@ async def say(request: web.Request) -> web.Response:
         return _error(400, "'text' must be a non-empty string")
     if not isinstance(barge_in, bool):
         return _error(400, "'barge_in' must be true or false")
-    limit = gateway.config.tts.max_text_chars
+    limit = gateway.max_text_chars
     if len(text) > limit:
         return _error(413, f"'text' is longer than tts.max_text_chars ({limit})")
-    result = gateway.calls.say(request.match_info["call_id"], text.strip(), barge_in=barge_in,
-                               source="api")
+    result = gateway.say(request.match_info["call_id"], text.strip(), barge_in=barge_in,
+                         source="api")
     if isinstance(result, str):
         status = 404 if result == "unknown call" else 503 if result == "tts disabled" else 409
         return _error(status, result)
     return web.json_response({"reply_id": result.reply_id, "status": "queued"}, status=202)
 
 
-def build_app(gateway: Gateway, config: HttpConfig) -> web.Application:
+def build_app(gateway: GatewayControl, config: HttpConfig) -> web.Application:
     token = config.token.reveal() if config.token is not None else None
     app = web.Application(middlewares=[_token_middleware(token)], client_max_size=64 * 1024)
     app[GATEWAY_KEY] = gateway
@@ -219,7 +252,7 @@ def build_app(gateway: Gateway, config: HttpConfig) -> web.Application:
 
 
 class HttpServer:
-    def __init__(self, gateway: Gateway, config: HttpConfig) -> None:
+    def __init__(self, gateway: GatewayControl, config: HttpConfig) -> None:
         self._runner = web.AppRunner(build_app(gateway, config), access_log=None,
                                      shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         self._config = config

@@ -3,6 +3,8 @@
 SIGTERM/SIGINT: drain (new INVITEs and OPTIONS get 503), give live calls
 ``sip.drain_grace_s``, then BYE them, flush events, unregister, exit 0.
 A second SIGTERM/SIGINT forces exit. SIGHUP reloads what can change live.
+
+Layer: shell (the process: it wires every part and owns their start and stop order).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from gateway.config import (
 from gateway.events.bus import EventBus
 from gateway.events.processing import build_processors
 from gateway.events.sinks import build_sinks
+from gateway.events.types import Envelope
 from gateway.http_api import HttpServer
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import Metrics
@@ -39,6 +42,7 @@ from gateway.sdnotify import Notifier
 from gateway.sip.service import SipService
 from gateway.triton_health import TritonHealth
 from gateway.tts.client import TtsClient
+from gateway.tts.playout import Reply
 
 EXIT_FORCED = 1
 SHUTDOWN_STEP_S = 5.0
@@ -130,6 +134,23 @@ class Gateway:
 
     async def hangup_call(self, call_id: str, reason: str) -> bool:
         return self.sip.hangup(call_id, reason)
+
+    # The rest of http_api.GatewayControl (readiness, summaries and hangup_call are above).
+    @property
+    def max_text_chars(self) -> int:
+        return self.config.tts.max_text_chars
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.render()
+
+    def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply | str:
+        return self.calls.say(call_id, text, barge_in=barge_in, source=source)
+
+    def subscribe(self, listener: Callable[[Envelope], object]) -> None:
+        self.events.subscribe(listener)
+
+    def unsubscribe(self, listener: Callable[[Envelope], object]) -> None:
+        self.events.unsubscribe(listener)
 
     async def reload(self, path: Path) -> None:
         self.notifier.reloading()

@@ -3,22 +3,24 @@ RTCP receiver reports, the RTP timeout and hold state, and port bookkeeping.
 
 Every packet a leg drops (socket level: malformed, foreign source, payload type; pipeline:
 oversized, stray SSRC/sequence, late, duplicate, DTMF event outside the answered list) is
-reported by reason to ``on_drops`` on the media tick and at close (the metrics counter)."""
+reported by reason to ``on_drops`` on the media tick and at close (the metrics counter).
+
+Layer: shell.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.config import GatewayConfig
-from gateway.conversation import ChannelSink
 from gateway.media.dtmf import RFC4733_DEFAULT_EVENTS, DtmfEvent, parse_event_list
 from gateway.media.endpoint import RtpEndpoint
-from gateway.media.leg import InboundLeg, LegSettings
+from gateway.media.leg import AudioSink, InboundLeg, LegSettings
 from gateway.media.ports import PortAllocator, PortsExhausted
 from gateway.media.rtcp import (
     ReceiverBlock,
@@ -33,6 +35,15 @@ from gateway.sip.sdp import AnsweredStream, AnswerPlan
 
 HELD_DIRECTIONS = ("sendonly", "inactive")
 DropsListener = Callable[[str, int], None]
+
+
+class LegSink(AudioSink, Protocol):
+    """Where a leg's audio goes: the call side's channel sink (``conversation.ChannelSink``)."""
+
+    @property
+    def channel(self) -> str: ...
+
+    def summary(self) -> dict[str, Any]: ...
 
 
 class SenderState(Protocol):
@@ -56,7 +67,7 @@ class MediaLeg:
     stream: AnsweredStream
     endpoint: RtpEndpoint
     pipeline: InboundLeg
-    sink: ChannelSink
+    sink: LegSink
     rtcp: RtcpScheduler
     ssrc: int
     sender: SenderState | None = None      # set while we send on this leg (TTS playout)
@@ -89,7 +100,7 @@ class CallMedia:
         self._drops_reported: dict[tuple[int, str], int] = {}
         self.closed = False
 
-    async def open(self, plan: AnswerPlan, sinks: list[ChannelSink],
+    async def open(self, plan: AnswerPlan, sinks: Sequence[LegSink],
                    on_dtmf: Callable[[MediaLeg, DtmfEvent], None]) -> None:
         """Bind sockets for every accepted stream; ``sinks`` holds one per accepted stream."""
         accepted = iter(sinks)
@@ -105,7 +116,7 @@ class CallMedia:
             self.close_sockets()
             raise
 
-    async def _open_leg(self, stream: AnsweredStream, sink: ChannelSink,
+    async def _open_leg(self, stream: AnsweredStream, sink: LegSink,
                         on_dtmf: Callable[[MediaLeg, DtmfEvent], None]) -> MediaLeg:
         rtp = self._config.rtp
         assert stream.pt is not None and stream.encoding is not None
