@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
+from gateway.triton_launcher import DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
 
 DEFAULT_CONFIG = "/etc/asr-gateway/gateway.toml"
 EXIT_BAD_CONFIG = 2
@@ -24,6 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--triton-venv", type=Path, default=None,
                      help="also start a local Triton from this venv (the demo / make run)")
     run.add_argument("--model-repository", type=Path, default=Path("triton_models"))
+    run.add_argument("--triton-http-port", type=int, default=DEFAULT_HTTP_PORT, metavar="PORT",
+                     help="with --triton-venv: the local Triton's HTTP port (0 = a free "
+                     "one; its gRPC port is triton.url's)")
+    run.add_argument("--triton-metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                     metavar="PORT", help="with --triton-venv: the local Triton's Prometheus "
+                     "metrics port (0 = a free one)")
     sub.add_parser("triton", help="run the bundled Triton server in the foreground "
                    "(asr-gateway triton --help for its options)", add_help=False)
     check = sub.add_parser("check-config",
@@ -116,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "run":
         return run(args.config, triton_venv=args.triton_venv,
-                   model_repository=args.model_repository)
+                   model_repository=args.model_repository,
+                   triton_ports=(args.triton_http_port, args.triton_metrics_port))
     return run(args.top_config or Path(DEFAULT_CONFIG))
 
 

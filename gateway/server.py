@@ -265,7 +265,9 @@ async def serve(config: GatewayConfig, config_path: Path | None) -> int:
 
 
 def run(config_path: Path, *, triton_venv: Path | None = None,
-        model_repository: Path = Path("triton_models")) -> int:
+        model_repository: Path = Path("triton_models"),
+        triton_ports: tuple[int, int] = (8000, 8002)) -> int:
+    """``triton_ports``: the local Triton's HTTP and metrics ports (0 = a free port)."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -274,11 +276,11 @@ def run(config_path: Path, *, triton_venv: Path | None = None,
     configure_logging(config.logging.level, config.logging.format)
     if triton_venv is None:
         return uvloop.run(serve(config, config_path))
-    return _run_with_triton(config, config_path, triton_venv, model_repository)
+    return _run_with_triton(config, config_path, triton_venv, model_repository, triton_ports)
 
 
 def _run_with_triton(config: GatewayConfig, config_path: Path, venv: Path,
-                     repository: Path) -> int:
+                     repository: Path, ports: tuple[int, int]) -> int:
     """The demo shape (make run): a local Triton with the configured models, then the gateway;
     Ctrl-C stops the gateway (drain) and then Triton."""
     from gateway.triton_launcher import TritonLaunchError, TritonProcess
@@ -287,10 +289,12 @@ def _run_with_triton(config: GatewayConfig, config_path: Path, venv: Path,
     models = [config.triton.asr_model] + ([config.triton.tts_model] if config.tts.enabled else [])
     workdir = config.storage.state_dir / "triton"
     host, _sep, port = config.triton.url.rpartition(":")
-    triton = TritonProcess(repository, venv=venv, workdir=workdir, http_port=_free_port(host),
-                           grpc_port=int(port), metrics_port=_free_port(host), models=models,
+    http_port, metrics_port = (p or _free_port(host) for p in ports)
+    triton = TritonProcess(repository, venv=venv, workdir=workdir, http_port=http_port,
+                           grpc_port=int(port), metrics_port=metrics_port, models=models,
                            log_path=workdir / "triton.log", host=host.strip("[]"))
-    log.info("triton.starting", models=models, log=str(workdir / "triton.log"))
+    log.info("triton.starting", models=models, log=str(workdir / "triton.log"),
+             grpc_port=int(port), http_port=http_port, metrics_port=metrics_port)
     try:
         triton.start(300)
     except (TritonLaunchError, KeyboardInterrupt) as exc:

@@ -6,28 +6,49 @@ prepares ``<workdir>/backends/python`` and the environment the stub needs, then
 spawns the binary. It never imports the model code (NeMo, torch, Whisper): those
 run inside the server's Python-backend stubs. ``triton_models/run_triton.sh`` does
 the same for systemd.
+
+A server started here dies with its starter: it gets SIGTERM when the thread that
+started it dies (Linux parent-death signal; set when started from the main thread,
+the only thread that lives as long as the process), and ``stop()`` (also run at
+interpreter exit) ends its whole process group. ``<workdir>/triton.lock`` is held
+(flock) by the starter and the server while either lives, and ``triton.pid`` names
+them, so a second start on the same workdir, or one whose ports are taken, fails
+with one line that says which process is in the way.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import ctypes
+import errno
+import fcntl
+import filecmp
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 LOOPBACK = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_GRPC_PORT = 8001
+DEFAULT_METRICS_PORT = 8002
+LOCK_FILE = "triton.lock"
+PID_FILE = "triton.pid"
+_PR_SET_PDEATHSIG = 1
 _BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 _PROBE = ("import json, sys, sysconfig; print(json.dumps({'purelib': sysconfig.get_paths()"
           "['purelib'], 'libdir': sysconfig.get_config_var('LIBDIR'), 'version': "
@@ -44,6 +65,14 @@ class TritonLaunchError(RuntimeError):
 
 class TritonVenvMissingError(TritonLaunchError):
     """The Triton venv or the server bundled in it is missing."""
+
+
+class TritonInUseError(TritonLaunchError):
+    """Another launcher or a leftover server holds the workdir."""
+
+
+class TritonPortInUseError(TritonLaunchError):
+    """One of the server's ports is taken (or cannot be bound)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +119,30 @@ def find_install(venv: Path) -> TritonInstall:
 def prepare_backends(install: TritonInstall, workdir: Path) -> Path:
     """``<workdir>/backends/python`` with the backend library, its utils and the stub."""
     target = workdir / "backends" / "python"
-    target.mkdir(parents=True, exist_ok=True)
     sources = [install.server_root / "backends" / "python" / f for f in _BACKEND_FILES]
-    for source in [*sources, install.stub]:
-        shutil.copy2(source, target / source.name)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for source in [*sources, install.stub]:
+            install_file(source, target / source.name)
+    except OSError as exc:
+        raise TritonLaunchError(f"cannot prepare {target}: {exc}") from exc
     return target.parent
+
+
+def install_file(source: Path, dest: Path) -> None:
+    """Copy ``source`` to ``dest`` unless they are identical. A new copy is written beside
+    ``dest`` and renamed over it: a stub still running from ``dest`` (where writing
+    would fail with ETXTBSY) keeps its old file."""
+    if dest.is_file() and filecmp.cmp(source, dest, shallow=False):
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copy2(source, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def server_env(install: TritonInstall, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -150,6 +198,146 @@ def server_argv(install: TritonInstall, backends: Path, model_repository: Path, 
     return argv + _endpoint_args(host, ports)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _proc_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def read_pid_file(workdir: Path) -> dict[str, int]:
+    """``{"launcher": pid, "tritonserver": pid}`` as far as ``triton.pid`` says."""
+    try:
+        data = json.loads((workdir / PID_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _write_pid_file(workdir: Path, pids: dict[str, int]) -> None:
+    tmp = workdir / f".{PID_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(pids) + "\n")
+    os.replace(tmp, workdir / PID_FILE)
+
+
+def in_use_message(workdir: Path, pids: dict[str, int]) -> str:
+    """One line: who holds ``workdir`` and how to get it back."""
+    server, launcher = pids.get("tritonserver"), pids.get("launcher")
+    if launcher is not None and _alive(launcher):
+        running = f" with tritonserver pid {server}" if server is not None else ""
+        return (f"Triton workdir {workdir} is in use by pid {launcher} "
+                f"({_proc_name(launcher)}){running}: stop that gateway/launcher (kill "
+                f"{launcher}) or give this one another workdir (storage.state_dir, --workdir)")
+    if server is not None and _alive(server):
+        return (f"a leftover tritonserver (pid {server}, its starter pid {launcher} is gone) "
+                f"still runs from {workdir}: stop it with 'kill {server}', then start again")
+    return (f"Triton workdir {workdir} is locked by another process ({workdir / LOCK_FILE}; "
+            f"'fuser -v {workdir / LOCK_FILE}' names it): stop it, then start again")
+
+
+def lock_workdir(workdir: Path) -> int:
+    """Take ``<workdir>/triton.lock`` (flock, exclusive); the fd to keep while serving."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(workdir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise TritonLaunchError(f"cannot use Triton workdir {workdir}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise TritonInUseError(in_use_message(workdir, read_pid_file(workdir))) from None
+    return fd
+
+
+def listening_inodes(proc_net_tcp: str, port: int) -> set[str]:
+    """Socket inodes listening on ``port`` in a /proc/net/tcp{,6} table."""
+    inodes = set()
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
+def port_owner(port: int) -> int | None:
+    """The pid of a process (of ours, as far as /proc lets us see) listening on ``port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            inodes |= listening_inodes(Path(table).read_text(), port)
+        except OSError:
+            continue
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for proc in Path("/proc").iterdir() if wanted else ():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in wanted for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def check_port(name: str, host: str, port: int) -> None:
+    """Raise TritonPortInUseError (one line, naming the holder) unless ``port`` is free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            return
+        except OSError as exc:
+            error = exc
+    if error.errno != errno.EADDRINUSE:
+        raise TritonPortInUseError(f"Triton cannot bind its {name} port {host}:{port}: "
+                                   f"{error.strerror}")
+    owner = port_owner(port)
+    holder = f"pid {owner} ({_proc_name(owner)})" if owner is not None else "another process"
+    stop = f"stop it (kill {owner})" if owner is not None else "stop it"
+    raise TritonPortInUseError(f"Triton's {name} port {host}:{port} is already in use by "
+                               f"{holder}: {stop} or choose another {name} port")
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """preexec_fn: SIGTERM the child when its parent dies (Linux), or None.
+
+    The kernel sends it when the *thread* that forked dies, so it is set only from the
+    main thread; other starters rely on stop() and the exit hook."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+            threading.main_thread()):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nobody to serve
+            os._exit(1)
+
+    return preexec
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class TritonProcess:
     """One tritonserver child process serving ``model_repository``."""
 
@@ -168,6 +356,7 @@ class TritonProcess:
         self.log_path = log_path
         self.host = host
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lock_fd: int | None = None
 
     @property
     def grpc_url(self) -> str:
@@ -193,18 +382,51 @@ class TritonProcess:
         """Spawn the server and wait until it and every model are ready (or raise).
 
         ``cancel`` set while waiting stops the server and raises TritonLaunchError.
+        A workdir in use or a port taken raises TritonInUseError / TritonPortInUseError
+        (one line) before anything is spawned or copied.
         """
+        if self.alive():
+            raise TritonLaunchError(f"this Triton already runs (pid {self.pid})")
+        self._release()                  # what a run that died on its own left behind
         install = find_install(self.venv)
+        self._check_distinct_ports()
+        lock = lock_workdir(self.workdir)
+        try:
+            self._spawn(install, lock)
+        except BaseException:
+            os.close(lock)
+            raise
+        self._lock_fd = lock
+        atexit.register(self.stop)
+        self._wait_ready(timeout_s, cancel or threading.Event())
+        return self
+
+    def _named_ports(self) -> list[tuple[str, int]]:
+        ports = (("http", self.ports.http), ("grpc", self.ports.grpc),
+                 ("metrics", self.ports.metrics))
+        return [(name, port) for name, port in ports if port is not None]
+
+    def _check_distinct_ports(self) -> None:
+        named = self._named_ports()
+        if len({port for _name, port in named}) != len(named):
+            listed = ", ".join(f"{name} {port}" for name, port in named)
+            raise TritonPortInUseError(f"Triton's ports must differ, got {listed}")
+
+    def _spawn(self, install: TritonInstall, lock: int) -> None:
+        for name, port in self._named_ports():
+            check_port(name, self.host, port)
         backends = prepare_backends(install, self.workdir)
         argv = server_argv(install, backends, self.model_repository, host=self.host,
                            ports=self.ports, models=self.models)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_pid_file(self.workdir, {"launcher": os.getpid()})
         with self.log_path.open("ab") as log:
+            # the server inherits the lock: it stays held while the server lives
             self._proc = subprocess.Popen(argv, env=server_env(install), stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          cwd=self.workdir, start_new_session=True)
-        self._wait_ready(timeout_s, cancel or threading.Event())
-        return self
+                                          cwd=self.workdir, start_new_session=True,
+                                          pass_fds=(lock,), preexec_fn=_die_with_parent())
+        _write_pid_file(self.workdir, {"launcher": os.getpid(), "tritonserver": self._proc.pid})
 
     def _wait_ready(self, timeout_s: float, cancel: threading.Event) -> None:
         deadline = time.monotonic() + timeout_s
@@ -249,7 +471,8 @@ class TritonProcess:
             return False
 
     def stop(self, timeout_s: float = 15.0) -> int | None:
-        """SIGTERM, wait up to ``timeout_s``, then SIGKILL the process group."""
+        """SIGTERM, wait up to ``timeout_s``, then SIGKILL; whatever is left of its process
+        group (backend stubs) is killed, the workdir lock released."""
         proc = self._proc
         if proc is None:
             return None
@@ -258,9 +481,22 @@ class TritonProcess:
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _kill_group(proc.pid)
                 proc.wait(timeout_s)
+        self._release()
         return proc.returncode
+
+    def _release(self) -> None:
+        """After the server exited: end its group, drop the pid file and the lock."""
+        atexit.unregister(self.stop)
+        if self._lock_fd is None:    # nothing started since the last release
+            return
+        if self._proc is not None and self._proc.poll() is not None:
+            _kill_group(self._proc.pid)
+        if read_pid_file(self.workdir).get("launcher") == os.getpid():
+            (self.workdir / PID_FILE).unlink(missing_ok=True)
+        os.close(self._lock_fd)
+        self._lock_fd = None
 
     def wait(self) -> int:
         if self._proc is None:

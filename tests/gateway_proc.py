@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,10 @@ class GatewayProcess:
         self.sip_port = 0
         self.http_port = 0
 
-    def start(self, timeout_s: float = 20.0) -> GatewayProcess:
+    def start(self, timeout_s: float = 20.0, args: Sequence[str] = ()) -> GatewayProcess:
+        """``args``: more ``run`` options, e.g. ``["--triton-venv", DIR]``."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "gateway", "run", "--config", str(self.config_path), *args],
             cwd=REPO, env=self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._reader, daemon=True).start()
         started = self.wait_log("gateway.started", timeout_s)

@@ -23,7 +23,12 @@ import numpy.typing as npt
 import pytest
 import tritonclient.grpc as grpcclient
 
-from gateway.triton_launcher import TritonLaunchError, TritonProcess, discover_models
+from gateway.triton_launcher import (
+    TritonLaunchError,
+    TritonPortInUseError,
+    TritonProcess,
+    discover_models,
+)
 from tests.peers.ports import distinct_tcp_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +92,8 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
             server = _start(repository, workdir, attempt)
             break
         except TritonLaunchError as exc:  # a port taken between probe and bind: retry
-            if "already in use" not in exc.log_tail or attempt >= 2:
+            raced = isinstance(exc, TritonPortInUseError) or "already in use" in exc.log_tail
+            if not raced or attempt >= 2:
                 pytest.fail(str(exc), pytrace=False)
     yield server
     server.stop()
