@@ -216,6 +216,7 @@ class InboundLeg:
         for event in self._dtmf.poll(float("inf")):
             self._on_dtmf(event)
         tail = self._resampler.flush()
+        self._resampler.close()          # native soxr state freed when the call ends
         if len(tail):
             self._sink.audio(self.position, np.zeros(0, dtype=np.int16), tail)
         self._sink.end()

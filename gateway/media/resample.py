@@ -97,6 +97,11 @@ class StreamResampler:
         y: npt.NDArray[np.float32] = self._stream.resample_chunk(x)
         return np.clip(y, -1.0, 1.0, out=y)
 
+    def close(self) -> None:
+        """Free the native soxr state now (a closed resampler passes samples through): native
+        objects still alive at interpreter exit are reported by nanobind as leaks."""
+        self._stream = None
+
     def flush(self) -> npt.NDArray[np.float32]:
         """The tail still held at end of stream; the resampler is then ready for a new signal."""
         if self._stream is None:
