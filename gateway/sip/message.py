@@ -11,6 +11,8 @@ the header values verbatim and a re-parse yields an equal message.
 
 IPv6 hosts are stored *without* brackets in ``Via.host`` / ``SipUri.host`` (ready for
 socket use); ``str()`` adds the brackets back.
+
+Layer: pure core.
 """
 
 from __future__ import annotations
@@ -151,10 +153,28 @@ def _split_quoted(text: str, sep: str, angle: bool = False) -> list[str]:
     return parts
 
 
+def _bare_nul(text: str) -> bool:
+    """True when ``text`` has a NUL outside a quoted-pair (``\\`` + NUL inside quotes is
+    valid RFC 3261 ``quoted-pair`` syntax, RFC 4475 3.1.1.2)."""
+    if "\0" not in text:
+        return False
+    in_quote = escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\0":
+            return True
+        elif in_quote and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            in_quote = not in_quote
+    return False
+
+
 def _check_header(name: str, value: str) -> None:
     if not is_token(name):
         raise ValueError(f"invalid header name {name!r}")
-    if "\r" in value or "\n" in value or "\0" in value:
+    if "\r" in value or "\n" in value or _bare_nul(value):
         raise ValueError(f"header {name} value contains CR, LF or NUL")
 
 
@@ -541,11 +561,18 @@ def _parse_bracketed(display: str | None, text: str) -> NameAddr:
     end = text.find(">")
     if not text.startswith("<") or end < 0:
         raise SipHeaderError(f"bad name-addr {text!r}")
+    if text[1:end] != text[1:end].strip():
+        raise SipHeaderError(f"whitespace inside <> in {text!r}")  # RFC 4475 3.1.2.14
     uri = parse_uri(text[1:end])
     rest = text[end + 1 :].strip()
     if rest and not rest.startswith(";"):
         raise SipHeaderError(f"junk after name-addr {rest!r}")
     return NameAddr(display, uri, _parse_params(rest[1:]))
+
+
+def _is_display_word(word: str) -> bool:
+    """An unquoted display-name word: a token; non-ASCII text is tolerated (seen in the wild)."""
+    return is_token("".join(ch for ch in word if ord(ch) < 0x80) or "x")
 
 
 def parse_name_addr(value: str) -> NameAddr:
@@ -557,9 +584,16 @@ def parse_name_addr(value: str) -> NameAddr:
     angle = text.find("<")
     if angle >= 0:
         display_text = " ".join(text[:angle].split())
+        if any(not _is_display_word(word) for word in display_text.split()):
+            raise SipHeaderError(f"unquoted display name {display_text!r} is not tokens")
         return _parse_bracketed(display_text or None, text[angle:])
-    uri_text, _, param_text = text.partition(";")
-    return NameAddr(None, parse_uri(uri_text), _parse_params(param_text))
+    at = text.find("@")          # ';' is legal in a user part: params start after the host
+    cut = text.find(";", at + 1 if at >= 0 else 0)
+    uri_text, param_text = (text, "") if cut < 0 else (text[:cut], text[cut + 1:])
+    uri = parse_uri(uri_text)
+    if uri.headers:    # RFC 3261 20.10: a URI with '?' must be in <> (RFC 4475 3.1.2.13)
+        raise SipHeaderError(f"URI with headers outside <> in {value!r}")
+    return NameAddr(None, uri, _parse_params(param_text))
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
@@ -680,14 +714,15 @@ def _split_head(data: bytes) -> tuple[bytes, bytes, bool]:
 
 def _decode_line(raw: bytes) -> str:
     line = raw[:-1] if raw.endswith(b"\r") else raw
-    if b"\0" in line:
-        raise SipHeaderError("NUL byte")
     if b"\r" in line:
         raise SipHeaderError("bare CR")
     try:
-        return line.decode("utf-8")
+        text = line.decode("utf-8")
     except UnicodeDecodeError:
         raise SipHeaderError("invalid UTF-8") from None
+    if _bare_nul(text):
+        raise SipHeaderError("NUL byte")
+    return text
 
 
 def _split_header_line(text: str) -> tuple[str, str]:
@@ -746,6 +781,10 @@ def _extract_body(headers: Headers, rest: bytes) -> bytes:
 
 
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")
+_DATE_RE = re.compile(r"[A-Za-z]{3}, \d{1,2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT")
+# Enough of a Via to address a response: any SIP version (a SIP/7.0 request gets its 505),
+# a transport token and a sent-by host; parameters may be broken.
+_READABLE_VIA_RE = re.compile(r"\s*SIP\s*/\s*[^/\s;,]+\s*/\s*([^\s/;,]+)\s+([^\s;,]+)")
 
 
 def _check_common(message: SipMessage) -> None:
@@ -766,6 +805,22 @@ def _check_common(message: SipMessage) -> None:
     max_forwards = message.headers.get("Max-Forwards")
     if max_forwards is not None and not _is_small_int(max_forwards.strip(), 255):
         raise SipParseError("Bad Header: Max-Forwards")
+    if isinstance(message, SipRequest):
+        _check_contacts(message.headers.get_all("Contact"))
+    date = message.headers.get("Date")
+    if date is not None and _DATE_RE.fullmatch(date.strip()) is None:
+        raise SipParseError("Bad Header: Date")     # RFC 3261 20.17: rfc1123-date in GMT
+
+
+def _check_contacts(values: list[str]) -> None:
+    """Every Contact is ``*`` or a name-addr / addr-spec (the core builds in-dialog
+    requests from it)."""
+    try:
+        for value in values:
+            if value.strip() != "*":
+                parse_name_addr(value)
+    except SipHeaderError:
+        raise SipParseError("Bad Header: Contact") from None
 
 
 def _is_small_int(text: str, limit: int) -> bool:
@@ -787,32 +842,56 @@ def _check_request(request: SipRequest, version: str, rest: bytes, problems: lis
     if version.upper() != "SIP/2.0":
         raise SipParseError("Version Not Supported", status=505)
     try:
-        parse_uri(request.uri)
+        uri = parse_uri(request.uri)
     except UnsupportedUriScheme:
         raise SipParseError("Unsupported URI Scheme", status=416) from None
     except SipUriError:
         raise SipParseError("Bad Request-URI") from None
+    if uri.headers:     # RFC 3261 19.1.1: headers are not allowed in a Request-URI
+        raise SipParseError("Bad Request-URI: headers not allowed")
     request.body = _extract_body(request.headers, rest)
     _check_common(request)
     if request.cseq[1] != request.method:
         raise SipParseError("CSeq Method Mismatch")
 
 
-def _answerable(request: SipRequest) -> SipRequest | None:
-    """The request if a response can be built for it (top Via parses, dialog headers present)."""
+def readable_via(value: str) -> bool:
+    """True when a Via value names where to answer (protocol/version/transport and a host),
+    even if the rest of it (version, parameters) is invalid."""
+    match = _READABLE_VIA_RE.match(value)
+    if match is None or not is_token(match.group(1)):
+        return False
     try:
-        if not request.headers.get_all("Via"):
-            return None
-        parse_via(request.headers.get_all("Via")[0])
-        for name in ("From", "To", "Call-ID", "CSeq"):
-            _required(request.headers, name)
+        _split_hostport(match.group(2))
     except SipHeaderError:
-        return None
-    return request
+        return False
+    return True
+
+
+def _answerable(request: SipRequest) -> SipRequest | None:
+    """The request if a response can be addressed to it: its top Via is readable. The
+    response copies whatever From/To/Call-ID/CSeq it has (RFC 3261 8.2.6 asks for them, but
+    a 400 that lacks one tells the sender more than silence)."""
+    vias = request.headers.get_all("Via")
+    return request if vias and readable_via(vias[0]) else None
+
+
+def _stub_request(start: str, headers: Headers) -> SipRequest:
+    """A request whose start line is unusable: method from the start line's first word if it
+    is a token, else from CSeq, so a response (and the never-answer-an-ACK rule) still works."""
+    first = start.split(" ", 1)[0]
+    method = first if is_token(first) else ""
+    if not method:
+        cseq = (headers.get("CSeq") or "").split()
+        method = cseq[-1] if len(cseq) == 2 and is_token(cseq[-1]) else "UNKNOWN"
+    return SipRequest(method, "", headers)
 
 
 def _finish_request(start: str, headers: Headers, rest: bytes, problems: list[str]) -> SipRequest:
-    method, uri, version = _parse_request_line(start)
+    try:
+        method, uri, version = _parse_request_line(start)
+    except SipParseError as exc:
+        raise SipParseError(exc.reason, _answerable(_stub_request(start, headers))) from None
     request = SipRequest(method, uri, headers)
     try:
         _check_request(request, version, rest, problems)
@@ -843,12 +922,14 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE_BYTES) -> SipMessage:
     if not head:
         raise SipParseError("Empty Message")
     lines = head.split(b"\n")
+    problems: list[str] = []
+    headers = _parse_header_lines(lines[1:], problems)
     try:
         start = _decode_line(lines[0])
     except SipHeaderError as exc:
-        raise SipParseError(f"Bad Start-Line: {exc}") from None
-    problems: list[str] = []
-    headers = _parse_header_lines(lines[1:], problems)
+        request = None if lines[0].startswith(b"SIP/") else _answerable(
+            _stub_request(lines[0].decode("utf-8", "replace"), headers))
+        raise SipParseError(f"Bad Start-Line: {exc}", request) from None
     if not terminated:
         problems.append("Missing Empty Line")
     if start.startswith("SIP/"):

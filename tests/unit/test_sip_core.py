@@ -711,6 +711,57 @@ def test_malformed_ack_is_dropped_silently() -> None:
     assert sent(out) == [] and [type(o) for o in out] == [Dropped]
 
 
+def _without(raw: bytes, name: bytes) -> bytes:
+    return b"\r\n".join(line for line in raw.split(b"\r\n") if not line.startswith(name + b":"))
+
+
+OPT = request("OPTIONS", Leg())
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    # RFC 4475 3.1.2.16: unknown version; the Via says SIP/7.0 too but names where to answer
+    (OPT.replace(b" SIP/2.0\r\n", b" SIP/7.0\r\n", 1).replace(b"Via: SIP/2.0/", b"Via: SIP/7.0/"),
+     505),
+    (_without(OPT, b"Call-ID"), 400),
+    (_without(OPT, b"CSeq"), 400),
+    (_without(_without(OPT, b"From"), b"To"), 400),
+    (OPT.replace(b"OPTIONS sip:", b"OPTIONS  sip:", 1), 400),               # 3.1.2.9
+    (OPT.replace(b"OPTIONS sip:gw@", b"OPTIONS sip:gw@x; lr ", 1), 400),    # 3.1.2.8
+    (OPT.replace(b"OPTIONS sip:gw@", b"OPTIONS sip:g\xffw@", 1), 400),     # bad UTF-8 start
+    (OPT.replace(b'"Alice Caller"', b'"Alice \xff Caller"', 1), 400),     # bad UTF-8 From
+    (OPT.replace(b"5062;branch=", b"5062;;,;branch=", 1), 400),             # 3.1.2.1
+])  # fmt: skip
+def test_readable_via_means_an_answer(raw: bytes, status: int) -> None:
+    """Issue 13 item 19: these were dropped; with a readable Via they are answered."""
+    out = make_core().receive(raw, PEER, "udp", 0.0)
+    (reply,) = sent(out)
+    assert reply.addr == PEER
+    assert reply.data.startswith(f"SIP/2.0 {status} ".encode()), reply.data
+    assert b"branch=z9hG4bKinv1" in reply.data          # the Via came back
+    assert [r.status for r in of_type(out, Rejected)] == [status]
+
+
+@pytest.mark.parametrize("raw", [
+    _without(OPT, b"Via"),
+    _without(OPT, b"Call-ID").replace(b"Via: SIP/2.0/UDP 192.0.2.10:5062", b"Via: SIP/2.0/UDP"),
+    request("ACK", Leg(), to_tag="x").replace(b"ACK sip:", b"ACK  sip:", 1),
+    _without(request("ACK", Leg(), to_tag="x"), b"Call-ID"),
+])  # fmt: skip
+def test_no_readable_via_or_an_ack_is_dropped(raw: bytes) -> None:
+    out = make_core().receive(raw, PEER, "udp", 0.0)
+    assert sent(out) == [] and [type(o) for o in out] == [Dropped]
+
+
+def test_escaped_nul_in_a_quoted_display_name_is_valid() -> None:
+    """RFC 4475 3.1.1.2: a quoted-pair may escape NUL; it was dropped as a parse error."""
+    raw = OPT.replace(b'"Alice Caller"', b'"Alice\\\x00Caller"', 1)
+    out = make_core().receive(raw, PEER, "udp", 0.0)
+    assert statuses(out) == [200]
+    assert b'From: "Alice\\\x00Caller"' in sent(out)[0].data
+    bare = OPT.replace(b'"Alice Caller"', b'"Alice\x00Caller"', 1)    # not escaped: invalid
+    assert statuses(make_core().receive(bare, PEER, "udp", 0.0)) == [400]
+
+
 # =========================================================================== TCP
 
 
