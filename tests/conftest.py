@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.event_files import schema_errors
 from tests.gateway_proc import GatewayProcess, base_config, merge
 
 # one real Triton server per test session, shared by tests/triton and the gateway e2e tests
@@ -40,6 +41,10 @@ def gateway_factory(tmp_path: Path) -> Iterator[GatewayFactory]:
     yield make
     for gw in started:
         gw.kill()
+    errors = [e for gw in started for e in schema_errors(gw.config)[1]]
+    if errors:       # every event the daemon wrote must match the committed schema
+        pytest.fail("events not matching gateway/events/events.schema.json:\n"
+                    + "\n".join(errors), pytrace=False)
 
 
 @pytest.fixture
