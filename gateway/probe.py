@@ -4,9 +4,11 @@ The probe listens to the gateway's ``/v1/events`` WebSocket first (so nothing is
 missed), places a call with a pjsua2 phone (``gateway.probe_phone``, run as a
 subprocess: pjsua2 threads must never share this process's event loop), plays
 speech (a WAV file, or text spoken by Triton's TTS model), waits for the trailing
-transcript, hangs up and reports the gateway's ``call_id``, every
-``transcript.final`` with its channel and round-trip time (end of the played audio
--> final received), and a summary.
+transcript (and for a reply the gateway is speaking to end), hangs up and reports the
+gateway's ``call_id``, every ``transcript.final`` with its channel and round-trip time
+(end of the played audio -> final received), the replies the gateway spoke
+(``tts.*`` events) and the reply audio the phone actually heard (its recording), and a
+summary that says in words what happened (:func:`summary_message`).
 
 Exit status: 0 at least one final came back; 1 none did; 2 setup error (bad
 arguments, no pjsua2, gateway or Triton unreachable, call refused).
@@ -18,6 +20,8 @@ also sends ``X-Probe-Id`` and matches it when the gateway copies that header
 
 :class:`ProbeTracker` is the sans-I/O part (events in, actions out, time as ``now``);
 the rest of the module is the I/O around it.
+
+Layer: shell.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import time
 import uuid
 import wave
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -52,7 +56,11 @@ EXIT_NO_TRANSCRIPT = 1
 EXIT_SETUP = 2
 PHONE_RATE_HZ = 8000
 PROBE_HEADER = "X-Probe-Id"
-EVENT_TYPES = "call.offered,call.answered,call.ended,transcript.partial,transcript.final"
+REPLY_EVENTS = ("tts.started", "tts.finished", "tts.interrupted", "tts.failed")
+EVENT_TYPES = ("call.offered,call.answered,call.ended,transcript.partial,transcript.final,"
+               + ",".join(REPLY_EVENTS))
+SOUND_DBFS = -40.0        # a 20 ms frame of what the phone heard louder than this is sound
+SOUND_FRAME_MS = 20
 PJSUA2_HINT = "pip install pjsua2-python (asr-gateway[probe])"
 SETTLE_S = 1.5            # quiet time after the audio and the last transcript before hanging up
 HANGUP_GRACE_S = 5.0      # kept at the end of --timeout-s for the hangup and call.ended
@@ -109,6 +117,28 @@ class FinalTranscript:
 
 
 @dataclass(frozen=True, slots=True)
+class SpokenReply:
+    """A reply the gateway spoke into the call, as its ``tts.*`` events tell."""
+
+    reply_id: str
+    source: str
+    text: str
+    outcome: str          # playing (no end event seen), finished, interrupted, failed
+    played_s: float
+    detail: str = ""      # why it was interrupted or failed
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedAudio:
+    """What the phone heard (its recording), reduced to numbers."""
+
+    recorded_s: float
+    sound_s: float                 # 20 ms frames above SOUND_DBFS
+    first_sound_s: float | None    # from the start of the recording
+    last_sound_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeReport:
     exit_code: int
     message: str
@@ -121,6 +151,8 @@ class ProbeReport:
     audio_s: float = 0.0
     finals: tuple[FinalTranscript, ...] = ()
     call_ended_reason: str | None = None
+    replies: tuple[SpokenReply, ...] = ()
+    reply_audio: ReceivedAudio | None = None
 
     def to_json(self) -> str:
         return json.dumps({"ok": self.exit_code == EXIT_OK, **asdict(self)})
@@ -166,6 +198,8 @@ class ProbeTracker:
         self._pending: list[tuple[Json, float]] = []
         self._partial_pending = False
         self._last_transcript = 0.0
+        self._replies: dict[str, SpokenReply] = {}
+        self._last_reply_event = 0.0
         self._hangup_sent = False
         self._phone_exit: int | None = None
         self._phone_error = ""
@@ -250,6 +284,27 @@ class ProbeTracker:
                                      at))
         elif kind == "call.ended":
             self.ended = dict(event)
+        elif kind in REPLY_EVENTS:
+            self._on_reply(str(kind), event, at)
+
+    def _on_reply(self, kind: str, event: Mapping[str, Any], at: float) -> None:
+        reply_id = str(event.get("reply_id", ""))
+        known = self._replies.get(reply_id) or SpokenReply(
+            reply_id, str(event.get("source", "?")), str(event.get("text", "")), "playing", 0.0)
+        played_s = float(event.get("played_ms", 0)) / 1000
+        if kind == "tts.finished":
+            known = replace(known, outcome="finished", played_s=played_s)
+        elif kind == "tts.interrupted":
+            known = replace(known, outcome="interrupted", played_s=played_s,
+                            detail=str(event.get("reason", "")))
+        elif kind == "tts.failed":
+            known = replace(known, outcome="failed", detail=str(event.get("error", ""))[:200])
+        self._replies[reply_id] = known
+        self._last_reply_event = at
+
+    @property
+    def replies(self) -> tuple[SpokenReply, ...]:
+        return tuple(self._replies.values())
 
     # -------------------------------------------------------- decisions
     def next_action(self, now: float) -> Action:
@@ -267,9 +322,14 @@ class ProbeTracker:
         return Action.WAIT
 
     def _trailing_heard(self, now: float) -> bool:
+        """The audio is over, a final came, and nothing happened for ``settle_s``: no
+        partial pending, no reply still being spoken."""
         if self.audio_ended is None or not self.heard or self._partial_pending:
             return False
-        return now - max(self.audio_ended, self._last_transcript) >= self.settle_s
+        if any(r.outcome == "playing" for r in self._replies.values()):
+            return False
+        quiet_since = max(self.audio_ended, self._last_transcript, self._last_reply_event)
+        return now - quiet_since >= self.settle_s
 
     def rtt_s(self, heard: _Heard) -> float | None:
         return None if self.audio_ended is None else round(heard.received_at - self.audio_ended, 3)
@@ -286,13 +346,14 @@ class ProbeTracker:
             sip_status=int(sip["code"]) if "code" in sip else None,
             sip_reason=str(sip.get("reason", "")), answered=self.answered,
             audio_s=self.audio_s, finals=self.finals(),
-            call_ended_reason=str(self.ended.get("reason")) if self.ended else None)
+            call_ended_reason=str(self.ended.get("reason")) if self.ended else None,
+            replies=self.replies)
 
     def _outcome(self, events_url: str) -> tuple[int, str]:
         if self.failure is not None:
             return EXIT_SETUP, self.failure
         if self.heard:
-            return EXIT_OK, self._ok_message()
+            return EXIT_OK, "OK"
         if self.call_id is None:
             return EXIT_NO_TRANSCRIPT, (
                 f"no transcript: the gateway at {events_url} reported no call with SIP Call-ID "
@@ -303,10 +364,104 @@ class ProbeTracker:
             f"no transcript for call {self.call_id} within the timeout{ended} "
             "(is Triton up and the ASR model loaded? see the gateway's /readyz)")
 
-    def _ok_message(self) -> str:
-        last = self.rtt_s(self.heard[-1])
-        tail = f", trailing final {last:+.2f} s after the audio ended" if last is not None else ""
-        return f"OK: {len(self.heard)} final(s) for call {self.call_id}{tail}"
+
+
+# ------------------------------------------------------------------ the summary (pure)
+
+def received_audio(pcm: Pcm, rate_hz: int = PHONE_RATE_HZ, *,
+                   threshold_dbfs: float = SOUND_DBFS,
+                   frame_ms: int = SOUND_FRAME_MS) -> ReceivedAudio:
+    """How much sound is in what the phone heard, by 20 ms frames above a level."""
+    frame = rate_hz * frame_ms // 1000
+    count = len(pcm) // frame
+    recorded_s = len(pcm) / rate_hz
+    if count == 0:
+        return ReceivedAudio(round(recorded_s, 3), 0.0, None, None)
+    frames = pcm[:count * frame].astype(np.float64).reshape(count, frame) / 32768.0
+    rms = np.sqrt((frames ** 2).mean(axis=1))
+    loud = np.flatnonzero(rms > 10 ** (threshold_dbfs / 20))
+    if loud.size == 0:
+        return ReceivedAudio(round(recorded_s, 3), 0.0, None, None)
+    step_s = frame_ms / 1000
+    return ReceivedAudio(round(recorded_s, 3), round(loud.size * step_s, 3),
+                         round(float(loud[0]) * step_s, 3),
+                         round(float(loud[-1] + 1) * step_s, 3))
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def finals_sentence(finals: Sequence[FinalTranscript]) -> str:
+    """How many finals, and when the last one came relative to the end of the audio."""
+    head = _plural(len(finals), "final")
+    last = finals[-1].rtt_s if finals else None
+    if last is None:
+        return head
+    after = sum(1 for f in finals if f.rtt_s is not None and f.rtt_s >= 0)
+    if after:
+        return f"{head} (the last {last:.2f} s after the audio ended)"
+    return (f"{head}, all while the audio played (the last {-last:.2f} s before its end; "
+            "none came after it)")
+
+
+def replies_sentence(replies: Sequence[SpokenReply]) -> str:
+    if not replies:
+        return "no spoken reply from the gateway"
+    if len(replies) == 1:
+        r = replies[0]
+        return f"1 spoken reply ({_reply_state(r)}): {r.text!r}"
+    played = sum(r.played_s for r in replies)
+    states = ", ".join(_reply_state(r) for r in replies)
+    return f"{len(replies)} spoken replies ({played:.2f} s played; {states})"
+
+
+def _reply_state(r: SpokenReply) -> str:
+    why = f" ({r.detail})" if r.detail else ""
+    if r.outcome == "failed":
+        return f"{r.source}, failed{why}"
+    if r.outcome == "playing":
+        return f"{r.source}, still playing at hangup"
+    return f"{r.source}, {r.outcome}{why}, {r.played_s:.2f} s played"
+
+
+def reply_audio_sentence(audio: ReceivedAudio | None,
+                         replies: Sequence[SpokenReply]) -> str | None:
+    if audio is None:
+        return None
+    played = sum(r.played_s for r in replies if r.outcome != "failed")
+    if audio.sound_s == 0:
+        if played > 0:
+            return (f"but the phone heard no reply audio in {audio.recorded_s:.2f} s "
+                    "(one-way audio: is the gateway's RTP reaching this phone?)")
+        return "no reply audio received"
+    first = f", from {audio.first_sound_s:.2f} s" if audio.first_sound_s is not None else ""
+    return (f"reply audio received: {audio.sound_s:.2f} s of sound in {audio.recorded_s:.2f} s"
+            f" heard{first}")
+
+
+def summary_message(report: ProbeReport) -> str:
+    """What happened, in words (the sentences of ``summary:``); setup errors keep theirs."""
+    if report.exit_code == EXIT_SETUP:
+        return report.message
+    head = report.message if report.exit_code != EXIT_OK else f"OK: call {report.call_id}"
+    parts = [head, f"played {report.audio_s:.2f} s of audio"]
+    if report.finals:
+        parts.append(finals_sentence(report.finals))
+    if report.call_id is not None:
+        parts.append(replies_sentence(report.replies))
+    heard = reply_audio_sentence(report.reply_audio, report.replies)
+    if heard:
+        parts.append(heard)
+    if report.sip_status:
+        parts.append(f"hangup SIP {report.sip_status} {report.sip_reason}".rstrip())
+    return "; ".join(parts)
+
+
+def with_reply_audio(report: ProbeReport, audio: ReceivedAudio | None) -> ProbeReport:
+    """The report with what the phone heard, and its message in words."""
+    report = replace(report, reply_audio=audio)
+    return replace(report, message=summary_message(report))
 
 
 # ------------------------------------------------------------------ audio
@@ -422,7 +577,7 @@ def _uri_host(uri: str) -> str:
     return host.rsplit(":", 1)[0]
 
 
-def phone_argv(opts: ProbeOptions, wav: Path) -> list[str]:
+def phone_argv(opts: ProbeOptions, wav: Path, record: Path | None = None) -> list[str]:
     argv = [sys.executable, "-m", "gateway.probe_phone", "--call", opts.uri, "--play", str(wav),
             "--user", opts.user, "--bind", opts.bind_address or default_bind(opts),
             "--timeout-s", f"{opts.timeout_s + 10}",
@@ -433,6 +588,8 @@ def phone_argv(opts: ProbeOptions, wav: Path) -> list[str]:
             argv += [flag, value]
     for header in opts.headers:
         argv += ["--header", header]
+    if record is not None:
+        argv += ["--record", str(record)]
     return argv
 
 
@@ -520,6 +677,7 @@ class Printer:
         self.out, self.enabled = out, enabled
         self._call_shown = False
         self._finals_shown = 0
+        self._replies_shown: set[str] = set()
 
     def line(self, text: str) -> None:
         if self.enabled:
@@ -532,6 +690,10 @@ class Printer:
         for heard in tracker.heard[self._finals_shown:]:
             self.line(format_final(heard.channel, heard.text, tracker.rtt_s(heard)))
         self._finals_shown = len(tracker.heard)
+        for reply in tracker.replies:
+            if reply.outcome != "playing" and reply.reply_id not in self._replies_shown:
+                self._replies_shown.add(reply.reply_id)
+                self.line(f"reply [{_reply_state(reply)}]: {reply.text}")
 
 
 def format_final(channel: str, text: str, rtt_s: float | None) -> str:
@@ -562,7 +724,8 @@ async def probe(opts: ProbeOptions, wav: Path, workdir: Path, printer: Printer) 
     inbox: asyncio.Queue[tuple[str, Json]] = asyncio.Queue()
     async with aiohttp.ClientSession() as session:
         ws = await connect_events(session, opts)
-        phone = await PhoneProcess.start(phone_argv(opts, wav), workdir / "phone.log")
+        recording = workdir / "heard.wav"
+        phone = await PhoneProcess.start(phone_argv(opts, wav, recording), workdir / "phone.log")
         tracker = ProbeTracker(now=time.monotonic(), timeout_s=opts.timeout_s,
                                probe_id=opts.probe_id)
         tasks = [asyncio.create_task(_read_events(ws, inbox)),
@@ -577,7 +740,17 @@ async def probe(opts: ProbeOptions, wav: Path, workdir: Path, printer: Printer) 
     report = tracker.report(opts.uri, opts.events_url)
     if report.exit_code == EXIT_SETUP and not tracker.answered and not tracker.disconnected:
         printer.line(f"--- phone log tail:\n{phone.log_tail()}")
-    return report
+    return with_reply_audio(report, read_received(recording) if tracker.answered else None)
+
+
+def read_received(path: Path) -> ReceivedAudio | None:
+    """The phone's recording (8 kHz mono 16-bit), or None when there is none to read."""
+    try:
+        with wave.open(str(path)) as w:
+            rate_hz, frames = w.getframerate(), w.readframes(w.getnframes())
+    except (OSError, EOFError, wave.Error):
+        return None
+    return received_audio(np.frombuffer(frames, dtype="<i2"), rate_hz)
 
 
 def prepare_audio(opts: ProbeOptions, workdir: Path) -> Path:
@@ -637,6 +810,4 @@ def _print_report(report: ProbeReport, opts: ProbeOptions, out: TextIO) -> None:
     if report.exit_code == EXIT_SETUP:
         print(f"probe: {report.message}", file=sys.stderr)
         return
-    sip = f"SIP {report.sip_status} {report.sip_reason}".strip() if report.sip_status else "-"
-    print(f"summary: {report.message}; audio {report.audio_s:.2f} s; hangup {sip}", file=out,
-          flush=True)
+    print(f"summary: {report.message}", file=out, flush=True)

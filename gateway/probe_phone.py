@@ -10,8 +10,10 @@ thread it does not know touches it, so the probe never imports this module: it r
 
 Events: ``started``, ``registered`` / ``reg_failed``, ``calling`` (with the SIP
 Call-ID), ``call_state``, ``media_active``, ``play_started`` / ``play_done`` (the
-audio's first and last frame handed to the call), ``call_disconnected`` (final SIP
-status, reason, who hung up, whether it was answered), ``error``, ``done``.
+audio's first and last frame handed to the call), ``record_started`` (with
+``--record``: what the phone hears goes to that WAV, finished when the call ends),
+``call_disconnected`` (final SIP status, reason, who hung up, whether it was
+answered), ``error``, ``done``.
 Exit status: 0 answered call, 2 call failed, 3 registration failed, 4 time limit,
 5 internal error.
 
@@ -19,6 +21,8 @@ All SIP work runs on the main thread (``threadCnt = 0``, ``libHandleEvents``
 polling); no Python callback is installed on pjmedia's clock thread (the end of the
 audio is known from its length), so no Python code runs on a thread pjsua2 does not
 know.
+
+Layer: shell.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m gateway.probe_phone")
     p.add_argument("--call", required=True, metavar="SIP_URI")
     p.add_argument("--play", required=True, metavar="WAV", help="8 kHz mono 16-bit WAV")
+    p.add_argument("--record", default=None, metavar="WAV",
+                   help="record what the phone hears (8 kHz mono 16-bit WAV)")
     p.add_argument("--registrar", default=None, help="sip:host:port, also the outbound proxy")
     p.add_argument("--user", default="probe")
     p.add_argument("--password-env", default=None, help="variable holding the SIP password")
@@ -148,6 +154,7 @@ class Phone:
         self.account: ProbeAccount | None = None
         self.call: ProbeCall | None = None
         self.player: Any = None
+        self.recorder: Any = None
         self.play_s = wav_seconds(args.play)
         self.play_ends_at: float | None = None
         self.registered = not args.registrar
@@ -237,6 +244,7 @@ class Phone:
                              reason=str(info.lastReason), answered=self.answered,
                              by="local" if self.hangup_sent else "remote")
             self.player = None
+            self.recorder = None          # dropping it finalises the WAV header
             self.exit_code = EXIT_OK if self.answered else EXIT_CALL_FAILED
 
     def on_media_state(self, call: ProbeCall, info: Any) -> None:
@@ -248,6 +256,11 @@ class Phone:
             stream = call.getStreamInfo(media.index)
             self.events.emit("media_active", codec=str(stream.codecName),
                              remote_rtp=str(stream.remoteRtpAddress))
+            if self.args.record and self.recorder is None:
+                self.recorder = pj.AudioMediaRecorder()
+                self.recorder.createRecorder(self.args.record)
+                call.getAudioMedia(media.index).startTransmit(self.recorder)
+                self.events.emit("record_started", path=self.args.record)
             self.player = pj.AudioMediaPlayer()
             self.player.createPlayer(self.args.play, pj.PJMEDIA_FILE_NO_LOOP)
             self.player.startTransmit(call.getAudioMedia(media.index))
@@ -298,6 +311,7 @@ class Phone:
                 self.ep.libHandleEvents(_POLL_MS)
         finally:
             self.player = None
+            self.recorder = None
             self.call = None
             if self.account is not None:
                 self.account.shutdown()

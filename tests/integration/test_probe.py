@@ -113,6 +113,31 @@ def test_say_probe_speaks_through_triton_tts(tts_loaded: str, gateway_factory: G
     assert lines[-1].startswith("summary: OK"), _why(result)
 
 
+NOTICE = "This call is recorded for quality purposes."
+
+
+def test_probe_reports_the_spoken_reply_and_the_audio_it_heard(
+        tts_loaded: str, gateway_factory: GatewayFactory, piper_22k: Path) -> None:
+    """A call with a spoken reply (the recording notice, which caller speech cannot cut):
+    the summary says what the gateway spoke and how much of it the phone heard."""
+    gw = _gateway(gateway_factory, tts_loaded, tts={"enabled": True, "recording_notice": NOTICE})
+    gw.wait_log("triton.ready", 20)
+    result = _probe(_args(gw, "--wav", str(piper_22k), "--json", "--timeout-s", "60"))
+    assert result.returncode == 0, _why(result)
+    report = json.loads(result.stdout)
+    finished = gw.wait_log("tts.finished", 5)
+    played_s = finished["played_ms"] / 1000
+    assert report["replies"] == [{"reply_id": finished["reply_id"], "source": "recording_notice",
+                                  "text": NOTICE, "outcome": "finished", "played_s": played_s,
+                                  "detail": ""}], _why(result)
+    heard = report["reply_audio"]
+    assert heard is not None and heard["recorded_s"] >= played_s, heard
+    assert 0.3 * played_s <= heard["sound_s"] <= played_s + 0.5, (heard, played_s)
+    message = report["message"]
+    assert "1 spoken reply (recording_notice, finished, " in message, message
+    assert "reply audio received: " in message and "trailing final" not in message, message
+
+
 def test_probe_registers_and_calls_through_kamailio(
         triton: TritonProcess, gateway_factory: GatewayFactory, kamailio: Kamailio,
         piper_22k: Path) -> None:
