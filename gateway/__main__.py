@@ -1,3 +1,8 @@
+"""``python -m gateway``: the ``asr-gateway`` command line.
+
+Layer: shell.
+"""
+
 import sys
 
 from gateway.cli import main

@@ -4,6 +4,8 @@ The SIP service tells the :class:`CallManager` what the SIP core decided (offere
 answered, media changed, ended); the manager opens and closes media, labels legs
 agent/customer, joins correlated calls into conversations, streams audio to ASR and
 emits the call and transcript events. Teardown waits for the last transcript.
+
+Layer: shell.
 """
 
 from __future__ import annotations

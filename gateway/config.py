@@ -10,6 +10,8 @@ environment variable name) or as ``<name>_file`` (a file path); they become
 :class:`Secret`, whose value never appears in a repr or an error message.
 
 The only I/O is reading the config file and ``*_file`` secrets; no sockets, clocks or logs.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

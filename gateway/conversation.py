@@ -3,6 +3,8 @@
 A conversation is one call (a single leg, or SIPREC's two streams) or two calls joined
 by a correlation header. Each channel's audio goes to the conversation's recorder (8 kHz,
 time-aligned on the conversation timeline) and to its ASR stream.
+
+Layer: shell.
 """
 
 from __future__ import annotations

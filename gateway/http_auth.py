@@ -9,6 +9,8 @@ Three ways to present the token, all compared in constant time:
   client offered it too (so the token is not echoed), else with the bearer entry itself.
 - WebSocket only: ``?ticket=<ticket>`` from ``POST /v1/ws-ticket``, valid once and for
   ``TICKET_TTL_S`` seconds.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

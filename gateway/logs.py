@@ -2,6 +2,8 @@
 
 Log event names, not prose (``sip.registered``, ``call.answered``); bind context
 (``call_id``, ``leg``, ``sip_call_id``) with ``structlog.contextvars`` or ``log.bind``.
+
+Layer: shell.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Prometheus metrics, one registry per gateway instance (tests run several)."""
+"""Prometheus metrics, one registry per gateway instance (tests run several).
+
+Layer: shell.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 READY=1 after sockets are bound and Triton answered, STATUS= lines, WATCHDOG=1
 from a task on the event loop (so a stuck loop stops the pings and systemd
 restarts us), STOPPING=1 on shutdown. A no-op when NOTIFY_SOCKET is unset.
+
+Layer: shell.
 """
 
 from __future__ import annotations

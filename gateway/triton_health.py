@@ -2,6 +2,8 @@
 
 An unreachable Triton is a state, never an exception that reaches a call: the
 gateway keeps answering calls and reports ``triton.unavailable`` once per change.
+
+Layer: shell.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ interpreter exit) ends its whole process group. ``<workdir>/triton.lock`` is hel
 (flock) by the starter and the server while either lives, and ``triton.pid`` names
 them, so a second start on the same workdir, or one whose ports are taken, fails
 with one line that says which process is in the way.
+
+Layer: shell.
 """
 
 from __future__ import annotations

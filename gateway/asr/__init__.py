@@ -1,2 +1,5 @@
 """Streaming ASR over Triton: the contract codec (pure), per-channel audio queues (pure) and the
-gRPC streaming shell."""
+gRPC streaming shell.
+
+Layer: package.
+"""

@@ -14,6 +14,8 @@ multiple events in one packet) are ignored. ``volume_db`` is the power level in 
 Events outside the negotiated range (the ``a=fmtp:<pt> 0-15,66,70`` list, parsed by
 :func:`parse_event_list`) are dropped before they touch any state and counted in
 :attr:`DtmfDecoder.rejected`.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

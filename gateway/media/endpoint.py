@@ -3,6 +3,8 @@
 Garbage, wrong payload types and foreign SSRCs are counted and dropped here; nothing
 raised by a datagram ever reaches the event loop. Decoding and the jitter buffer hang
 off :attr:`RtpEndpoint.on_packet`.
+
+Layer: shell.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ mu-law works on the 14 most significant bits of a sample with a bias of 33 and c
 fancy-index into a 65536-entry ``uint8`` table indexed by the raw 16-bit pattern of the
 sample, decoding a fancy-index into a 256-entry ``int16`` table. Both are bit-exact with the
 classic reference coder (the one behind ``audioop`` and ``sox``).
+
+Layer: pure core.
 """
 
 from __future__ import annotations

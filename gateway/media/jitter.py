@@ -38,6 +38,8 @@ Choices made here (document of record):
 * Adaptive depth: target = 3 x RFC 3550 interarrival jitter, clamped to [ptime_ms,
   max_depth_ms]; it is adopted at a talkspurt start (marker) and otherwise approached by at most
   0.5 ms per packet.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ its timestamp gap to the next packet comes out as silence.
 Time keeps running when the sender stops (silence suppression, a dead source): once nothing has
 arrived for the jitter depth plus two ptimes, :meth:`InboundLeg.tick` feeds silence by the
 clock, at most ``max_fill_s`` per pause, so that ASR endpointing fires.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Sans-I/O: :class:`Packetizer` turns PCM into serialized RTP packets (:mod:`gatew
 does the wire format) and :class:`Pacer` tells the asyncio shell when each is due, from a
 ``now`` it is given. Deadlines are ``start + index * ptime`` computed from integers each time,
 so a 10-minute reply does not drift.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""RTP port allocation from the configured range (pure): even RTP port, RTCP on port+1."""
+"""RTP port allocation from the configured range (pure): even RTP port, RTCP on port+1.
+
+Layer: pure core.
+"""
 
 from __future__ import annotations
 

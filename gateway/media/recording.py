@@ -17,6 +17,8 @@ Writes starting before the flushed part are cut (dropped samples are counted in
 FLAC needs the optional ``soundfile`` package; without it ``fmt="flac"`` raises
 :class:`RecordingFormatError` at construction. The crash guarantee is WAV-only: a FLAC file
 left by a crash has no STREAMINFO totals, and libsndfile itself then refuses to read it.
+
+Layer: shell.
 """
 
 from __future__ import annotations

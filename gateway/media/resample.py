@@ -3,6 +3,8 @@
 One :class:`StreamResampler` lives as long as one direction of one leg: soxr keeps the filter
 history between chunks, so 20 ms chunks come out click-free and identical to resampling the
 whole signal at once. Output is mono float32 in [-1, 1].
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ Units: ``lsr`` is the middle 32 bits of an NTP timestamp (16.16 fixed point seco
 ``dlsr`` is in 1/65536 s, ``jitter`` is in RTP timestamp units, ``fraction_lost`` is an
 8-bit fixed point fraction (lost/expected * 256), ``packets_lost`` is cumulative (24-bit
 signed on the wire; values outside that range are clamped as RFC 3550 6.4.1 says).
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@
 * A.8 interarrival jitter, kept in timestamp units (float; the report truncates it to an int).
   The transit-time difference is taken as ``arrival delta - timestamp delta`` with the timestamp
   delta read as a signed 32-bit number, so a timestamp wrap at 2**32 does not disturb it.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 :meth:`RtpTimeout.check` reports an expiry once, on the transition from active to timed out;
 while the hangup it causes is in progress (a BYE being retransmitted) later checks say nothing.
 Packets arriving again re-arm it, and so does hold (no media is expected then).
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Energy voice-activity detection for barge-in (pure): speech for ``min_speech_ms`` at or
-above ``threshold_dbfs`` counts; short clicks do not."""
+above ``threshold_dbfs`` counts; short clicks do not.
+
+Layer: pure core.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,4 @@
+"""SIP: message, SDP, transaction, dialog and registration cores (pure) and their shells.
+
+Layer: package.
+"""

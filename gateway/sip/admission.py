@@ -1,4 +1,7 @@
-"""Who may place calls: trunk source-IP allow-list and a per-source INVITE rate limit (pure)."""
+"""Who may place calls: trunk source-IP allow-list and a per-source INVITE rate limit (pure).
+
+Layer: pure core.
+"""
 
 from __future__ import annotations
 

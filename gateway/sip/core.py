@@ -3,6 +3,8 @@
 Bytes and the current time go in; datagrams to send and call events come out.
 The shell (``gateway.sip.service``) owns sockets, timers and media, and calls
 :meth:`SipCore.answer` once it has RTP ports for an offered call.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""One inbound call's SIP dialog (RFC 3261 sections 12-15) as data plus a state enum (pure)."""
+"""One inbound call's SIP dialog (RFC 3261 sections 12-15) as data plus a state enum (pure).
+
+Layer: pure core.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Client side: parse a ``WWW-Authenticate`` / ``Proxy-Authenticate`` challenge, pick the best
 of several, and build the ``Authorization`` / ``Proxy-Authorization`` value. The same
 ``expected_response`` serves a server-side verifier (see ``verify``).
+
+Layer: pure core.
 """
 
 from __future__ import annotations

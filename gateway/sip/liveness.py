@@ -4,6 +4,8 @@ Two symptoms of a SIP side that stopped working while the process still runs: ev
 dispatch of a received message or timer raises (so nothing gets answered), or the
 transaction timers stopped firing (a deadline the core asked for is long past, so
 retransmissions, timeouts and delayed answers never happen).
+
+Layer: pure core.
 """
 
 from __future__ import annotations

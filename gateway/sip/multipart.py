@@ -13,6 +13,8 @@ A SIPREC INVITE (RFC 7866) carries ``multipart/mixed``: an ``application/sdp`` p
 * a nested multipart part is returned as an opaque part (its body is not split);
 * Content-Transfer-Encoding is not decoded (SIP bodies are binary/8bit in practice); the
   header is kept in :attr:`BodyPart.headers` for a caller that cares.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

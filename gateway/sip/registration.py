@@ -24,6 +24,8 @@ Contact NAT handling (RFC 3581): ``received``/``rport`` in a response's top Via 
 the Contact address of the next REGISTER; when a 2xx shows that the registered Contact is
 not the address the registrar sees, the binding is re-registered at once with the
 corrected Contact. The Via keeps the local (socket) address.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ Pure module: no I/O, no clocks, no logging. The gateway is always the answerer h
 A session-level direction attribute (``a=sendonly`` before the first m-line) is folded into
 each :class:`MediaDescription` that has no direction attribute of its own, so
 ``MediaDescription.direction`` is always the effective direction of that stream.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

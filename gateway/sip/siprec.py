@@ -14,6 +14,8 @@ document (Content-Disposition ``recording-session``) that ties labels to partici
 * :func:`is_siprec_invite` tells a recording INVITE from an ordinary call;
 * :func:`map_roles` decides which m-line is the ``agent`` and which the ``customer``, and says
   why for every m-line.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

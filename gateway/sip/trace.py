@@ -11,6 +11,8 @@ SIGHUP). Whatever could replay or crack a credential is masked before the messag
 
 ``username``, ``realm``, ``uri``, ``algorithm``, ``qop`` and ``nc`` stay visible: a wrong
 user or realm is the commonest registration failure and the trace must show it.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from (symmetric response routing, as with RFC 3581 ``rport``); the shell may rew
 Each transaction kind has a transition table ``(state, event) -> state``; an event
 missing from the table raises ``TransactionStateError`` (a bug in the caller or in this
 layer, never a peer's doing: every peer-driven event is in the tables).
+
+Layer: pure core.
 """
 
 from __future__ import annotations

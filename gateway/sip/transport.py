@@ -1,4 +1,7 @@
-"""SIP over UDP and TCP (IPv4/IPv6): thin asyncio shells that hand bytes to a callback."""
+"""SIP over UDP and TCP (IPv4/IPv6): thin asyncio shells that hand bytes to a callback.
+
+Layer: shell.
+"""
 
 from __future__ import annotations
 

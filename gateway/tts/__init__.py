@@ -1,1 +1,4 @@
-"""Spoken replies: Triton TTS client and paced RTP playout with barge-in."""
+"""Spoken replies: Triton TTS client and paced RTP playout with barge-in.
+
+Layer: package.
+"""

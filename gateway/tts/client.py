@@ -1,4 +1,7 @@
-"""Triton TTS client (see triton_models/TTS.md): text in, streamed PCM chunks out."""
+"""Triton TTS client (see triton_models/TTS.md): text in, streamed PCM chunks out.
+
+Layer: shell.
+"""
 
 from __future__ import annotations
 

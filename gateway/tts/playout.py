@@ -3,6 +3,8 @@
 Text -> Triton TTS chunks -> resample to 8 kHz -> G.711 packets (Packetizer) sent on
 absolute deadlines of the loop's monotonic clock (Pacer). Replies queue up and play in
 order; :meth:`Playout.interrupt` (barge-in, hangup) empties the queue at once.
+
+Layer: shell.
 """
 
 from __future__ import annotations
