@@ -5,6 +5,8 @@ A final hypothesis confirms audio up to its end; if the Triton stream breaks, th
 unconfirmed audio plus everything pending is replayed into a fresh sequence, so
 words spoken during an outage are still transcribed. Pending + unconfirmed audio is
 bounded (``max_buffer_s``); beyond it the oldest audio is dropped and counted.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Each response carries one UTF-8 JSON object in output ``RESULT``:
 ``{"type": "partial"|"final", "segment", "text", "start_s", "end_s", "words": [...],
 "audio_s"}`` with times in seconds from the start of the Triton sequence.
+
+Layer: pure core.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ gateways can share one Triton). Audio is chunked and buffered per channel by
 :class:`ChannelAudioQueue`; if Triton is slow or gone the buffer holds up to
 ``max_buffer_s`` and is replayed into a fresh sequence once the stream is back.
 The call is never dropped because of ASR.
+
+Layer: shell.
 """
 
 from __future__ import annotations
