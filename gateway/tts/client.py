@@ -6,7 +6,7 @@ Layer: shell.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,22 +60,28 @@ class TtsClient:
                 "request_id": f"tts-{next(_ids)}", "enable_empty_final_response": True}
 
     async def synthesize(self, text: str, voice: str = "", rate: float = 1.0
-                         ) -> AsyncIterator[TtsChunk]:
+                         ) -> AsyncGenerator[TtsChunk, None]:
         request = self._request(text, voice, rate)
 
         async def one() -> AsyncIterator[dict[str, Any]]:
             yield request
 
         stream = self._get().stream_infer(one())
-        async for result, error in stream:
-            if error is not None:
-                raise TtsError(str(error))
-            response = result.get_response()
-            if response.outputs:
-                yield _chunk(result)
-            final = response.parameters.get("triton_final_response")
-            if final is not None and final.bool_param:
-                return
+        try:
+            async for result, error in stream:
+                if error is not None:
+                    raise TtsError(str(error))
+                response = result.get_response()
+                if response.outputs:
+                    yield _chunk(result)
+                final = response.parameters.get("triton_final_response")
+                if final is not None and final.bool_param:
+                    return
+        finally:
+            # end the gRPC call here and now (a no-op once it finished): left to the garbage
+            # collector, its internal tasks were destroyed pending ("Task was destroyed but it
+            # is pending! ... grpc/aio/_call.py") when a reply was cut off or its call ended
+            stream.cancel()
 
     async def close(self) -> None:
         if self._client is not None:

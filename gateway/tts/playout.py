@@ -10,6 +10,7 @@ Layer: shell.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 from collections import deque
@@ -121,13 +122,15 @@ class Playout:
         resampler: StreamResampler | None = None
         pacer: Pacer | None = None
         try:
-            async for chunk in self._tts.synthesize(reply.text, self.voice, self.rate):
-                if self._cut.is_set():
-                    break
-                if resampler is None:
-                    resampler = StreamResampler(chunk.sample_rate_hz, RATE_HZ)
-                self._packetizer.push(to_int16(resampler.process(chunk.audio)))
-                pacer = await self._send_ready(reply, pacer)
+            async with contextlib.aclosing(self._tts.synthesize(reply.text, self.voice,
+                                                                self.rate)) as chunks:
+                async for chunk in chunks:     # aclosing: a break closes the stream here,
+                    if self._cut.is_set():     # not in a garbage-collector task later
+                        break
+                    if resampler is None:
+                        resampler = StreamResampler(chunk.sample_rate_hz, RATE_HZ)
+                    self._packetizer.push(to_int16(resampler.process(chunk.audio)))
+                    pacer = await self._send_ready(reply, pacer)
             if resampler is not None and not self._cut.is_set():
                 self._packetizer.push(to_int16(resampler.flush()))
                 pacer = await self._send_ready(reply, pacer, final=True)
