@@ -6,10 +6,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= sip_configs/gateway.toml
-APT_PACKAGES := kamailio sip-tester espeak-ng
-# binary that proves each Debian package is present
-APT_PROBES := kamailio sipp espeak-ng
+APT_PACKAGES := kamailio sip-tester espeak-ng systemd
+# binary that proves each Debian package is present (systemd-analyze: the unit tests)
+APT_PROBES := kamailio sipp espeak-ng systemd-analyze
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# pip prints one line per package and a download bar; in a log (no terminal) the bar
+# appears once, finished. PIP_PROGRESS=off drops the bar.
+PIP_PROGRESS ?= on
+PIP_INSTALL = -m pip install --progress-bar $(PIP_PROGRESS) --no-input
 
 .PHONY: run test lint deps apt venv clean bench unit
 
@@ -27,7 +31,8 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,test]'
+	@echo "installing the gateway's packages into $(VENV) (pyproject.toml + constraints.txt)"
+	$(PY) $(PIP_INSTALL) -c constraints.txt -e '.[dev,test]'
 	touch $@
 
 run: deps triton-venv
@@ -51,4 +56,5 @@ clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache
 
 include Makefile.triton
+include Makefile.systemd
 include Makefile.bench
