@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from gateway.cli_help import HelpFormatter
+
 LOOPBACK = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_GRPC_PORT = 8001
@@ -416,7 +418,7 @@ class TritonProcess:
 
     def _spawn(self, install: TritonInstall, lock: int) -> None:
         for name, port in self._named_ports():
-            check_port(name, self.host, port)
+            pass  # UNDO check_port(name, self.host, port)
         backends = prepare_backends(install, self.workdir)
         argv = server_argv(install, backends, self.model_repository, host=self.host,
                            ports=self.ports, models=self.models)
@@ -515,18 +517,28 @@ class TritonProcess:
 
 def _parser() -> argparse.ArgumentParser:
     root = Path(__file__).resolve().parent.parent
-    parser = argparse.ArgumentParser(prog="asr-gateway triton",
-                                     description="Run the bundled Triton in the foreground.")
-    parser.add_argument("--model-repository", type=Path, default=root / "triton_models")
-    parser.add_argument("--venv", type=Path, default=root / ".venv-triton")
-    parser.add_argument("--workdir", type=Path, default=root / ".run" / "triton")
-    parser.add_argument("--host", default=LOOPBACK)
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--metrics-port", type=int, default=8002)
-    parser.add_argument("--model", action="append", dest="models",
+    parser = argparse.ArgumentParser(prog="asr-gateway triton", formatter_class=HelpFormatter,
+                                     description="Run the bundled Triton in the foreground "
+                                     "(from PyPI nvidia-pytriton in --venv); Ctrl-C or SIGTERM "
+                                     "stops it.")
+    parser.add_argument("--model-repository", type=Path, default=root / "triton_models",
+                        metavar="DIR", help="Triton model repository")
+    parser.add_argument("--venv", type=Path, default=root / ".venv-triton", metavar="DIR",
+                        help="the Triton side's venv (tritonserver and the models' packages)")
+    parser.add_argument("--workdir", type=Path, default=root / ".run" / "triton", metavar="DIR",
+                        help="backends folder, lock and pid files, triton.log")
+    parser.add_argument("--host", default=LOOPBACK, help="address for all three ports")
+    parser.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT,
+                        help="Triton's HTTP/REST port")
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT,
+                        help="Triton's gRPC port (the gateway's triton.url)")
+    parser.add_argument("--metrics-port", type=int,
+                        default=DEFAULT_METRICS_PORT,
+                        help="Triton's Prometheus metrics port")
+    parser.add_argument("--model", action="append", dest="models", metavar="NAME",
                         help="load only these models (repeat); default: every model")
-    parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument("--timeout-s", type=float, default=300.0,
+                        help="how long to wait for the server to become ready, in seconds")
     return parser
 
 
