@@ -10,6 +10,7 @@ Layer: shell (the process: it wires every part and owns their start and stop ord
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -275,8 +276,17 @@ def run(config_path: Path, *, triton_venv: Path | None = None,
         return 2
     configure_logging(config.logging.level, config.logging.format)
     if triton_venv is None:
-        return uvloop.run(serve(config, config_path))
+        return _serve(config, config_path)
     return _run_with_triton(config, config_path, triton_venv, model_repository, triton_ports)
+
+
+def _serve(config: GatewayConfig, config_path: Path) -> int:
+    try:
+        return uvloop.run(serve(config, config_path))
+    finally:
+        # free what reference cycles still hold (a call's media, gRPC state) while the
+        # extension modules are alive: at interpreter exit nanobind reports them as leaks
+        gc.collect()
 
 
 def _run_with_triton(config: GatewayConfig, config_path: Path, venv: Path,
@@ -303,7 +313,7 @@ def _run_with_triton(config: GatewayConfig, config_path: Path, venv: Path,
         return 1
     log.info("triton.started", grpc=triton.grpc_url)
     try:
-        return uvloop.run(serve(config, config_path))
+        return _serve(config, config_path)
     finally:
         triton.stop()
         log.info("triton.stopped")

@@ -205,6 +205,86 @@ def test_ctrl_c_through_a_closed_pipe_stops_the_daemon_and_its_triton(
     assert not _processes_mentioning(marker), "the gateway's Triton outlived it"
 
 
+def _call(d: Daemon, call_id: str, seconds: float = 1.0) -> None:
+    """One call: INVITE, ACK, paced RTP (a tone), BYE."""
+    import re
+    import socket
+
+    import numpy as np
+
+    from tests.media_tools import packets, send_paced
+    from tests.rawsip import response_to, sdp_offer
+
+    peer = UdpPeer()
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rtp.bind(("127.0.0.1", 0))
+        peer.send(request("INVITE", d.sip_port, local_port=peer.port, call_id=call_id,
+                          headers="Content-Type: application/sdp",
+                          body=sdp_offer(rtp.getsockname()[1])), d.sip_port)
+        final = peer.replies(timeout_s=10.0)[-1]
+        assert final.status == 200, final.raw
+        to_tag = (final.header("To") or "").split("tag=")[1]
+        peer.send(request("ACK", d.sip_port, local_port=peer.port, call_id=call_id,
+                          to_tag=to_tag), d.sip_port)
+        match = re.search(rb"m=audio (\d+)", final.body)
+        assert match is not None
+        t = np.arange(int(8000 * seconds)) / 8000
+        tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+        send_paced(rtp, packets(tone, "PCMU"), ("127.0.0.1", int(match.group(1))))
+        peer.send(request("BYE", d.sip_port, local_port=peer.port, call_id=call_id,
+                          to_tag=to_tag, cseq=2), d.sip_port)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:       # answer requests the gateway sends us
+            data = peer.recv(0.5)
+            if data is None:
+                break
+            if not data.startswith(b"SIP/2.0"):
+                peer.send(response_to(data), d.sip_port)
+    finally:
+        peer.close()
+        rtp.close()
+
+
+@pytest.mark.slow
+def test_every_line_on_stdout_is_json_after_calls_and_sigterm(
+        tmp_path: Path, daemons: list[Daemon]) -> None:
+    """A --triton-venv gateway (the ASR path with a real Triton), calls, SIGTERM: stdout and
+    stderr together hold only JSON lines (no nanobind leak report, no asyncio text)."""
+    import threading
+
+    venv = REPO / ".venv-triton"
+    if not (venv / "bin" / "python").exists():
+        pytest.fail(f"no Triton venv at {venv}: run make triton-venv", pytrace=False)
+    (grpc,) = distinct_tcp_ports(1)
+    extra = {"triton": {"url": f"127.0.0.1:{grpc}", "asr_model": "asr_ack",
+                        "asr_enabled": True, "connect_timeout_s": 5.0},
+             "logging": {"level": "info"}}
+    request_cleanup(str(tmp_path / "state" / "triton" / "backends"))
+    d = Daemon(tmp_path, extra, stderr=subprocess.STDOUT, args=("--triton-venv", str(venv)))
+    daemons.append(d)
+    assert d.proc.stdout is not None
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.extend(d.proc.stdout or ()), daemon=True)
+    reader.start()
+    for n in range(2):
+        _call(d, f"json-lines-{n}")
+    assert _stop_within_bound(d) == 0
+    reader.join(10)
+    lines = [x for x in out if x.strip()]
+    bad = [x for x in lines if not _is_json_object(x)]
+    assert not bad, b"".join(bad[:20]).decode(errors="replace")
+    events = [json.loads(x).get("event") for x in lines]
+    assert events.count("call.ended") == 2 and events[-1] == "triton.stopped"
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
 async def test_readyz_reflects_a_sip_side_that_stopped_answering(tmp_path: Path) -> None:
     """In-process gateway: dispatch that keeps raising, then a closed SIP socket, turn the
     readiness check red (the HTTP route serves exactly ``Gateway.readiness``)."""

@@ -1,11 +1,23 @@
-"""LogOutput: a log write never raises; failures are counted and fall back (issue 13 item 1)."""
+"""LogOutput: a log write never raises; failures are counted and fall back (issue 13 item 1).
+asyncio errors, warnings and stdlib logging reach the same JSON output (item 5)."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
+import json
+import logging
 import os
-from typing import TextIO
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any, TextIO
 
+import pytest
+import structlog
+
+from gateway import logs
 from gateway.logs import LogOutput
 
 
@@ -39,3 +51,53 @@ def test_a_line_no_stream_takes_is_dropped_and_counted() -> None:
     out.write("y")
     out.flush()
     assert out.dropped == 2 and out.write_errors == {"file": 2}
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    logs.configure_logging("info", "json", stream=out)
+    yield out
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logs._ToStructlog)]:
+        root.removeHandler(handler)
+    logging.captureWarnings(False)
+    structlog.reset_defaults()
+    logs.OUTPUT.use(sys.stdout)
+
+
+def _lines(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]   # every line is JSON
+
+
+def test_asyncio_errors_go_through_the_logger(json_log: io.StringIO) -> None:
+    async def fail() -> None:
+        raise RuntimeError("aclose(): asynchronous generator is already running")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(logs.loop_exception_handler)
+        loop.call_soon(lambda: 1 / 0)                    # a callback that raises
+        task = loop.create_task(fail())
+        await asyncio.sleep(0.01)
+        del task                                         # exception never retrieved
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    errors = [x for x in _lines(json_log) if x["event"] == "asyncio.error"]
+    assert len(errors) == 2, json_log.getvalue()
+    assert any("ZeroDivisionError" in x["error"] for x in errors)
+    never = next(x for x in errors if "RuntimeError" in x["error"])
+    assert never["message"] == "Task exception was never retrieved" and never["level"] == "error"
+
+
+def test_warnings_and_stdlib_logging_become_json_lines(json_log: io.StringIO) -> None:
+    warnings.warn("something deprecated", UserWarning, stacklevel=1)
+    logging.getLogger("grpc._cython").error("a library says %s", "hello")
+    logging.getLogger("chatty").debug("not shown at info")
+    lines = _lines(json_log)
+    assert [x["event"] for x in lines] == ["python.log", "python.log"]
+    assert lines[0]["logger"] == "py.warnings" and "something deprecated" in lines[0]["message"]
+    assert lines[1] == {**lines[1], "logger": "grpc._cython", "message": "a library says hello",
+                        "level": "error"}
