@@ -192,3 +192,23 @@ def test_run_with_triton_venv_uses_the_given_ports_and_sigkill_takes_triton_alon
     finally:
         if not _gone(server):
             os.kill(server, signal.SIGKILL)
+
+
+def test_run_with_triton_venv_on_a_taken_port_exits_1_with_one_line(
+        gateway_factory: GatewayFactory) -> None:
+    _require_venv()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        grpc, metrics = distinct_tcp_ports(2)
+        gw = gateway_factory({"triton": {"url": f"{LOOPBACK}:{grpc}", "asr_model": "asr_ack"},
+                              "tts": {"enabled": False}}, start=False)
+        with pytest.raises(AssertionError, match="no log event 'gateway.started'"):
+            gw.start(120, ["--triton-venv", str(TRITON_VENV), "--triton-http-port", str(taken),
+                           "--triton-metrics-port", str(metrics)])
+        assert gw.wait(30) == 1
+    failed = gw.wait_log("triton.start_failed")
+    assert f"http port {LOOPBACK}:{taken} is already in use by pid {os.getpid()}" in \
+        failed["error"] and "\n" not in failed["error"], failed
+    assert not any("Traceback" in line for line in gw.raw), "".join(gw.raw)
