@@ -182,7 +182,9 @@ class InboundLeg:
         target = round((min(idle_s, self.settings.max_fill_s) * 1000 - self.settings.ptime_ms)
                        * SAMPLES_PER_MS)
         if target > self._filled:
-            self._deliver(self.jitter.fill_silence(target - self._filled))
+            filled = self.jitter.fill_silence(target - self._filled)
+            self._deliver(filled)
+            self.concealed_samples -= sum(f.samples for f in filled)  # filled_ms, not concealed
             self._filled = target
 
     def _deliver(self, frames: list[Frame]) -> None:

@@ -123,6 +123,8 @@ def test_silence_is_fed_by_the_clock_when_rtp_stops() -> None:
     filled = sink.samples - loud
     assert 1.2 * 8000 <= filled <= 1.5 * 8000, filled
     assert sink.loud_samples() == loud             # silence, not repeated speech
+    stats = leg.stats()
+    assert stats["concealed_ms"] == 0 and stats["filled_ms"] == filled // 8
     positions = [p for p, _c in sink.chunks]
     assert positions == sorted(positions)
 
