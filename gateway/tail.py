@@ -201,19 +201,29 @@ async def _connect(session: aiohttp.ClientSession, opts: TailOptions
 
 async def _follow(ws: aiohttp.ClientWebSocketResponse, formatter: TailFormatter,
                   out: TextIO) -> str:
-    """Print events until the connection ends; returns why it ended."""
+    """Print events until the connection ends; returns why it ended (the code of the close
+    frame: ``ws.close_code`` turns 1006 when our reply cannot be sent any more)."""
+    code: int | None = None
     async with ws:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            try:
-                event = json.loads(msg.data)
-            except ValueError:
+        while True:
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.BINARY:
                 continue
-            if isinstance(event, dict):
-                for line in formatter.lines(event):
-                    print(line, file=out, flush=True)
-    return close_reason(ws.close_code)
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                code = msg.data if msg.type == aiohttp.WSMsgType.CLOSE else None
+                break
+            _print_event(msg.data, formatter, out)
+    return close_reason(code if code is not None else ws.close_code)
+
+
+def _print_event(data: str, formatter: TailFormatter, out: TextIO) -> None:
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return
+    if isinstance(event, dict):
+        for line in formatter.lines(event):
+            print(line, file=out, flush=True)
 
 
 async def tail(opts: TailOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
