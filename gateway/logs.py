@@ -119,6 +119,7 @@ def _silence_fd(stream: TextIO) -> None:
 
 
 OUTPUT = LogOutput()
+_level = logging.INFO
 
 
 class _SafeLogger:
@@ -165,6 +166,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     out = stream if stream is not None else sys.stdout
     json_output = fmt == "json" or (fmt == "auto" and not _isatty(out))
     OUTPUT.use(out)
+    global _level
+    _level = LEVELS[level]
     structlog.configure(
         processors=_processors(json_output),
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
@@ -202,6 +205,12 @@ def flush() -> None:
     OUTPUT.flush()
 
 
-def get_logger(name: str) -> Any:
-    """A bound logger carrying the component name."""
-    return structlog.get_logger().bind(component=name)
+def get_logger(name: str, **context: Any) -> Any:
+    """A logger carrying the component name (and ``context``). It follows the configuration
+    live: a SIGHUP that changes ``logging.level`` applies to loggers made before it."""
+    return structlog.get_logger(component=name, **context)
+
+
+def debug_enabled() -> bool:
+    """Cheap check for code that would compute debug fields per packet."""
+    return _level <= logging.DEBUG

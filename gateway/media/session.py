@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.config import GatewayConfig
+from gateway.media.debuglog import LegDebugLog
 from gateway.media.dtmf import RFC4733_DEFAULT_EVENTS, DtmfEvent, parse_event_list
 from gateway.media.endpoint import RtpEndpoint
 from gateway.media.leg import AudioSink, InboundLeg, LegSettings
@@ -133,7 +134,9 @@ class CallMedia:
         pipeline = InboundLeg(settings, sink, lambda ev: on_dtmf(leg_box[0], ev))
         leg = MediaLeg(stream, endpoint, pipeline, sink, RtcpScheduler(), secrets.randbits(32))
         leg_box.append(leg)
-        endpoint.on_packet = pipeline.on_packet
+        debug = LegDebugLog(self.call_id, leg.channel, endpoint, pipeline)
+        debug.opened(stream, rtp)
+        endpoint.on_packet = debug.wrap(pipeline.on_packet)
         endpoint.on_rtcp = lambda data, now: self._on_rtcp(leg, data, now)
         leg.rtcp.start(asyncio.get_running_loop().time())
         return leg

@@ -64,6 +64,7 @@ def json_log() -> Iterator[io.StringIO]:
     logging.captureWarnings(False)
     structlog.reset_defaults()
     logs.OUTPUT.use(sys.stdout)
+    logs._level = logging.INFO
 
 
 def _lines(out: io.StringIO) -> list[dict[str, Any]]:
@@ -101,3 +102,12 @@ def test_warnings_and_stdlib_logging_become_json_lines(json_log: io.StringIO) ->
     assert lines[0]["logger"] == "py.warnings" and "something deprecated" in lines[0]["message"]
     assert lines[1] == {**lines[1], "logger": "grpc._cython", "message": "a library says hello",
                         "level": "error"}
+
+
+def test_a_logger_made_before_a_level_change_follows_it(json_log: io.StringIO) -> None:
+    log = logs.get_logger("sip")                 # components keep their logger for life
+    log.debug("hidden")
+    logs.configure_logging("debug", "json", stream=json_log)    # what SIGHUP does
+    log.debug("shown")
+    assert logs.debug_enabled()
+    assert [x["event"] for x in _lines(json_log)] == ["shown"]

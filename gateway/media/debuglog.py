@@ -1,0 +1,87 @@
+"""Debug events for one RTP leg (``logging.level = "debug"``): what an operator debugging a
+PBX wants to see about the media, once per change rather than per packet.
+
+``rtp.stream_opened`` (socket bound: codec, payload types, ptime, where SDP says RTP comes
+from), ``rtp.stream_started`` (first accepted packet: latched source, SSRC, payload type),
+``rtp.latched`` (the accepted source address changed), ``rtp.ssrc_changed``,
+``rtp.payload_type_changed`` (audio, comfort noise, telephone-event) and
+``rtp.jitter_restart`` (the jitter buffer started a new stream). A shell: it watches the
+endpoint and the pipeline after each packet and only logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gateway.config import RtpConfig
+from gateway.logs import debug_enabled, get_logger
+from gateway.media.endpoint import RtpEndpoint
+from gateway.media.leg import InboundLeg
+from gateway.media.rtp import RtpPacket
+from gateway.sip.sdp import AnsweredStream
+
+PacketHandler = Callable[[RtpPacket, float], None]
+
+
+def _addr(addr: tuple[str, int] | None) -> str | None:
+    return None if addr is None else f"{addr[0]}:{addr[1]}"
+
+
+class LegDebugLog:
+    def __init__(self, call_id: str, channel: str, endpoint: RtpEndpoint,
+                 pipeline: InboundLeg) -> None:
+        self._log = get_logger("media", call_id=call_id, channel=channel, port=endpoint.port)
+        self._endpoint = endpoint
+        self._pipeline = pipeline
+        self._state: tuple[Any, ...] | None = None
+
+    def opened(self, stream: AnsweredStream, rtp: RtpConfig) -> None:
+        self._log.debug("rtp.stream_opened", codec=stream.encoding, payload_type=stream.pt,
+                        dtmf_payload_type=stream.dtmf_pt, cn_payload_type=stream.cn_pt,
+                        ptime_ms=stream.ptime_ms, rtcp_mux=stream.rtcp_mux,
+                        sdp_remote=_addr((stream.remote_address, stream.remote_port or 0)
+                                         if stream.remote_address else None),
+                        jitter_depth_ms=rtp.jitter_depth_ms, jitter_mode=rtp.jitter_mode,
+                        symmetric=rtp.symmetric)
+
+    def wrap(self, handler: PacketHandler) -> PacketHandler:
+        def on_packet(packet: RtpPacket, now: float) -> None:
+            handler(packet, now)
+            if debug_enabled():
+                self._observe(packet)
+
+        return on_packet
+
+    def _observe(self, packet: RtpPacket) -> None:
+        ep, jb = self._endpoint, self._pipeline.jitter.stats
+        state = (ep.latched, ep.ssrc, packet.payload_type, jb.restarts)
+        before, self._state = self._state, state
+        if before == state:
+            return
+        if before is None:
+            self._log.debug("rtp.stream_started", source=_addr(ep.latched), ssrc=ep.ssrc,
+                            payload_type=packet.payload_type, sequence=packet.sequence_number)
+            return
+        latched, ssrc, pt, restarts = before
+        if ep.latched != latched:
+            self._log.debug("rtp.latched", source=_addr(ep.latched), previous=_addr(latched))
+        if ep.ssrc != ssrc:
+            self._log.debug("rtp.ssrc_changed", ssrc=ep.ssrc, previous=ssrc,
+                            sequence=packet.sequence_number)
+        if packet.payload_type != pt:
+            self._log.debug("rtp.payload_type_changed", payload_type=packet.payload_type,
+                            previous=pt, kind=self._kind(packet.payload_type))
+        if jb.restarts != restarts:
+            self._log.debug("rtp.jitter_restart", restarts=jb.restarts, ssrc=packet.ssrc,
+                            sequence=packet.sequence_number, timestamp=packet.timestamp)
+
+    def _kind(self, pt: int) -> str:
+        s = self._pipeline.settings
+        if pt == s.payload_type:
+            return s.encoding
+        if pt == s.dtmf_payload_type:
+            return "telephone-event"
+        if pt == s.cn_payload_type:
+            return "CN"
+        return "other"
