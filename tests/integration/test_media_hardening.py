@@ -17,6 +17,7 @@ import re
 import socket
 import struct
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,18 @@ import pytest
 from gateway.triton_launcher import TritonProcess
 from tests.conftest import GatewayFactory
 from tests.gateway_proc import GatewayProcess
-from tests.media_tools import FRAME, packets, rtp_packet, send_paced
+from tests.media_tools import (
+    FRAME,
+    RATE,
+    best_lag,
+    g711_roundtrip,
+    packets,
+    read_wav,
+    rtp_packet,
+    send_paced,
+    speech_8k,
+    window_correlations,
+)
 from tests.rawsip import UdpPeer, request, response_to
 from tests.speech import piper_wavs, read_pcm, word_error_rate
 
@@ -238,6 +250,34 @@ def test_final_comes_soon_after_rtp_stops(triton: TritonProcess,
     caller.bye()
     leg = caller.ended()["legs"][0]
     assert leg["filled_ms"] > 0 and leg["dropped"] == {}
+
+
+# ------------------------------------------------------------------ a real new stream
+
+
+def test_a_real_ssrc_change_mid_call_restarts_once_and_keeps_its_audio(
+        gateway_factory: GatewayFactory) -> None:
+    """A PBX transfer / SBC re-anchoring: new SSRC, sequence and timestamp base, same source.
+    The jitter buffer restarts once and the recording holds both parts, contiguous."""
+    gw = gateway_factory({"storage": {"record": True}, "triton": {"asr_enabled": False}})
+    first, second = speech_8k("One two three four five."), speech_8k("Six seven eight nine.")
+    first, second = first[: len(first) // FRAME * FRAME], second[: len(second) // FRAME * FRAME]
+    caller = Caller(gw)
+    stream = packets(first, "PCMU", ssrc=SSRC) + packets(second, "PCMU", ssrc=0xBEEF,
+                                                         seq0=40000, ts0=77_777)
+    send_paced(caller.rtp, stream, caller.gw_rtp)
+    time.sleep(0.3)
+    caller.bye()
+    ended = caller.ended()
+    leg = ended["legs"][0]
+    assert leg["jitter_buffer"]["restarts"] == 1 and leg["jitter_buffer"]["lost"] == 0
+    assert leg["dropped"] == {} and leg["ssrc"] == 0xBEEF
+    rate, _channels, frames = read_wav(Path(ended["recording"]))
+    recorded = frames[:, 1]                                   # customer = right
+    expected = g711_roundtrip(np.concatenate([first, second]), "PCMU")
+    lag = best_lag(expected, recorded, RATE)
+    scores = window_correlations(expected, recorded[lag:])
+    assert rate == RATE and len(scores) >= 6 and min(scores) > 0.95, scores
 
 
 # ------------------------------------------------------------------ RTP timeout, logged once
