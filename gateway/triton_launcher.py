@@ -418,7 +418,7 @@ class TritonProcess:
 
     def _spawn(self, install: TritonInstall, lock: int) -> None:
         for name, port in self._named_ports():
-            pass  # UNDO check_port(name, self.host, port)
+            check_port(name, self.host, port)
         backends = prepare_backends(install, self.workdir)
         argv = server_argv(install, backends, self.model_repository, host=self.host,
                            ports=self.ports, models=self.models)
