@@ -326,3 +326,25 @@ async def test_readyz_reflects_a_sip_side_that_stopped_answering(tmp_path: Path)
         assert not ready and checks["sip_dispatch"]["sockets_open"] is False
     finally:
         await gw.shutdown()
+
+
+def test_started_is_a_short_summary_with_resolved_paths(tmp_path: Path,
+                                                        daemons: list[Daemon]) -> None:
+    """Item 26: one short gateway.started line, paths without ``dir/..``; the whole config
+    only at debug level (gateway.config)."""
+    (tmp_path / "sub").mkdir()
+    winding = f"{tmp_path}/sub/../state"
+    d = Daemon(tmp_path, {"storage": {"state_dir": winding}, "logging": {"level": "debug"}},
+               stderr=subprocess.STDOUT)
+    daemons.append(d)
+    line = json.dumps(d.started)
+    assert len(line) < 1000, line
+    assert "/../" not in line and "config" not in d.started
+    assert d.started["state_dir"] == str((tmp_path / "state").resolve())
+    assert d.started["config_file"] == str((tmp_path / "gateway.toml").resolve())
+    assert d.started["logging"] == {"level": "debug", "format": "json", "sip_trace": False}
+    full = d._read_until("gateway.config", 10.0)
+    assert full["level"] == "debug"
+    assert full["config"]["storage"]["state_dir"] == str((tmp_path / "state").resolve())
+    assert full["config"]["sip"]["drain_grace_s"] == 0.5
+    assert _stop_within_bound(d) == 0
