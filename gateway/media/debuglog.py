@@ -7,6 +7,8 @@ from), ``rtp.stream_started`` (first accepted packet: latched source, SSRC, payl
 ``rtp.payload_type_changed`` (audio, comfort noise, telephone-event) and
 ``rtp.jitter_restart`` (the jitter buffer started a new stream). A shell: it watches the
 endpoint and the pipeline after each packet and only logs.
+
+Layer: shell.
 """
 
 from __future__ import annotations
