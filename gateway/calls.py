@@ -360,11 +360,8 @@ class CallManager:
         call = self.calls.get(call_id)
         if not hyp.text and not hyp.is_final:
             return
-        kind = "final" if hyp.is_final else "partial"
-        if latency_s is not None:
-            self._metrics.asr_latency.labels(kind=kind).observe(max(0.0, latency_s))
-        if hyp.is_final and not hyp.text:
-            return
+        if hyp.is_final and not hyp.text:   # an empty END final: no event (nor latency metric,
+            return                          # which gateway.asr.stream observes per event)
         if call is not None and call.playout is not None and hyp.text and not hyp.is_final:
             call.playout.interrupt("barge-in: caller words")
         transcript = TranscriptFinal if hyp.is_final else TranscriptPartial

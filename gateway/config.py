@@ -157,6 +157,7 @@ class TritonConfig:
     asr_enabled: bool = True
     buffer_s: float = 10.0
     final_timeout_s: float = 5.0
+    sequence_keepalive_s: float = 10.0
     phrases: tuple[str, ...] = ()
 
 
@@ -689,6 +690,7 @@ _TRITON: Final = _table(TritonConfig, {
     "asr_enabled": _bool,
     "buffer_s": _float(1, 600),
     "final_timeout_s": _float(0.1, 120),
+    "sequence_keepalive_s": _float(0.1, 600),
     "phrases": _list(_text()),
 })
 

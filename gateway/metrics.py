@@ -45,7 +45,8 @@ class Metrics:
             "gateway_rtp_jitter_seconds", "Interarrival jitter per leg at call end",
             buckets=JITTER_BUCKETS_S, registry=r)
         self.asr_latency = Histogram(
-            "gateway_asr_latency_seconds", "Audio sent to transcript received",
+            "gateway_asr_latency_seconds", "Audio at a transcript's end reaching the gateway -> "
+            "the transcript received; once per transcript event with text",
             ["kind"], buckets=LATENCY_BUCKETS_S, registry=r)
         self.triton_ready = Gauge("gateway_triton_ready", "1 when Triton and models are ready",
                                   registry=r)
@@ -55,8 +56,15 @@ class Metrics:
             "gateway_event_loop_lag_seconds", "How late the event loop runs a 100 ms timer",
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), registry=r)
         self.asr_send_delay = Histogram(
-            "gateway_asr_send_delay_seconds", "Newest audio of a chunk arriving -> chunk sent "
-            "to Triton", buckets=LATENCY_BUCKETS_S, registry=r)
+            "gateway_asr_send_delay_seconds", "Newest audio of a request arriving -> the request "
+            "sent to Triton; once per request carrying audio never sent before (replays after a "
+            "reconnect are not observed again)", buckets=LATENCY_BUCKETS_S, registry=r)
+        self.asr_dropped = Counter(
+            "gateway_asr_dropped_seconds_total", "Audio dropped unsent because Triton was slow "
+            "or down for longer than triton.buffer_s", registry=r)
+        self.asr_keepalives = Counter(
+            "gateway_asr_keepalives_total", "Requests sent only to keep an idle Triton sequence "
+            "open", registry=r)
         self.asr_buffered = Gauge(
             "gateway_asr_buffered_seconds", "Audio held for ASR, summed over channels",
             registry=r)

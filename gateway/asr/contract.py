@@ -4,14 +4,25 @@ Each response carries one UTF-8 JSON object in output ``RESULT``:
 ``{"type": "partial"|"final", "segment", "text", "start_s", "end_s", "words": [...],
 "audio_s"}`` with times in seconds from the start of the Triton sequence.
 
+Also the wire codec of the gRPC stream (protobuf messages, no I/O): one
+:func:`encode_request` per chunk and :func:`decode_reply` per stream response. The
+request asks for Triton's empty final response, so the client sees when each request
+is complete (tritonclient's asyncio ``stream_infer`` cannot ask for it).
+
 Layer: pure core.
 """
 
 from __future__ import annotations
 
 import json
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tritonclient.grpc import service_pb2
 
 
 class ContractError(ValueError):
@@ -50,6 +61,16 @@ class Hypothesis:
                           tuple(w.shifted(offset_s) for w in self.words),
                           round(self.audio_s + offset_s, 3))
 
+    def mapped(self, to_channel_s: Callable[[float], float]) -> Hypothesis:
+        """Every time mapped from sequence time to channel time."""
+        def at(t: float) -> float:
+            return round(to_channel_s(t), 3)
+
+        return Hypothesis(self.is_final, self.segment, self.text, at(self.start_s),
+                          at(self.end_s), tuple(Word(w.word, at(w.start_s), at(w.end_s),
+                                                     w.confidence) for w in self.words),
+                          at(self.audio_s))
+
 
 def _number(obj: dict[str, Any], key: str, default: float = 0.0) -> float:
     value = obj.get(key, default)
@@ -82,3 +103,87 @@ def parse_result(raw: bytes | str) -> Hypothesis:
     return Hypothesis(obj["type"] == "final", segment, text.strip(), _number(obj, "start_s"),
                       _number(obj, "end_s"), tuple(_word(w) for w in words),
                       _number(obj, "audio_s"))
+
+
+# ----------------------------------------------------------------- gRPC stream codec
+@dataclass(frozen=True, slots=True)
+class RequestId:
+    """What a request id says: the sequence it belongs to and whether it carried END."""
+    corrid: int
+    end: bool
+
+    def __str__(self) -> str:
+        return f"{self.corrid}:{int(self.end)}"
+
+    @classmethod
+    def parse(cls, text: str) -> RequestId | None:
+        corrid, sep, end = text.partition(":")
+        if not sep or not corrid.isdigit() or end not in ("0", "1"):
+            return None
+        return cls(int(corrid), end == "1")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReply:
+    """One response of the stream: results, an error, and whether it completes its request."""
+    request: RequestId | None
+    results: tuple[bytes, ...]
+    error: str | None
+    complete: bool
+
+
+def encode_request(*, model: str, version: str, corrid: int, audio: npt.NDArray[np.float32],
+                   start: bool, end: bool,
+                   phrases: Sequence[str] = ()) -> service_pb2.ModelInferRequest:
+    request = service_pb2.ModelInferRequest(model_name=model, model_version=version,
+                                            id=str(RequestId(corrid, end)))
+    samples = np.ascontiguousarray(audio, dtype="<f4").reshape(-1)
+    request.inputs.add(name="AUDIO", datatype="FP32", shape=[1, samples.size])
+    request.raw_input_contents.append(samples.tobytes())
+    if phrases:
+        request.inputs.add(name="PHRASES", datatype="BYTES", shape=[1, len(phrases)])
+        request.raw_input_contents.append(_bytes_tensor([p.encode() for p in phrases]))
+    request.outputs.add(name="RESULT")
+    params = request.parameters
+    params["sequence_id"].int64_param = corrid
+    params["sequence_start"].bool_param = start
+    params["sequence_end"].bool_param = end
+    params["triton_enable_empty_final_response"].bool_param = True
+    return request
+
+
+def _bytes_tensor(items: Sequence[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
+def _split_bytes_tensor(raw: bytes) -> tuple[bytes, ...]:
+    items, offset = [], 0
+    while offset + 4 <= len(raw):
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise ContractError("RESULT: truncated BYTES element")
+        items.append(raw[offset:offset + size])
+        offset += size
+    if offset != len(raw):
+        raise ContractError("RESULT: trailing bytes after the last BYTES element")
+    return tuple(items)
+
+
+def decode_reply(message: service_pb2.ModelStreamInferResponse) -> StreamReply:
+    response = message.infer_response
+    request = RequestId.parse(response.id)
+    if message.error_message:
+        return StreamReply(request, (), message.error_message, True)
+    results: tuple[bytes, ...] = ()
+    for index, output in enumerate(response.outputs):
+        if output.name != "RESULT":
+            continue
+        if output.datatype != "BYTES":
+            raise ContractError(f"RESULT must be BYTES, got {output.datatype}")
+        if index < len(response.raw_output_contents):
+            results = _split_bytes_tensor(response.raw_output_contents[index])
+        else:
+            results = tuple(output.contents.bytes_contents)
+    final = response.parameters.get("triton_final_response")
+    return StreamReply(request, results, None, bool(final is not None and final.bool_param))

@@ -6,6 +6,17 @@ gateways can share one Triton). Audio is chunked and buffered per channel by
 ``max_buffer_s`` and is replayed into a fresh sequence once the stream is back.
 The call is never dropped because of ASR.
 
+Sequences are kept alive: a started sequence that has sent nothing for
+``sequence_keepalive_s`` (RTP paused, silence suppression) is sent what is pending, an
+empty chunk when nothing is, so Triton's sequence idle timeout never ends it under a
+pending utterance. A sequence Triton refuses anyway (it idled out, the model was
+reloaded) is replayed into a fresh one, for that channel only.
+
+The stream is the raw gRPC ``ModelStreamInfer`` call (tritonclient's protobuf stubs):
+requests ask for Triton's empty final response, so the hub knows when each request is
+complete, and shutdown ends every sequence, waits for the END requests to complete and
+half-closes the stream instead of cancelling it with requests in flight.
+
 Layer: shell.
 """
 
@@ -13,15 +24,23 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import grpc
 import numpy as np
-from tritonclient.grpc import InferInput, InferRequestedOutput
-from tritonclient.grpc import aio as grpcclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from gateway.asr.audioqueue import ChannelAudioQueue, Chunk
-from gateway.asr.contract import ContractError, Hypothesis, parse_result
+from gateway.asr.audioqueue import ChannelAudioQueue, Chunk, DropSpan
+from gateway.asr.contract import (
+    ContractError,
+    Hypothesis,
+    StreamReply,
+    decode_reply,
+    encode_request,
+    parse_result,
+)
 from gateway.config import TritonConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
@@ -29,6 +48,9 @@ from gateway.metrics import Metrics
 MAX_REQUEST_CHUNKS = 12        # a channel behind by more sends it in requests this big
 RECONNECT_MAX_S = 5.0
 MAX_BUFFER_S = 10.0
+CLOSE_ENDS_S = 3.0             # shutdown: how long every open sequence gets for its END
+CLOSE_STREAM_S = 1.0           # then how long the server gets to end the half-closed stream
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 Listener = Callable[["AsrChannel", Hypothesis, float | None], None]
 
 
@@ -43,16 +65,26 @@ class AsrChannel:
                                        max_buffer_s=hub.max_buffer_s)
         self.corrid = hub.new_corrid()
         self.scheduled = False       # waiting in the hub's outbox for its turn to send
+        self.keepalive = False       # its turn is a keep-alive
         self.end_sent = False
         self.closing = False
-        self.done = asyncio.Event()
+        self.done = asyncio.Event()  # the END request completed: every final is in
         self.finals = 0
+        self._dropped_counted = 0
 
     def push(self, audio: np.ndarray[Any, Any], now: float) -> None:
         if self.closing:
             return
         self.queue.push(audio.astype(np.float32, copy=False), now)
+        self.count_dropped()
         self.hub.pump(self)
+
+    def count_dropped(self) -> None:
+        """Put audio the queue dropped since the last call into the metric."""
+        new = self.queue.dropped_samples - self._dropped_counted
+        if new:
+            self._dropped_counted += new
+            self.hub.count_dropped(new / self.queue.rate)
 
     async def close(self, timeout_s: float) -> bool:
         """Send what is left with END and wait for the model's last final."""
@@ -68,18 +100,18 @@ class AsrChannel:
 
     def on_hypothesis(self, hyp: Hypothesis) -> None:
         latency = None
+        arrived = self.queue.arrival_of(hyp.end_s)
+        if arrived is not None:
+            latency = max(0.0, self.hub.loop.time() - arrived)
         if hyp.is_final:
             self.finals += 1
-            arrived = self.queue.arrival_of(hyp.end_s)
-            latency = self.hub.loop.time() - arrived if arrived is not None else None
             self.queue.confirm(hyp.end_s)
-        self._listener(self, hyp.shifted(self.queue.base / self.queue.rate), latency)
-        sent_s = (self.queue.next_start - self.queue.base) / self.queue.rate
-        if hyp.is_final and self.end_sent and hyp.audio_s >= sent_s - 0.001:
-            self.done.set()          # the contract's last final covers all the audio sent
+        if hyp.text and latency is not None:   # one observation per transcript event
+            self.hub.observe_latency("final" if hyp.is_final else "partial", latency)
+        self._listener(self, hyp.mapped(self.queue.channel_s), latency)
 
-    def on_complete(self, chunk_end: bool) -> None:
-        if chunk_end and self.end_sent:
+    def on_complete(self, end: bool) -> None:
+        if end and self.end_sent:
             self.done.set()
 
 
@@ -88,11 +120,16 @@ class AsrHub:
                  max_buffer_s: float = MAX_BUFFER_S) -> None:
         self.config = config
         self.max_buffer_s = max_buffer_s
+        self.keepalive_s = config.sequence_keepalive_s
         self._metrics = metrics
         self._log = get_logger("asr")
         self._channels: dict[int, AsrChannel] = {}
-        self._outbox: asyncio.Queue[AsrChannel] = asyncio.Queue()
+        self._retired: deque[int] = deque(maxlen=4096)  # CORRIDs given up: late replies
+        self._outbox: deque[AsrChannel | None] = deque()
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.connected = False
         self.loop = asyncio.get_running_loop()
 
@@ -108,18 +145,72 @@ class AsrHub:
         return channel
 
     def forget(self, channel: AsrChannel) -> None:
-        self._channels.pop(channel.corrid, None)
+        if self._channels.pop(channel.corrid, None) is not None:
+            self._retired.append(channel.corrid)
+        self._report_drop(channel)
 
     def buffered_s(self) -> float:
         return sum(ch.queue.buffered_s for ch in self._channels.values())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="asr stream")
+        self._keepalive_task = asyncio.create_task(self._keepalive(), name="asr keepalive")
 
     async def close(self) -> None:
-        if self._task is not None:
+        """End every open sequence (bounded), half-close the stream, then stop: cancelling a
+        stream with requests in flight is what Triton 2.51 has crashed on."""
+        self._stopping = True
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+        open_channels = [ch for ch in self._channels.values() if not ch.done.is_set()]
+        ended = await self._end_all(open_channels) if self.connected else 0
+        half_closed = False
+        if self.connected:
+            self._send(None)                       # the writer half-closes the stream
+            half_closed = await self._wait_task(CLOSE_STREAM_S)
+        self._log.info("asr.closed", sequences=len(open_channels), ended=ended,
+                       abandoned=len(open_channels) - ended, half_closed=half_closed)
+        for ch in list(self._channels.values()):
+            self.forget(ch)
+        if self._task is not None and not self._task.done():
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._keepalive_task) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _end_all(self, channels: list[AsrChannel]) -> int:
+        for ch in channels:
+            ch.closing = True
+            self.pump(ch)
+        waits = [asyncio.create_task(ch.done.wait()) for ch in channels]
+        if waits:
+            _done, pending = await asyncio.wait(waits, timeout=CLOSE_ENDS_S)
+            for task in pending:
+                task.cancel()
+        return sum(1 for ch in channels if ch.done.is_set())
+
+    async def _wait_task(self, timeout_s: float) -> bool:
+        if self._task is None:
+            return True
+        done, _pending = await asyncio.wait([self._task], timeout=timeout_s)
+        return bool(done)
+
+    # ----------------------------------------------------------------- metrics
+    def count_dropped(self, seconds: float) -> None:
+        self._metrics.asr_dropped.inc(seconds)
+
+    def observe_latency(self, kind: str, seconds: float) -> None:
+        self._metrics.asr_latency.labels(kind=kind).observe(seconds)
+
+    def _report_drop(self, ch: AsrChannel) -> None:
+        drop = ch.queue.take_drop()
+        if drop is not None:
+            self._log_drop(ch, drop)
+
+    def _log_drop(self, ch: AsrChannel, drop: DropSpan) -> None:
+        rate = ch.queue.rate
+        self._log.warning("asr.audio_dropped", channel=ch.key, from_s=round(drop.start / rate, 3),
+                          to_s=round(drop.end / rate, 3), dropped_s=round(drop.samples / rate, 3),
+                          buffer_s=self.max_buffer_s)
 
     # ----------------------------------------------------------------- sending
     def pump(self, ch: AsrChannel) -> None:
@@ -127,38 +218,86 @@ class AsrHub:
         audio ready by then, so one stream serves every channel when the sender lags)."""
         if not self.connected or ch.scheduled or ch.end_sent:
             return
-        if ch.queue.ready(final=ch.closing):
+        if ch.queue.ready(final=ch.closing) or ch.keepalive:
             ch.scheduled = True
-            self._outbox.put_nowait(ch)
+            self._send(ch)
 
-    def _request(self, ch: AsrChannel, chunk: Chunk) -> dict[str, Any]:
-        audio = InferInput("AUDIO", [1, len(chunk.audio)], "FP32")
-        audio.set_data_from_numpy(chunk.audio.reshape(1, -1))
-        inputs = [audio]
-        if chunk.sequence_start and ch.phrases:
-            phrases = InferInput("PHRASES", [1, len(ch.phrases)], "BYTES")
-            phrases.set_data_from_numpy(np.array([[p.encode() for p in ch.phrases]],
-                                                 dtype=np.object_))
-            inputs.append(phrases)
-        return {"model_name": self.config.asr_model, "model_version": self.config.asr_model_version,
-                "inputs": inputs, "outputs": [InferRequestedOutput("RESULT")],
-                "request_id": f"{ch.corrid}:{int(chunk.sequence_end)}",
-                "sequence_id": ch.corrid, "sequence_start": chunk.sequence_start,
-                "sequence_end": chunk.sequence_end, "enable_empty_final_response": True}
+    def _send(self, ch: AsrChannel | None) -> None:
+        self._outbox.append(ch)
+        self._wake.set()
+
+    async def _keepalive(self) -> None:
+        """Keep idle sequences open: Triton ends a sequence idle for its
+        max_sequence_idle_microseconds, and the model's pending utterance with it."""
+        period = max(0.05, min(1.0, self.keepalive_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = self.loop.time()
+            for ch in list(self._channels.values()):
+                q = ch.queue
+                idle_s = None if q.last_sent_at is None else now - q.last_sent_at
+                if (self.connected and q.started and not q.ended and not ch.scheduled
+                        and idle_s is not None and idle_s >= self.keepalive_s):
+                    ch.keepalive = True
+                    self.pump(ch)
+
+    def _next_request(self, ch: AsrChannel) -> service_pb2.ModelInferRequest | None:
+        now = self.loop.time()
+        ch.scheduled = False
+        chunk = ch.queue.next_chunk(final=ch.closing, max_chunks=MAX_REQUEST_CHUNKS, now=now)
+        if chunk is None and ch.keepalive:
+            chunk = ch.queue.keepalive_chunk(now)
+            if chunk is not None:
+                self._metrics.asr_keepalives.inc()
+        ch.keepalive = False
+        if chunk is None:
+            return None
+        self._report_drop(ch)                    # sending again: a drop episode is over
+        ch.end_sent = chunk.sequence_end
+        if chunk.fresh and len(chunk.audio):
+            self._metrics.asr_send_delay.observe(max(0.0, now - chunk.pushed_at))
+        return self._request(ch, chunk)
+
+    def _request(self, ch: AsrChannel, chunk: Chunk) -> service_pb2.ModelInferRequest:
+        return encode_request(model=self.config.asr_model,
+                              version=self.config.asr_model_version, corrid=ch.corrid,
+                              audio=chunk.audio, start=chunk.sequence_start,
+                              end=chunk.sequence_end,
+                              phrases=ch.phrases if chunk.sequence_start else ())
+
+    async def _writer(self, call: Any) -> None:
+        while True:
+            while not self._outbox:
+                self._wake.clear()
+                await self._wake.wait()
+            ch = self._outbox.popleft()
+            if ch is None:
+                await call.done_writing()
+                return
+            if self._channels.get(ch.corrid) is not ch:
+                continue                          # forgotten while it waited
+            request = self._next_request(ch)
+            if request is not None:
+                await call.write(request)
+            self.pump(ch)                         # written: its next turn, if more is ready
 
     # ----------------------------------------------------------------- the stream
     async def _run(self) -> None:
         delay = 0.2
-        while True:
+        while not self._stopping:
             try:
                 await self._session()
                 delay = 0.2
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # grpc errors: Triton gone, restarted, refused
+                if self._stopping:
+                    return
                 self._metrics.triton_errors.labels(kind="stream").inc()
                 self._log.warning("asr.stream_lost", error=f"{type(exc).__name__}: {exc}"[:300])
             self._disconnected()
+            if self._stopping:
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
@@ -166,60 +305,77 @@ class AsrHub:
         if self.connected:
             self._metrics.triton_errors.labels(kind="reconnect").inc()
         self.connected = False
-        self._outbox = asyncio.Queue()
+        self._outbox.clear()
         for ch in list(self._channels.values()):
-            ch.scheduled, ch.end_sent = False, False
-            self._channels.pop(ch.corrid)
-            ch.corrid = self.new_corrid()     # a fresh sequence: Triton may have lost ours
-            self._channels[ch.corrid] = ch
-            ch.queue.restart()
+            self._new_sequence(ch)
+
+    def _new_sequence(self, ch: AsrChannel) -> None:
+        """A fresh sequence for the channel: Triton may have lost its old one."""
+        ch.scheduled, ch.end_sent, ch.keepalive = False, False, False
+        if self._channels.pop(ch.corrid, None) is not None:
+            self._retired.append(ch.corrid)
+        ch.corrid = self.new_corrid()
+        self._channels[ch.corrid] = ch
+        ch.queue.restart()
+        ch.count_dropped()
 
     async def _session(self) -> None:
-        client = grpcclient.InferenceServerClient(url=self.config.url)
-        try:
-            ready = await client.is_model_ready(self.config.asr_model,
-                                                self.config.asr_model_version,
-                                                client_timeout=self.config.connect_timeout_s)
-            if not ready:
+        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        async with grpc.aio.insecure_channel(self.config.url, options=options) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            ready = await stub.ModelReady(
+                service_pb2.ModelReadyRequest(name=self.config.asr_model,
+                                              version=self.config.asr_model_version),
+                timeout=self.config.connect_timeout_s)
+            if not ready.ready:
                 raise ConnectionError(f"model {self.config.asr_model} not ready")
+            call = stub.ModelStreamInfer()
+            self._outbox.clear()
             self.connected = True
             self._log.info("asr.stream_connected", model=self.config.asr_model)
             for ch in list(self._channels.values()):
                 self.pump(ch)
-            async for result, error in client.stream_infer(self._requests()):
-                self._on_response(result, error)
-        finally:
-            await client.close()
+            writer = asyncio.create_task(self._writer(call), name="asr stream writer")
+            try:
+                async for message in call:
+                    self._on_response(decode_reply(message))
+                if not self._stopping:
+                    raise ConnectionError("Triton ended the stream")
+            finally:
+                self.connected = False
+                if not writer.done():
+                    writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+                if not self._stopping:
+                    call.cancel()
 
-    async def _requests(self) -> AsyncIterator[dict[str, Any]]:
-        outbox = self._outbox
-        while True:
-            ch = await outbox.get()
-            ch.scheduled = False
-            chunk = ch.queue.next_chunk(final=ch.closing, max_chunks=MAX_REQUEST_CHUNKS)
-            if chunk is None:
-                continue
-            ch.end_sent = chunk.sequence_end
-            self._metrics.asr_send_delay.observe(max(0.0, self.loop.time() - chunk.pushed_at))
-            yield self._request(ch, chunk)
-            self.pump(ch)            # written: its next turn, if more audio is ready
-
-    def _on_response(self, result: Any, error: Any) -> None:
-        if error is not None:
-            raise ConnectionError(str(error))
-        response = result.get_response()
-        corrid_text, _sep, end_flag = response.id.partition(":")
-        ch = self._channels.get(int(corrid_text)) if corrid_text.isdigit() else None
+    def _on_response(self, reply: StreamReply) -> None:
+        request = reply.request
+        ch = self._channels.get(request.corrid) if request is not None else None
+        if reply.error is not None:
+            self._on_error(reply, ch)
+            return
         if ch is None:
             return
-        raw = result.as_numpy("RESULT") if any(o.name == "RESULT" for o in response.outputs) \
-            else None
-        for item in ([] if raw is None else raw.reshape(-1)):
+        for item in reply.results:
             try:
                 ch.on_hypothesis(parse_result(item))
             except ContractError as exc:
                 self._metrics.triton_errors.labels(kind="contract").inc()
                 self._log.error("asr.bad_result", error=str(exc), channel=ch.key)
-        params = response.parameters
-        if "triton_final_response" in params and params["triton_final_response"].bool_param:
-            ch.on_complete(end_flag == "1")
+        if reply.complete and request is not None:
+            ch.on_complete(request.end)
+
+    def _on_error(self, reply: StreamReply, ch: AsrChannel | None) -> None:
+        """An error answers one request: its sequence is replayed into a fresh one (the
+        others go on). An error that names no sequence of ours breaks the stream."""
+        request = reply.request
+        if ch is None:
+            if request is not None and request.corrid in self._retired:
+                return                            # a late answer to a sequence given up
+            raise ConnectionError(str(reply.error))
+        self._metrics.triton_errors.labels(kind="sequence").inc()
+        self._log.warning("asr.sequence_lost", channel=ch.key, error=str(reply.error)[:300])
+        self._new_sequence(ch)
+        self.pump(ch)

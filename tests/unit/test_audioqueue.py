@@ -1,0 +1,169 @@
+"""ChannelAudioQueue (pure): chunking, the outage buffer, replay, drops and the time map."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gateway.asr.audioqueue import ChannelAudioQueue, DropSpan
+
+RATE = 16000
+CHUNK = 2560                       # 160 ms
+FRAME = 320                        # 20 ms
+
+
+def _queue(max_buffer_s: float = 10.0) -> ChannelAudioQueue:
+    return ChannelAudioQueue(sample_rate_hz=RATE, chunk_ms=160, max_buffer_s=max_buffer_s)
+
+
+def _audio(samples: int, value: float = 0.1) -> np.ndarray:
+    return np.full(samples, value, np.float32)
+
+
+def _ramp(start: int, samples: int) -> np.ndarray:
+    """Audio whose sample values are their channel positions (to check what is sent)."""
+    return np.arange(start, start + samples, dtype=np.float32)
+
+
+def test_chunks_are_whole_and_in_order_and_the_first_starts_the_sequence() -> None:
+    q = _queue()
+    q.push(_ramp(0, 1000), 1.0)
+    assert q.next_chunk() is None                       # less than a chunk
+    q.push(_ramp(1000, 5000), 2.0)
+    first = q.next_chunk()
+    second = q.next_chunk()
+    assert first is not None and second is not None
+    assert (first.start, first.end, first.sequence_start) == (0, CHUNK, True)
+    assert (second.start, second.end, second.sequence_start) == (CHUNK, 2 * CHUNK, False)
+    assert np.array_equal(np.concatenate([first.audio, second.audio]), _ramp(0, 2 * CHUNK))
+    assert q.next_chunk() is None
+    last = q.next_chunk(final=True)
+    assert last is not None and last.sequence_end and (last.start, last.end) == (5120, 6000)
+    assert q.ended and q.next_chunk(final=True) is None
+
+
+def test_a_lagging_sender_gets_several_chunks_in_one_request() -> None:
+    q = _queue()
+    q.push(_audio(10 * CHUNK + 5), 1.0)
+    chunk = q.next_chunk(max_chunks=4)
+    assert chunk is not None and len(chunk.audio) == 4 * CHUNK
+    assert chunk.pushed_at == 1.0
+
+
+def test_confirmed_audio_is_not_replayed_after_a_restart() -> None:
+    q = _queue()
+    q.push(_ramp(0, 3 * CHUNK), 1.0)
+    for _ in range(3):
+        assert q.next_chunk() is not None
+    q.confirm(CHUNK / RATE)                             # a final covered the first chunk
+    q.restart()                                         # the sequence was lost
+    replay = q.next_chunk(max_chunks=10)
+    assert replay is not None and replay.sequence_start
+    assert (replay.start, replay.end) == (CHUNK, 3 * CHUNK)
+    assert np.array_equal(replay.audio, _ramp(CHUNK, 2 * CHUNK))
+    assert not replay.fresh                             # nothing in it is new
+    assert q.base == CHUNK and q.channel_s(0.0) == CHUNK / RATE
+
+
+def test_an_outage_longer_than_the_buffer_drops_the_oldest_audio_once_per_episode() -> None:
+    q = _queue(max_buffer_s=1.0)
+    q.push(_ramp(0, 2 * CHUNK), 0.0)
+    assert q.next_chunk(max_chunks=2) is not None       # sent, then the stream broke
+    q.restart()
+    for i in range(200):                                # 4 s more (20 ms frames), Triton down
+        q.push(_ramp(2 * CHUNK + i * FRAME, FRAME), 1.0 + i * 0.02)
+    total = 2 * CHUNK + 200 * FRAME
+    assert q.buffered_s == 1.0
+    assert q.dropped_samples == total - RATE
+    drop = q.take_drop()
+    assert drop == DropSpan(0, total - RATE, total - RATE)
+    assert q.take_drop() is None                        # reported once
+    replay = q.next_chunk(final=True)
+    assert replay is not None and replay.sequence_start and replay.start == total - RATE
+    assert np.array_equal(replay.audio, _ramp(total - RATE, RATE))
+    # the new sequence's time 0 is where the kept audio starts, not where the channel did
+    assert q.base == total - RATE
+    assert q.channel_s(1.0) == total / RATE
+
+
+def test_audio_dropped_in_a_running_sequence_keeps_its_times_right() -> None:
+    """A stalled stream: the sequence goes on, but audio was dropped between two chunks."""
+    q = _queue(max_buffer_s=1.0)
+    q.push(_ramp(0, CHUNK), 0.0)
+    assert q.next_chunk() is not None                   # sequence sample 0..CHUNK
+    q.confirm(CHUNK / RATE)
+    q.push(_ramp(CHUNK, 2 * RATE), 1.0)                 # 2 s arrive, 1 s of it dropped
+    assert q.dropped_samples == RATE
+    chunk = q.next_chunk(max_chunks=100)
+    assert chunk is not None and not chunk.sequence_start and chunk.start == CHUNK + RATE
+    # sequence time just after the first chunk is channel time after the gap
+    assert q.channel_position(CHUNK / RATE) == CHUNK + RATE
+    assert q.channel_position(CHUNK / RATE - 0.01) == CHUNK - 160
+    assert q.channel_position((CHUNK + 100) / RATE) == CHUNK + RATE + 100
+
+
+def test_unconfirmed_audio_is_forgotten_before_unsent_audio_is_dropped() -> None:
+    q = _queue(max_buffer_s=1.0)
+    q.push(_audio(RATE), 0.0)
+    while q.next_chunk() is not None:
+        pass                                            # all of it sent, none confirmed
+    q.push(_audio(RATE // 2), 1.0)
+    assert q.dropped_samples == 0                       # only replay audio was forgotten
+    assert q.take_drop() is None
+
+
+def test_keepalive_sends_what_is_pending_or_nothing_on_an_open_sequence() -> None:
+    q = _queue()
+    assert q.keepalive_chunk(0.0) is None               # no sequence yet
+    q.push(_audio(CHUNK + 10), 0.0)
+    assert q.next_chunk(now=0.1) is not None and q.last_sent_at == 0.1
+    keep = q.keepalive_chunk(5.0)
+    assert keep is not None and len(keep.audio) == 10 and not keep.sequence_start
+    empty = q.keepalive_chunk(9.0)
+    assert empty is not None and len(empty.audio) == 0 and q.last_sent_at == 9.0
+    assert q.next_chunk(final=True) is not None
+    assert q.keepalive_chunk(10.0) is None              # ended
+
+
+def test_arrival_of_a_final_end_is_the_chunk_that_held_it() -> None:
+    q = _queue()
+    q.push(_audio(CHUNK), 1.0)
+    q.push(_audio(CHUNK), 2.0)
+    q.next_chunk()
+    q.next_chunk()
+    assert q.arrival_of(0.1) == 1.0
+    assert q.arrival_of(CHUNK / RATE) == 1.0            # the end of the first chunk
+    assert q.arrival_of(0.2) == 2.0
+    q.confirm(2 * CHUNK / RATE)
+    assert q.arrival_of(0.2) is None                    # no longer held
+
+
+def test_fresh_marks_audio_never_sent_before() -> None:
+    q = _queue()
+    q.push(_audio(2 * CHUNK), 0.0)
+    assert q.next_chunk() is not None
+    q.restart()
+    q.push(_audio(CHUNK), 1.0)
+    replay = q.next_chunk()
+    assert replay is not None and not replay.fresh      # the first chunk again
+    new = q.next_chunk(max_chunks=2)
+    assert new is not None and new.fresh
+
+
+def test_sent_audio_the_bound_forgot_before_a_restart_is_counted_as_dropped() -> None:
+    """Audio written to a stream that then broke, and forgotten by the bound before the
+    break was noticed, cannot be replayed: it counts as dropped, not silently lost."""
+    q = _queue(max_buffer_s=1.0)
+    q.push(_ramp(0, CHUNK), 0.0)
+    q.next_chunk()
+    q.confirm(CHUNK / RATE)                             # a final covered the first chunk
+    for i in range(10):                                 # 1.6 s sent, never confirmed
+        q.push(_ramp(CHUNK + i * CHUNK, CHUNK), 1.0)
+        q.next_chunk()
+    assert q.dropped_samples == 0                       # still replayable in principle
+    q.restart()
+    kept = q.buffered_s * RATE
+    assert q.dropped_samples == 10 * CHUNK - kept
+    assert q.take_drop() == DropSpan(CHUNK, CHUNK + 10 * CHUNK - int(kept),
+                                     10 * CHUNK - int(kept))
+    q.restart()                                         # again, before anything was sent
+    assert q.take_drop() is None
