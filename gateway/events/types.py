@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, get_type_hints
 
@@ -271,12 +271,18 @@ def _wire_of(hint: Any, default: str) -> str:
     return default
 
 
+_SCALAR_TYPES = (str, int, float, bool, type(None))
+
+
 def to_wire(value: Any) -> Any:
     """A JSON-ready copy: dataclasses as objects (wire names), tuples as lists."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {wire: to_wire(getattr(value, attr)) for attr, wire in wire_fields(type(value))}
-    if isinstance(value, tuple | list):
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return value
+    if kind is tuple or kind is list:
         return [to_wire(v) for v in value]
+    if hasattr(kind, "__dataclass_fields__"):
+        return {wire: to_wire(getattr(value, attr)) for attr, wire in wire_fields(kind)}
     if isinstance(value, Mapping):
         return {str(k): to_wire(v) for k, v in value.items()}
     return value
