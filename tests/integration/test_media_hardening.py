@@ -39,8 +39,9 @@ from tests.media_tools import (
     speech_8k,
     window_correlations,
 )
+from tests.peers.softphone import PhoneOptions, Softphone
 from tests.rawsip import UdpPeer, request, response_to
-from tests.speech import piper_wavs, read_pcm, word_error_rate
+from tests.speech import piper_wavs, read_pcm, word_error_rate, write_wav
 
 pytestmark = pytest.mark.slow
 
@@ -250,6 +251,29 @@ def test_final_comes_soon_after_rtp_stops(triton: TritonProcess,
     caller.bye()
     leg = caller.ended()["legs"][0]
     assert leg["filled_ms"] > 0 and leg["dropped"] == {}
+
+
+def test_final_comes_soon_after_a_silence_suppressing_phone_goes_quiet(
+        triton: TritonProcess, gateway_factory: GatewayFactory,
+        speech: npt.NDArray[np.int16], tmp_path: Path) -> None:
+    """pjsua with VAD: it stops sending RTP when its file ends, and keeps the call up."""
+    gw = _asr_gateway(gateway_factory, triton)
+    wav = write_wav(tmp_path / "speech.wav", speech)
+    up_s = len(speech) / RATE + 10.0
+    phone = Softphone(PhoneOptions(call=f"sip:asr@127.0.0.1:{gw.sip_port}", play=wav, vad=True,
+                                   duration_s=up_s, timeout_s=up_s + 20), workdir=tmp_path / "p")
+    with phone:
+        phone.wait_for("play_done", 30)
+        quiet = time.monotonic()
+        final = gw.wait_log("transcript.final", 8, lambda e: bool(e["text"]))
+        waited = time.monotonic() - quiet
+        assert not gw.events("call.ended"), "the call must still be up"
+        phone.wait_for("call_disconnected", up_s + 10)
+    ended = gw.wait_log("call.ended", 30)
+    assert waited <= FINAL_WITHIN_S, f"final {waited:.2f} s after the phone went quiet"
+    assert word_error_rate(SENTENCE, final["text"]) <= 0.25, final["text"]
+    # the phone did stop sending: most of the quiet call was filled by the gateway's clock
+    assert ended["legs"][0]["filled_ms"] >= 5000, ended["legs"][0]
 
 
 # ------------------------------------------------------------------ a real new stream

@@ -81,6 +81,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--record", metavar="WAV", help="what the phone hears")
     p.add_argument("--duration-s", type=float, default=0.0, help="0: wait for remote BYE")
     p.add_argument("--codec", choices=sorted(_CODECS), help="offer/accept only this codec")
+    p.add_argument("--vad", action="store_true",
+                   help="silence suppression: send no RTP while silent (pjmedia VAD)")
     p.add_argument("--local-port", type=int, default=0, help="SIP UDP port (0: any)")
     p.add_argument("--rtp-port", type=int, default=0, help="first RTP port (0: pjsua default)")
     p.add_argument("--timeout-s", type=float, default=30.0, help="hard cap for the process")
@@ -208,7 +210,7 @@ class Phone:
         med = cfg.medConfig
         med.clockRate = med.sndClockRate = CLOCK_RATE_HZ
         med.channelCount = 1
-        med.noVad = True
+        med.noVad = not self.args.vad
         med.ecTailLen = 0
         return cfg
 

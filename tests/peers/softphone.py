@@ -57,6 +57,7 @@ class PhoneOptions:
     record: Path | None = None
     duration_s: float = 0.0
     codec: str | None = None
+    vad: bool = False  # silence suppression: no RTP while silent
     timeout_s: float = 30.0
     headers: Sequence[str] = ()
     log_level: int = 3
@@ -80,6 +81,7 @@ class PhoneOptions:
         args += ["--play", str(self.play)] if self.play else []
         args += ["--record", str(self.record)] if self.record else []
         args += ["--codec", self.codec] if self.codec else []
+        args += ["--vad"] if self.vad else []
         for header in self.headers:
             args += ["--headers", header]
         return args
