@@ -2,12 +2,16 @@
 
 aiortc stays the reference here (test extra): every packet aiortc builds parses to the same
 fields, every packet we build is the bytes aiortc builds (where aiortc's output is the RFC's
-layout), and on mutated/random datagrams both accept and reject the same ones.
+layout), and on mutated/random datagrams both accept and reject the same ones. Real traffic:
+``tests/rtp_corpus/captured.json`` holds datagrams pjsua2 and sipp sent (see its "about").
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
+from pathlib import Path
 
 import pytest
 from aiortc import rtp as aio
@@ -19,6 +23,7 @@ from gateway.media.rtp import (
     ReceptionReport,
     RtcpBye,
     RtcpOther,
+    RtcpPacket,
     RtcpReceiverReport,
     RtcpSdes,
     RtcpSenderReport,
@@ -340,3 +345,87 @@ def test_rtcp_fuzz_never_raises_anything_but_packet_error() -> None:
 
 def test_packet_error_is_value_error() -> None:
     assert issubclass(PacketError, ValueError)
+
+
+# --------------------------------------------------------------------------- captured
+
+CAPTURED = json.loads((Path(__file__).parents[1] / "rtp_corpus" / "captured.json").read_text())
+CAPTURED_RTP = [(stack, bytes.fromhex(h)) for stack in ("pjsua2", "sipp")
+                for h in CAPTURED[stack]["rtp"]]
+CAPTURED_RTCP = [bytes.fromhex(h) for h in CAPTURED["pjsua2"]["rtcp"]]
+
+
+@pytest.mark.parametrize(("stack", "wire"), CAPTURED_RTP,
+                         ids=[f"{s}-{i}" for i, (s, _w) in enumerate(CAPTURED_RTP)])
+def test_captured_rtp_parses_like_aiortc_and_serializes_to_the_same_bytes(
+        stack: str, wire: bytes) -> None:
+    ours, theirs = RtpPacket.parse(wire), aio.RtpPacket.parse(wire)
+    _same_fields(ours, theirs)
+    assert ours.serialize() == wire == theirs.serialize()
+    assert ours.payload_type == 0 and len(ours.payload) == 160
+
+
+def test_captured_rtp_has_the_marker_where_the_talkspurt_starts() -> None:
+    first = RtpPacket.parse(bytes.fromhex(CAPTURED["pjsua2"]["rtp"][0]))
+    assert first.marker and not RtpPacket.parse(bytes.fromhex(CAPTURED["pjsua2"]["rtp"][1])).marker
+
+
+def _aio_summary(packets: list[object]) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for p in packets:
+        if isinstance(p, aio.RtcpSrPacket):
+            info = p.sender_info
+            out.append(("SR", p.ssrc, info.ntp_timestamp, info.rtp_timestamp,
+                        info.packet_count, info.octet_count,
+                        [dataclasses.astuple(r) for r in p.reports]))
+        elif isinstance(p, aio.RtcpRrPacket):
+            out.append(("RR", p.ssrc, [dataclasses.astuple(r) for r in p.reports]))
+        elif isinstance(p, aio.RtcpSdesPacket):
+            out.append(("SDES", [(c.ssrc, c.items) for c in p.chunks]))
+        elif isinstance(p, aio.RtcpByePacket):
+            out.append(("BYE", p.sources))
+    return out
+
+
+def _our_summary(packets: list[RtcpPacket]) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for p in packets:
+        if isinstance(p, RtcpSenderReport):
+            info = p.sender_info
+            out.append(("SR", p.ssrc, info.ntp_timestamp, info.rtp_timestamp,
+                        info.packet_count, info.octet_count,
+                        [dataclasses.astuple(r) for r in p.reports]))
+        elif isinstance(p, RtcpReceiverReport):
+            out.append(("RR", p.ssrc, [dataclasses.astuple(r) for r in p.reports]))
+        elif isinstance(p, RtcpSdes):
+            out.append(("SDES", [(c.ssrc, list(c.items)) for c in p.chunks]))
+        elif isinstance(p, RtcpBye):
+            out.append(("BYE", list(p.sources)))
+    return out
+
+
+@pytest.mark.parametrize("wire", CAPTURED_RTCP, ids=[f"pjsua2-{i}" for i in
+                                                     range(len(CAPTURED_RTCP))])
+def test_captured_rtcp_parses_like_aiortc_and_serializes_to_the_same_bytes(wire: bytes) -> None:
+    ours = parse_rtcp(wire)
+    assert _our_summary(ours) == _aio_summary(aio.RtcpPacket.parse(wire))  # type: ignore[arg-type]
+    assert b"".join(p.serialize() for p in ours) == wire
+    kinds = [type(p).__name__ for p in ours]
+    assert kinds[:2] in (["RtcpReceiverReport", "RtcpSdes"], ["RtcpSenderReport", "RtcpSdes"])
+
+
+def test_captured_rtcp_covers_sr_rr_sdes_and_bye() -> None:
+    kinds = {type(p) for wire in CAPTURED_RTCP for p in parse_rtcp(wire)}
+    assert kinds == {RtcpSenderReport, RtcpReceiverReport, RtcpSdes, RtcpBye}
+
+
+def test_captured_rtcp_through_the_gateways_summary() -> None:
+    from gateway.media.rtcp import parse_compound
+
+    summaries = [parse_compound(wire) for wire in CAPTURED_RTCP]
+    assert {s.sender_ssrc for s in summaries} == {0x0853D96F}
+    with_sr = [s for s in summaries if s.sr_ntp_middle is not None]
+    assert len(with_sr) == 2 and [s.bye for s in summaries] == [False, False, False, True, True]
+    first_sr = aio.RtcpPacket.parse(CAPTURED_RTCP[2])[0]
+    assert isinstance(first_sr, aio.RtcpSrPacket)
+    assert with_sr[0].sr_ntp_middle == (first_sr.sender_info.ntp_timestamp >> 16) & 0xFFFF_FFFF
