@@ -138,6 +138,7 @@ def test_a_closed_stdout_pipe_neither_wedges_nor_kills_the_daemon(
     daemons.append(d)
     d.close_reader()
     _make_it_log(d)
+    _call(d, "after-epipe", seconds=0.3)       # INVITEs are still answered, BYE too
     status, body = d.http("/readyz")
     assert status == 200, body
     assert json.loads(body)["checks"]["sip_dispatch"]["ok"] is True
