@@ -159,6 +159,33 @@ def _route_stdlib_logging(level: int) -> None:
     root.addHandler(_ToStructlog())
     root.setLevel(max(level, logging.INFO))   # library debug chatter stays out
     logging.captureWarnings(True)
+    sys.unraisablehook = _unraisable
+    threading.excepthook = _thread_exception
+
+
+def _emit_error(event: str, exc: BaseException | None, **fields: Any) -> None:
+    if exc is not None:
+        fields["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        fields["exc_info"] = (type(exc), exc, exc.__traceback__)
+    try:
+        structlog.get_logger().error(event, **fields)
+    except Exception:
+        OUTPUT.dropped += 1
+
+
+def _unraisable(unraisable: Any) -> None:
+    """``Exception ignored in: ...`` (an error in ``__del__``, a finalizer, a callback that
+    cannot raise) as one ``python.unraisable`` line instead of text on stderr."""
+    _emit_error("python.unraisable", unraisable.exc_value,
+                message=str(unraisable.err_msg or "Exception ignored in"),
+                object=repr(unraisable.object)[:300])
+
+
+def _thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    _emit_error("python.thread_exception", args.exc_value,
+                thread=args.thread.name if args.thread is not None else None)
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:

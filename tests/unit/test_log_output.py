@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -65,6 +66,8 @@ def json_log() -> Iterator[io.StringIO]:
     structlog.reset_defaults()
     logs.OUTPUT.use(sys.stdout)
     logs._level = logging.INFO
+    sys.unraisablehook = sys.__unraisablehook__
+    threading.excepthook = threading.__excepthook__
 
 
 def _lines(out: io.StringIO) -> list[dict[str, Any]]:
@@ -111,3 +114,18 @@ def test_a_logger_made_before_a_level_change_follows_it(json_log: io.StringIO) -
     log.debug("shown")
     assert logs.debug_enabled()
     assert [x["event"] for x in _lines(json_log)] == ["shown"]
+
+
+def test_exceptions_python_would_print_as_text_become_json_lines(json_log: io.StringIO) -> None:
+    class Finalizer:
+        def __del__(self) -> None:
+            raise OSError("close failed in __del__")
+
+    Finalizer()                                            # "Exception ignored in: ..."
+    worker = threading.Thread(target=lambda: 1 / 0, name="worker")
+    worker.start()
+    worker.join()
+    lines = _lines(json_log)
+    assert [x["event"] for x in lines] == ["python.unraisable", "python.thread_exception"]
+    assert "OSError: close failed" in lines[0]["error"] and "Finalizer" in lines[0]["object"]
+    assert lines[1]["thread"] == "worker" and "ZeroDivisionError" in lines[1]["error"]
