@@ -55,7 +55,7 @@ class LogOutput:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()     # re-entrant: a signal handler may log mid-write
         self._streams: list[TextIO] = []
         self._broken: set[int] = set()
         self.write_errors: dict[str, int] = {}
