@@ -3,6 +3,7 @@ streaming both participants' RTP, the gateway mapping streams to agent/customer.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -128,3 +129,42 @@ def test_hostile_or_broken_metadata(gateway_factory: GatewayFactory, corpus: str
         assert "SIPREC metadata" in final.reason
     status_code, _ = gw.http("/healthz")
     assert status_code == 200                     # daemon unaffected
+
+
+def test_broadworks_recorded_user_on_label_1_is_the_agent(gateway_factory: GatewayFactory) -> None:
+    """Issue 13 item 18 through the daemon: the metadata ties the recorded user (the callee of
+    a terminating call, the agent) to the stream labelled 1; label conventions said customer.
+    The roles and their evidence are in the siprec.roles log line."""
+    gw = gateway_factory({"triton": {"asr_enabled": False}})
+    xml = (Path(__file__).parents[1] / "siprec_corpus" / "broadworks_terminating.xml").read_bytes()
+    peer = UdpPeer()
+    sdp = (f"v=0\r\no=BroadWorks 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           f"m=audio {peer.port + 2} RTP/AVP 0\r\na=label:1\r\na=sendonly\r\n"
+           f"m=audio {peer.port + 4} RTP/AVP 0\r\na=label:2\r\na=sendonly\r\n").encode()
+    body = (b"--bw\r\nContent-Type: application/sdp\r\n\r\n" + sdp +
+            b"--bw\r\nContent-Type: application/rs-metadata+xml\r\n"
+            b"Content-Disposition: recording-session\r\n\r\n" + xml + b"\r\n--bw--\r\n")
+    call_id = "bw-terminating-1"
+    peer.send(request("INVITE", gw.sip_port, local_port=peer.port, call_id=call_id,
+                      headers="Require: siprec\r\nContent-Type: multipart/mixed;boundary=bw",
+                      body=body), gw.sip_port)
+    final = peer.replies(timeout_s=15.0)[-1]
+    assert final.status == 200, "".join(gw.raw[-30:])
+    roles = gw.wait_log("siprec.roles", 5)
+    assert roles["channels"] == ["agent", "customer"]
+    outcomes = {e["source"]: e["outcome"] for e in roles["evidence"]
+                if e["outcome"] != "binding"}
+    assert outcomes["metadata recorded party"] == "decided", roles["evidence"]
+    assert outcomes["label conventions"] == "disagrees"
+    assert any(e["outcome"] == "binding" and e["says"].startswith("label 1 is sent by")
+               for e in roles["evidence"])
+    offered = gw.wait_log("call.offered", 5)
+    assert offered["channels"] == ["agent", "customer"]
+    assert [p["name"] for p in offered["participants"]] == ["Rita Ortiz", "SAM BROOKS"]
+    to_tag = re.search(r"tag=([^;>\s]+)", final.header("To") or "")
+    assert to_tag is not None
+    for method, cseq in (("ACK", 1), ("BYE", 2)):
+        peer.send(request(method, gw.sip_port, local_port=peer.port, call_id=call_id,
+                          to_tag=to_tag.group(1), cseq=cseq), gw.sip_port)
+    assert peer.replies()[-1].status == 200
+    gw.wait_log("call.ended", 10)
