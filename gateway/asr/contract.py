@@ -4,10 +4,8 @@ Each response carries one UTF-8 JSON object in output ``RESULT``:
 ``{"type": "partial"|"final", "segment", "text", "start_s", "end_s", "words": [...],
 "audio_s"}`` with times in seconds from the start of the Triton sequence.
 
-Also the wire codec of the gRPC stream (protobuf messages, no I/O): one
-:func:`encode_request` per chunk and :func:`decode_reply` per stream response. The
-request asks for Triton's empty final response, so the client sees when each request
-is complete (tritonclient's asyncio ``stream_infer`` cannot ask for it).
+Also what the stream's messages carry, without their protobuf types (those stay in the
+shell, gateway.asr.stream): request ids, one decoded reply, BYTES tensor framing.
 
 Layer: pure core.
 """
@@ -19,10 +17,6 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
-from tritonclient.grpc import service_pb2
 
 
 class ContractError(ValueError):
@@ -132,31 +126,11 @@ class StreamReply:
     complete: bool
 
 
-def encode_request(*, model: str, version: str, corrid: int, audio: npt.NDArray[np.float32],
-                   start: bool, end: bool,
-                   phrases: Sequence[str] = ()) -> service_pb2.ModelInferRequest:
-    request = service_pb2.ModelInferRequest(model_name=model, model_version=version,
-                                            id=str(RequestId(corrid, end)))
-    samples = np.ascontiguousarray(audio, dtype="<f4").reshape(-1)
-    request.inputs.add(name="AUDIO", datatype="FP32", shape=[1, samples.size])
-    request.raw_input_contents.append(samples.tobytes())
-    if phrases:
-        request.inputs.add(name="PHRASES", datatype="BYTES", shape=[1, len(phrases)])
-        request.raw_input_contents.append(_bytes_tensor([p.encode() for p in phrases]))
-    request.outputs.add(name="RESULT")
-    params = request.parameters
-    params["sequence_id"].int64_param = corrid
-    params["sequence_start"].bool_param = start
-    params["sequence_end"].bool_param = end
-    params["triton_enable_empty_final_response"].bool_param = True
-    return request
-
-
-def _bytes_tensor(items: Sequence[bytes]) -> bytes:
+def bytes_tensor(items: Sequence[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(item)) + item for item in items)
 
 
-def _split_bytes_tensor(raw: bytes) -> tuple[bytes, ...]:
+def split_bytes_tensor(raw: bytes) -> tuple[bytes, ...]:
     items, offset = [], 0
     while offset + 4 <= len(raw):
         (size,) = struct.unpack_from("<I", raw, offset)
@@ -168,22 +142,3 @@ def _split_bytes_tensor(raw: bytes) -> tuple[bytes, ...]:
     if offset != len(raw):
         raise ContractError("RESULT: trailing bytes after the last BYTES element")
     return tuple(items)
-
-
-def decode_reply(message: service_pb2.ModelStreamInferResponse) -> StreamReply:
-    response = message.infer_response
-    request = RequestId.parse(response.id)
-    if message.error_message:
-        return StreamReply(request, (), message.error_message, True)
-    results: tuple[bytes, ...] = ()
-    for index, output in enumerate(response.outputs):
-        if output.name != "RESULT":
-            continue
-        if output.datatype != "BYTES":
-            raise ContractError(f"RESULT must be BYTES, got {output.datatype}")
-        if index < len(response.raw_output_contents):
-            results = _split_bytes_tensor(response.raw_output_contents[index])
-        else:
-            results = tuple(output.contents.bytes_contents)
-    final = response.parameters.get("triton_final_response")
-    return StreamReply(request, results, None, bool(final is not None and final.bool_param))

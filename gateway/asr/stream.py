@@ -30,16 +30,18 @@ from typing import Any
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from gateway.asr.audioqueue import ChannelAudioQueue, Chunk, DropSpan
 from gateway.asr.contract import (
     ContractError,
     Hypothesis,
+    RequestId,
     StreamReply,
-    decode_reply,
-    encode_request,
+    bytes_tensor,
     parse_result,
+    split_bytes_tensor,
 )
 from gateway.config import TritonConfig
 from gateway.logs import get_logger
@@ -379,3 +381,45 @@ class AsrHub:
         self._log.warning("asr.sequence_lost", channel=ch.key, error=str(reply.error)[:300])
         self._new_sequence(ch)
         self.pump(ch)
+
+
+# ----------------------------------------------------------------- the wire (protobuf)
+def encode_request(*, model: str, version: str, corrid: int, audio: npt.NDArray[np.float32],
+                   start: bool, end: bool,
+                   phrases: Sequence[str] = ()) -> service_pb2.ModelInferRequest:
+    """One chunk as a ModelStreamInfer request; it asks for Triton's empty final response,
+    so the hub sees each request complete (tritonclient's asyncio stream_infer cannot)."""
+    request = service_pb2.ModelInferRequest(model_name=model, model_version=version,
+                                            id=str(RequestId(corrid, end)))
+    samples = np.ascontiguousarray(audio, dtype="<f4").reshape(-1)
+    request.inputs.add(name="AUDIO", datatype="FP32", shape=[1, samples.size])
+    request.raw_input_contents.append(samples.tobytes())
+    if phrases:
+        request.inputs.add(name="PHRASES", datatype="BYTES", shape=[1, len(phrases)])
+        request.raw_input_contents.append(bytes_tensor([p.encode() for p in phrases]))
+    request.outputs.add(name="RESULT")
+    params = request.parameters
+    params["sequence_id"].int64_param = corrid
+    params["sequence_start"].bool_param = start
+    params["sequence_end"].bool_param = end
+    params["triton_enable_empty_final_response"].bool_param = True
+    return request
+
+
+def decode_reply(message: service_pb2.ModelStreamInferResponse) -> StreamReply:
+    response = message.infer_response
+    request = RequestId.parse(response.id)
+    if message.error_message:
+        return StreamReply(request, (), message.error_message, True)
+    results: tuple[bytes, ...] = ()
+    for index, output in enumerate(response.outputs):
+        if output.name != "RESULT":
+            continue
+        if output.datatype != "BYTES":
+            raise ContractError(f"RESULT must be BYTES, got {output.datatype}")
+        if index < len(response.raw_output_contents):
+            results = split_bytes_tensor(response.raw_output_contents[index])
+        else:
+            results = tuple(output.contents.bytes_contents)
+    final = response.parameters.get("triton_final_response")
+    return StreamReply(request, results, None, bool(final is not None and final.bool_param))

@@ -191,7 +191,7 @@ def _call(gw_port: int, call_id: str) -> tuple[UdpPeer, socket.socket, int, str]
     sip.send(request("INVITE", gw_port, local_port=sip.port, call_id=call_id,
                      headers="Content-Type: application/sdp",
                      body=sdp_offer(rtp.getsockname()[1], "0")), gw_port)
-    final = sip.replies()[-1]
+    final = sip.replies(timeout_s=20)[-1]                     # a busy CI machine is slow
     assert final.status == 200, final.status
     to_tag = (final.header("To") or "").split("tag=")[1]
     port = int(final.body.split(b"m=audio ")[1].split(b" ")[0])
@@ -259,3 +259,58 @@ def test_sigterm_with_live_calls_ends_every_sequence_and_triton_stays_up(
         sip.close()
         rtp.close()
     shutil.rmtree(gw.tmp / "state", ignore_errors=True)
+
+
+# ------------------------------------------------------------------ metrics of a real call
+
+def _samples(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        head, _sep, value = line.rpartition(" ")
+        metric, _brace, rest = head.partition("{")
+        if metric == name and ",".join(sorted(rest.rstrip("}").split(","))) == want:
+            return float(value)
+    return 0.0
+
+
+def test_asr_histograms_of_a_call_count_its_transcripts_and_requests(
+        tmp_path: Path, gateway_factory: GatewayFactory) -> None:
+    """A quiet call through asr_cpu_default (Whisper): the END final of a stream with
+    nothing said is empty, no transcript event, so no latency observation either."""
+    http, grpc, metrics = distinct_tcp_ports(3)
+    triton = TritonProcess(MODEL_REPOSITORY, venv=TRITON_VENV, workdir=tmp_path / "triton",
+                           http_port=http, grpc_port=grpc, metrics_port=metrics,
+                           models=["asr_cpu_default"], log_path=tmp_path / "triton.log")
+    triton.start(180)
+    try:
+        gw = gateway_factory({"triton": {"url": triton.grpc_url, "asr_model": "asr_cpu_default"},
+                              "tts": {"enabled": False}})
+        gw.wait_log("triton.ready", 20)
+        sip, rtp, port, to_tag = _call(gw.sip_port, "quiet")
+        call_id = gw.wait_log("call.answered", 5)["call_id"]
+        started = time.monotonic()
+        noise = (np.random.default_rng(1).standard_normal(8000 * 2) * 20).astype(np.int16)
+        for i, data in enumerate(packets(noise, "PCMU", seq0=1, ts0=160)):
+            time.sleep(max(0.0, started + i * 0.02 - time.monotonic()))
+            rtp.sendto(data, ("127.0.0.1", port))
+        sip.send(request("BYE", gw.sip_port, local_port=sip.port, call_id="quiet",
+                         to_tag=to_tag, cseq=2), gw.sip_port)
+        ended = gw.wait_log("call.ended", 30)
+        elapsed = time.monotonic() - started
+        status, body = gw.http("/metrics")
+        assert status == 200
+        text = body.decode()
+    finally:
+        triton.stop()
+    assert ended["asr_finals_flushed"] is True
+    for kind in ("final", "partial"):
+        events = [e for e in gw.events(f"transcript.{kind}") if e["call_id"] == call_id]
+        count = _samples(text, "gateway_asr_latency_seconds_count", kind=kind)
+        assert count == len(events), (kind, count, events)
+    sends = _samples(text, "gateway_asr_send_delay_seconds_count")
+    # 2 s of audio in 160 ms chunks: about 13 requests with new audio (+1 for END's rest)
+    assert 5 <= sends <= 14, sends
+    assert _samples(text, "gateway_asr_send_delay_seconds_sum") < min(elapsed, sends * 0.5)
+    assert _samples(text, "gateway_asr_dropped_seconds_total") == 0
+    sip.close()
+    rtp.close()

@@ -174,3 +174,26 @@ async def test_a_refused_sequence_is_replayed_alone(caplog: pytest.LogCaptureFix
     assert _count(metrics, "gateway_triton_errors_total", kind="sequence") == 1
     with pytest.raises(ConnectionError):                  # an error naming nothing of ours
         hub._on_response(StreamReply(None, (), "server is shutting down", True))
+
+
+def test_the_wire_codec_round_trips_results_errors_and_the_final_flag() -> None:
+    from tritonclient.grpc import service_pb2
+
+    from gateway.asr.contract import bytes_tensor
+    from gateway.asr.stream import decode_reply, encode_request
+
+    request = encode_request(model="m", version="", corrid=7, audio=np.zeros(4, np.float32),
+                             start=True, end=True, phrases=["Acme"])
+    assert request.id == "7:1" and [i.name for i in request.inputs] == ["AUDIO", "PHRASES"]
+    assert request.raw_input_contents[1] == b"\x04\x00\x00\x00Acme"
+    message = service_pb2.ModelStreamInferResponse()
+    response = message.infer_response
+    response.id = "7:1"
+    response.outputs.add(name="RESULT", datatype="BYTES", shape=[1, 2])
+    response.raw_output_contents.append(bytes_tensor([b'{"a": 1}', b"{}"]))
+    response.parameters["triton_final_response"].bool_param = True
+    reply = decode_reply(message)
+    assert reply == StreamReply(RequestId(7, True), (b'{"a": 1}', b"{}"), None, True)
+    error = service_pb2.ModelStreamInferResponse(error_message="boom")
+    error.infer_response.id = "7:0"
+    assert decode_reply(error) == StreamReply(RequestId(7, False), (), "boom", True)
