@@ -19,6 +19,7 @@ from gateway.sip.admission import IPNetwork, RateLimiter, allowed, normalize_ip
 from gateway.sip.dialog import Address, CallMetadata, CallState, Dialog
 from gateway.sip.message import (
     Headers,
+    SipHeaderError,
     SipParseError,
     SipRequest,
     SipResponse,
@@ -544,9 +545,7 @@ class SipCore:
         h.add("CSeq", f"{d.local_cseq} BYE")
         h.add("User-Agent", self.settings.user_agent)
         h.add("Reason", 'SIP;cause=200;text="' + d.end_reason.replace('"', "'")[:60] + '"')
-        contact = inv.headers.get("Contact")
-        target = str(parse_name_addr(contact).uri) if contact else str(inv.from_.uri)
-        return SipRequest("BYE", target, h)
+        return SipRequest("BYE", _remote_target(inv), h)
 
     # ------------------------------------------------------------------ responses / timeouts
     def _on_response(self, key: Any, resp: SipResponse, now: float) -> list[Output]:
@@ -647,6 +646,15 @@ def _siprec_metadata(parts: Sequence[BodyPart]) -> tuple[RecordingMetadata | Non
         return parse_metadata(part.body), None
     except SiprecError as exc:
         return None, str(exc)
+
+
+def _remote_target(invite: SipRequest) -> str:
+    """The INVITE's (first) Contact URI, else its From URI (12.1.1)."""
+    contacts = invite.headers.get_all("Contact")
+    try:
+        return str(parse_name_addr(contacts[0]).uri) if contacts else str(invite.from_.uri)
+    except SipHeaderError:
+        return str(invite.from_.uri)
 
 
 def _as_received(d: Dialog) -> txn.RequestReceived:

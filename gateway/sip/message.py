@@ -806,18 +806,18 @@ def _check_common(message: SipMessage) -> None:
     if max_forwards is not None and not _is_small_int(max_forwards.strip(), 255):
         raise SipParseError("Bad Header: Max-Forwards")
     if isinstance(message, SipRequest):
-        _check_contacts(message.headers.get_all("Contact"))
+        _check_contacts(message.headers.get_all("Contact"), message.method == "REGISTER")
     date = message.headers.get("Date")
     if date is not None and _DATE_RE.fullmatch(date.strip()) is None:
         raise SipParseError("Bad Header: Date")     # RFC 3261 20.17: rfc1123-date in GMT
 
 
-def _check_contacts(values: list[str]) -> None:
-    """Every Contact is ``*`` or a name-addr / addr-spec (the core builds in-dialog
-    requests from it)."""
+def _check_contacts(values: list[str], register: bool) -> None:
+    """Every Contact is a name-addr / addr-spec (the core builds in-dialog requests from it),
+    or ``*`` in a REGISTER (RFC 3261 10.2.2)."""
     try:
         for value in values:
-            if value.strip() != "*":
+            if not (register and value.strip() == "*"):
                 parse_name_addr(value)
     except SipHeaderError:
         raise SipParseError("Bad Header: Contact") from None

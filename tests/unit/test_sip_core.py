@@ -858,3 +858,21 @@ def test_unregister_sends_expires_0(how: str) -> None:
     assert header_lines(reg.data, "Authorization")         # cached credentials reused
     done = core.receive(reply_to(reg.data, 200, "OK", to_tag="r1"), REGISTRAR_ADDR, "udp", 1.1)
     assert [c.state for c in of_type(done, RegistrationChanged)] == [RegState.UNREGISTERED]
+
+
+def test_bye_goes_to_the_first_contact_of_a_list() -> None:
+    core, leg = make_core(), Leg()
+    raw = invite(leg).replace(f"Contact: <{CONTACT_URI}>".encode(),
+                              f"Contact: <{CONTACT_URI}>, <sip:second@192.0.2.10:5070>".encode())
+    out = core.receive(raw, PEER, "udp", 0.0)
+    (offered,) = of_type(out, CallOffered)
+    answer_call(Scenario(core, leg, offered, out))
+    assert core.receive(ack(leg), PEER, "udp", 0.1) == [CallConfirmed(offered.call_id)]
+    (bye,) = sent(core.hangup(offered.call_id, "done", 1.0))     # no exception from the list
+    assert bye.data.startswith(f"BYE {CONTACT_URI} SIP/2.0\r\n".encode())
+
+
+def test_star_contact_outside_register_is_refused() -> None:
+    raw = invite(Leg()).replace(f"Contact: <{CONTACT_URI}>".encode(), b"Contact: *")
+    (resp,) = responses(make_core().receive(raw, PEER, "udp", 0.0))
+    assert resp.status == 400 and "Contact" in resp.reason
