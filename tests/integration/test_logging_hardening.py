@@ -131,6 +131,11 @@ def _stop_within_bound(d: Daemon) -> int:
         raise AssertionError(f"SIGTERM ignored for {EXIT_BOUND_S} s after stdout broke") from None
 
 
+def _triton_args(venv: Path) -> tuple[str, ...]:
+    """A local Triton on free HTTP/metrics ports (the defaults 8000/8002 may be taken)."""
+    return ("--triton-venv", str(venv), "--triton-http-port", "0", "--triton-metrics-port", "0")
+
+
 def test_a_closed_stdout_pipe_neither_wedges_nor_kills_the_daemon(
         tmp_path: Path, daemons: list[Daemon]) -> None:
     """`asr-gateway run 2>&1 | tee log`, then tee dies: stdout and stderr both hit EPIPE."""
@@ -190,7 +195,7 @@ def test_ctrl_c_through_a_closed_pipe_stops_the_daemon_and_its_triton(
                         "connect_timeout_s": 5.0}}
     marker = str(tmp_path / "state" / "triton" / "backends")
     request_cleanup(marker)
-    d = Daemon(tmp_path, extra, stderr=subprocess.STDOUT, args=("--triton-venv", str(venv)))
+    d = Daemon(tmp_path, extra, stderr=subprocess.STDOUT, args=_triton_args(venv))
     daemons.append(d)
     assert _processes_mentioning(marker), "Triton not found running"
     d.close_reader()
@@ -262,7 +267,7 @@ def test_every_line_on_stdout_is_json_after_calls_and_sigterm(
                         "asr_enabled": True, "connect_timeout_s": 5.0},
              "logging": {"level": "info"}}
     request_cleanup(str(tmp_path / "state" / "triton" / "backends"))
-    d = Daemon(tmp_path, extra, stderr=subprocess.STDOUT, args=("--triton-venv", str(venv)))
+    d = Daemon(tmp_path, extra, stderr=subprocess.STDOUT, args=_triton_args(venv))
     daemons.append(d)
     assert d.proc.stdout is not None
     out: list[bytes] = []
