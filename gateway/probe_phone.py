@@ -20,7 +20,8 @@ Exit status: 0 answered call, 2 call failed, 3 registration failed, 4 time limit
 All SIP work runs on the main thread (``threadCnt = 0``, ``libHandleEvents``
 polling); no Python callback is installed on pjmedia's clock thread (the end of the
 audio is known from its length), so no Python code runs on a thread pjsua2 does not
-know.
+know. The endpoint, transports, media ports and shutdown order are
+:mod:`gateway.pjsua_agent`'s, shared with the bench's reference receiver.
 
 Layer: shell.
 """
@@ -28,28 +29,32 @@ Layer: shell.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
-import json
 import os
 import select
-import signal
 import sys
 import time
 import wave
-from collections.abc import Callable, Sequence
-from typing import IO, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-pj: Any = importlib.import_module("pjsua2")
+from gateway.pjsua_agent import (
+    POLL_MS,
+    Agent,
+    Events,
+    StopFlag,
+    ep_config,
+    events_stream,
+    guarded,
+    pj,
+    start_player,
+    start_recorder,
+)
 
 EXIT_OK = 0
 EXIT_CALL_FAILED = 2
 EXIT_REG_FAILED = 3
 EXIT_TIMEOUT = 4
 EXIT_INTERNAL = 5
-CLOCK_RATE_HZ = 8000
-_POLL_MS = 20
-_SHUTDOWN_PUMP_S = 0.5
 _STATES = {
     pj.PJSIP_INV_STATE_CALLING: "CALLING",
     pj.PJSIP_INV_STATE_EARLY: "EARLY",
@@ -57,20 +62,6 @@ _STATES = {
     pj.PJSIP_INV_STATE_CONFIRMED: "CONFIRMED",
     pj.PJSIP_INV_STATE_DISCONNECTED: "DISCONNECTED",
 }
-
-F = TypeVar("F", bound=Callable[..., None])
-
-
-class Events:
-    """One JSON object per line on the events stream."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
-
-    def emit(self, event: str, **fields: object) -> None:
-        self._stream.write(json.dumps({"event": event, "mono_s": time.monotonic(), **fields})
-                           + "\n")
-        self._stream.flush()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -95,41 +86,28 @@ def wav_seconds(path: str) -> float:
         return float(w.getnframes() / w.getframerate())
 
 
-def guarded(method: F) -> F:
-    """pjsua2 callbacks must never raise into C: report and end the phone instead."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any) -> None:
-        try:
-            method(self, *args)
-        except Exception as exc:  # noqa: BLE001 - must not cross into C
-            self.phone.fail(f"{method.__qualname__}: {exc!r}")
-
-    return wrapper  # type: ignore[return-value]
-
-
 class ProbeAccount(pj.Account):  # type: ignore[misc]
     def __init__(self, phone: Phone) -> None:
         super().__init__()
-        self.phone = phone
+        self.owner = phone
 
     @guarded
     def onRegState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
-        self.phone.on_reg_state(int(prm.code), str(prm.reason), int(prm.expiration))
+        self.owner.on_reg_state(int(prm.code), str(prm.reason), int(prm.expiration))
 
 
 class ProbeCall(pj.Call):  # type: ignore[misc]
     def __init__(self, phone: Phone, account: ProbeAccount) -> None:
         super().__init__(account)
-        self.phone = phone
+        self.owner = phone
 
     @guarded
     def onCallState(self, prm: Any) -> None:  # noqa: N802
-        self.phone.on_call_state(self.getInfo())
+        self.owner.on_call_state(self.getInfo())
 
     @guarded
     def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
-        self.phone.on_media_state(self, self.getInfo())
+        self.owner.on_media_state(self, self.getInfo())
 
 
 def sip_headers(raw: Sequence[str]) -> Any:
@@ -150,7 +128,8 @@ class Phone:
     def __init__(self, args: argparse.Namespace, events: Events) -> None:
         self.args = args
         self.events = events
-        self.ep = pj.Endpoint()
+        self.agent = Agent()
+        self.ep = self.agent.ep
         self.account: ProbeAccount | None = None
         self.call: ProbeCall | None = None
         self.player: Any = None
@@ -165,38 +144,19 @@ class Phone:
 
     def start(self) -> bool:
         """Start the library and the account; False (reported) when a URI is invalid."""
-        self.ep.libCreate()
-        self.ep.libInit(self._ep_config())
+        self.agent.start(ep_config(max_calls=2, log_level=self.args.log_level,
+                                   user_agent="asr-gateway-probe"))
         for uri in (self.args.call, self.args.registrar):
-            if uri and self.ep.utilVerifySipUri(uri) != 0:
+            if uri and not self.agent.valid_uri(uri):
                 self.events.emit("call_disconnected", code=0, reason=f"invalid SIP URI {uri!r}",
                                  answered=False, by="local")
                 self.exit_code = EXIT_CALL_FAILED
                 return False
-        self.ep.audDevManager().setNullDev()
-        tcfg = pj.TransportConfig()
-        tcfg.boundAddress = "" if self.args.bind == "0.0.0.0" else self.args.bind
-        udp = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
-        self.ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
-        self.ep.libStart()
+        udp = self.agent.open(("udp", "tcp"), bind=self.args.bind)
         self.account = ProbeAccount(self)
-        self.account.create(self._account_config(), True)
-        self.events.emit("started", sip_address=str(self.ep.transportGetInfo(udp).localName))
+        self.agent.add_account(self.account, self._account_config())
+        self.events.emit("started", sip_address=self.agent.local_name(udp))
         return True
-
-    def _ep_config(self) -> Any:
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = False
-        cfg.uaConfig.maxCalls = 2
-        cfg.uaConfig.userAgent = "asr-gateway-probe"
-        cfg.logConfig.level = cfg.logConfig.consoleLevel = self.args.log_level
-        med = cfg.medConfig
-        med.clockRate = med.sndClockRate = CLOCK_RATE_HZ
-        med.channelCount = 1
-        med.noVad = True
-        med.ecTailLen = 0
-        return cfg
 
     def _account_config(self) -> Any:
         a = self.args
@@ -257,13 +217,10 @@ class Phone:
             self.events.emit("media_active", codec=str(stream.codecName),
                              remote_rtp=str(stream.remoteRtpAddress))
             if self.args.record and self.recorder is None:
-                self.recorder = pj.AudioMediaRecorder()
-                self.recorder.createRecorder(self.args.record)
-                call.getAudioMedia(media.index).startTransmit(self.recorder)
+                self.recorder = start_recorder(self.args.record,
+                                               call.getAudioMedia(media.index))
                 self.events.emit("record_started", path=self.args.record)
-            self.player = pj.AudioMediaPlayer()
-            self.player.createPlayer(self.args.play, pj.PJMEDIA_FILE_NO_LOOP)
-            self.player.startTransmit(call.getAudioMedia(media.index))
+            self.player = start_player(self.args.play, call.getAudioMedia(media.index))
             self.play_ends_at = time.monotonic() + self.play_s
             self.events.emit("play_started", audio_s=round(self.play_s, 3))
 
@@ -304,19 +261,13 @@ class Phone:
 
     def shutdown(self) -> None:
         """Hang up, pump, drop references, account, library (FINDINGS order)."""
-        try:
-            self.ep.hangupAllCalls()
-            deadline = time.monotonic() + _SHUTDOWN_PUMP_S
-            while time.monotonic() < deadline:
-                self.ep.libHandleEvents(_POLL_MS)
-        finally:
-            self.player = None
-            self.recorder = None
-            self.call = None
-            if self.account is not None:
-                self.account.shutdown()
-                self.account = None
-            self.ep.libDestroy()
+        self.agent.shutdown(self._drop_refs)
+        self.account = None
+
+    def _drop_refs(self) -> None:
+        self.player = None
+        self.recorder = None
+        self.call = None
 
 
 def _host_of(uri: str) -> str:
@@ -327,8 +278,6 @@ def _host_of(uri: str) -> str:
 
 class _Control:
     """Commands from the probe on stdin (read without blocking the SIP loop)."""
-
-    stop_requested = False
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -343,16 +292,7 @@ class _Control:
                 self._open = False
                 return True
             self._buffer += chunk
-        return b"hangup" in self._buffer or self.stop_requested
-
-
-def _install_signals(hard_cap_s: float) -> None:
-    def on_term(signum: int, frame: object) -> None:
-        _Control.stop_requested = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.alarm(int(hard_cap_s) + 10)      # last resort if pjsua2 wedges
+        return b"hangup" in self._buffer or StopFlag.requested
 
 
 def run(args: argparse.Namespace, events: Events) -> int:
@@ -369,7 +309,7 @@ def run(args: argparse.Namespace, events: Events) -> int:
                 phone.hangup()
                 phone.exit_code = EXIT_TIMEOUT
                 break
-            phone.ep.libHandleEvents(_POLL_MS)
+            phone.agent.pump(POLL_MS)
             phone.tick(now)
             if control.hangup_requested():
                 phone.hangup()
@@ -381,18 +321,10 @@ def run(args: argparse.Namespace, events: Events) -> int:
         phone.shutdown()
 
 
-def _events_stream() -> IO[str]:
-    """Keep the real stdout for events; pjsua's C log (and print) go to stderr."""
-    events_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return os.fdopen(events_fd, "w", buffering=1)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    events = Events(_events_stream())
-    _install_signals(args.timeout_s)
+    events = Events(events_stream())
+    StopFlag.install(args.timeout_s)
     code = run(args, events)
     events.emit("done", exit_code=code)
     return code
