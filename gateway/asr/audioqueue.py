@@ -232,13 +232,16 @@ class ChannelAudioQueue:
         that no final covered and that the bound forgot cannot be replayed: it is lost, and
         counted with the drops."""
         replay = [_Pending(c.audio, c.pushed_at, c.start) for c in self._unconfirmed]
+        if replay and replay[0].position < self.confirmed:   # a final ended inside it
+            first, cut = replay[0], self.confirmed - replay[0].position
+            replay[0] = _Pending(first.audio[cut:], first.pushed_at, self.confirmed)
         resume = replay[0].position if replay else self.next_start
         lost_from = max(self._finalized, self._dropped_end)
         if self._sent_in_sequence and resume > lost_from:
             self._dropped(lost_from, resume - lost_from)
         self._finalized = max(self._finalized, resume)
         self._pending.extendleft(reversed(replay))
-        self._pending_samples += self._unconfirmed_samples
+        self._pending_samples += sum(len(r.audio) for r in replay)
         self._unconfirmed.clear()
         self._unconfirmed_samples = 0
         self._sent_in_sequence = 0

@@ -167,3 +167,16 @@ def test_sent_audio_the_bound_forgot_before_a_restart_is_counted_as_dropped() ->
                                      10 * CHUNK - int(kept))
     q.restart()                                         # again, before anything was sent
     assert q.take_drop() is None
+
+
+def test_a_replay_starts_where_the_last_final_ended_not_at_its_chunk() -> None:
+    """Words a final already gave are not sent again (they would come back twice)."""
+    q = _queue()
+    q.push(_ramp(0, 2 * CHUNK), 0.0)
+    q.next_chunk(max_chunks=2)
+    q.confirm(0.1)                                      # inside the first chunk
+    q.restart()
+    replay = q.next_chunk(final=True)
+    assert replay is not None and replay.start == 1600 and replay.end == 2 * CHUNK
+    assert np.array_equal(replay.audio, _ramp(1600, 2 * CHUNK - 1600))
+    assert q.channel_s(0.0) == 0.1
