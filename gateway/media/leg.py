@@ -12,8 +12,11 @@ RFC 3389 comfort noise (``CN/8000``) is silence: it takes its sequence slot with
 its timestamp gap to the next packet comes out as silence.
 
 Time keeps running when the sender stops (silence suppression, a dead source): once nothing has
-arrived for the jitter depth plus two ptimes, :meth:`InboundLeg.tick` feeds silence by the
-clock, at most ``max_fill_s`` per pause, so that ASR endpointing fires.
+arrived for ``FILL_AFTER_MS`` (or the jitter depth plus two ptimes, if longer),
+:meth:`InboundLeg.tick` feeds silence by the clock up to now, at most ``max_fill_s`` per pause,
+so that ASR endpointing fires. The wait does not delay endpointing (the fill catches up at once
+and endpointing needs more silence than that), but a shorter network stall never turns into
+inserted silence.
 
 Layer: pure core.
 """
@@ -39,6 +42,7 @@ PLC_MAX_REPEATS = 3         # then silence
 MAX_PACKET_PTIMES = 4       # an audio payload may carry up to this many ptimes ...
 MIN_MAX_PACKET_MS = 120     # ... and never less than this much audio
 SAMPLES_PER_MS = CLOCK_RATE_HZ // 1000
+FILL_AFTER_MS = 300         # no packet for this long: the sender has stopped, time goes on
 
 
 class PacketView(Protocol):
@@ -176,7 +180,7 @@ class InboundLeg:
         if self._last_rx is None or self.jitter.held:
             return
         idle_s = now - self._last_rx
-        grace_s = (self.jitter.depth_ms + 2 * self.settings.ptime_ms) / 1000.0
+        grace_s = max(FILL_AFTER_MS, self.jitter.depth_ms + 2 * self.settings.ptime_ms) / 1000.0
         if idle_s <= grace_s:
             return
         target = round((min(idle_s, self.settings.max_fill_s) * 1000 - self.settings.ptime_ms)

@@ -48,6 +48,7 @@ pytestmark = pytest.mark.slow
 SENTENCE = "I would like to change the delivery address of my order please."
 SSRC = 0x1234
 FINAL_WITHIN_S = 1.5
+PJMEDIA_VAD_HANGOVER_S = 0.4  # pjmedia's silence detector sends 400 ms of silence before it stops
 
 
 def _offer(rtp_port: int) -> bytes:
@@ -256,7 +257,8 @@ def test_final_comes_soon_after_rtp_stops(triton: TritonProcess,
 def test_final_comes_soon_after_a_silence_suppressing_phone_goes_quiet(
         triton: TritonProcess, gateway_factory: GatewayFactory,
         speech: npt.NDArray[np.int16], tmp_path: Path) -> None:
-    """pjsua with VAD: it stops sending RTP when its file ends, and keeps the call up."""
+    """pjsua with VAD: it stops sending RTP 0.4 s after its file ends (pjmedia's hangover),
+    and keeps the call up. Measured from the file's end, so the bound adds that hangover."""
     gw = _asr_gateway(gateway_factory, triton)
     wav = write_wav(tmp_path / "speech.wav", speech)
     up_s = len(speech) / RATE + 10.0
@@ -270,7 +272,8 @@ def test_final_comes_soon_after_a_silence_suppressing_phone_goes_quiet(
         assert not gw.events("call.ended"), "the call must still be up"
         phone.wait_for("call_disconnected", up_s + 10)
     ended = gw.wait_log("call.ended", 30)
-    assert waited <= FINAL_WITHIN_S, f"final {waited:.2f} s after the phone went quiet"
+    assert waited <= FINAL_WITHIN_S + PJMEDIA_VAD_HANGOVER_S, (
+        f"final {waited:.2f} s after the phone's file ended")
     assert word_error_rate(SENTENCE, final["text"]) <= 0.25, final["text"]
     # the phone did stop sending: most of the quiet call was filled by the gateway's clock
     assert ended["legs"][0]["filled_ms"] >= 5000, ended["legs"][0]

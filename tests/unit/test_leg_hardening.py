@@ -142,8 +142,10 @@ def test_no_fill_inside_the_jitter_grace_or_before_any_packet() -> None:
     leg.tick(5.0)
     assert sink.samples == 0
     t = send(leg, voice(5))
-    leg.tick(t - 0.02 + 0.09)                      # 90 ms idle: under depth + 2 ptimes
+    leg.tick(t - 0.02 + 0.29)                      # 290 ms idle: a network stall, not a stop
     assert sink.samples == 5 * 160
+    leg.tick(t - 0.02 + 0.31)
+    assert sink.samples == 5 * 160 + (310 - 20) * 8
 
 
 def test_resumed_stream_after_a_fill_stays_on_the_sender_timeline() -> None:
