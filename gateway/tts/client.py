@@ -10,10 +10,12 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import numpy as np
 import numpy.typing as npt
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc import aio as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from gateway.config import TritonConfig
 
@@ -21,7 +23,9 @@ _ids = itertools.count(1)
 
 
 class TtsError(RuntimeError):
-    """Triton refused or failed the synthesis (message from the model or gRPC)."""
+    """Triton refused or failed the synthesis (message from the model or gRPC), or could
+    not be reached: every failure of a reply is this one type, so a caller (the playout)
+    reports it and goes on with the next reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,9 @@ class TtsClient:
                 final = response.parameters.get("triton_final_response")
                 if final is not None and final.bool_param:
                     return
+        except (grpc.RpcError, InferenceServerException) as exc:
+            # Triton unreachable or gone mid-reply: the gRPC call's own error
+            raise TtsError(f"TTS stream failed: {_rpc_reason(exc)}") from exc
         finally:
             # end the gRPC call here and now (a no-op once it finished): left to the garbage
             # collector, its internal tasks were destroyed pending ("Task was destroyed but it
@@ -87,6 +94,13 @@ class TtsClient:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _rpc_reason(exc: Exception) -> str:
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        return f"{getattr(code(), 'name', code())}: {details()}"
+    return str(exc)
 
 
 def _chunk(result: Any) -> TtsChunk:

@@ -1,0 +1,204 @@
+"""The RTP endpoint shell (gateway/media/endpoint.py) receiving and sending over loopback:
+real UDP sockets, RTP built with the gateway's codec, RTCP on port+1 or muxed."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from gateway.media.endpoint import RtpEndpoint
+from gateway.media.rtp import RtcpReceiverReport, RtpPacket
+from tests.peers.ports import free_udp_port_pair
+
+HOST = "127.0.0.1"
+WAIT_S = 10.0                     # generous: a shared 2-core machine
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout_s} s"
+        await asyncio.sleep(0.01)
+
+
+def rtp(seq: int, *, pt: int = 0, ssrc: int = 0x1234, payload: bytes = b"\xff" * 160) -> bytes:
+    return RtpPacket(payload_type=pt, sequence_number=seq, timestamp=seq * 160, ssrc=ssrc,
+                     payload=payload).serialize()
+
+
+class Peer:
+    """The far end: one UDP socket on loopback."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, port))
+        self.addr: tuple[str, int] = self.sock.getsockname()
+
+    def send(self, data: bytes, port: int) -> None:
+        self.sock.sendto(data, (HOST, port))
+
+    async def recv(self, timeout_s: float = WAIT_S) -> bytes | None:
+        def blocking() -> bytes | None:
+            self.sock.settimeout(timeout_s)
+            try:
+                return self.sock.recv(65535)
+            except TimeoutError:
+                return None
+
+        return await asyncio.to_thread(blocking)
+
+
+@pytest.fixture
+def peers() -> Iterator[list[Peer]]:
+    made = [Peer(), Peer()]
+    yield made
+    for p in made:
+        p.sock.close()
+
+
+async def _endpoint(*, symmetric: bool = True, rtcp_mux: bool = False
+                    ) -> tuple[RtpEndpoint, int, list[tuple[RtpPacket, float]], list[bytes]]:
+    ep = RtpEndpoint(frozenset({0, 101}), symmetric=symmetric)
+    packets: list[tuple[RtpPacket, float]] = []
+    rtcp: list[bytes] = []
+    ep.on_packet = lambda packet, now: packets.append((packet, now))
+    ep.on_rtcp = lambda data, _now: rtcp.append(data)
+    port = free_udp_port_pair()
+    await ep.open(HOST, port, rtcp_mux=rtcp_mux)
+    return ep, port, packets, rtcp
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[tuple[RtpEndpoint, int, list[tuple[RtpPacket, float]],
+                                             list[bytes]]]:
+    made = await _endpoint()
+    yield made
+    made[0].close()
+
+
+async def test_packets_arrive_parsed_in_order_with_the_loop_time(
+        endpoint: tuple[RtpEndpoint, int, list[tuple[RtpPacket, float]], list[bytes]],
+        peers: list[Peer]) -> None:
+    ep, port, packets, _rtcp = endpoint
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    for seq in range(100, 110):
+        peers[0].send(rtp(seq), port)
+    await until(lambda: len(packets) == 10)
+    assert [p.sequence_number for p, _ in packets] == list(range(100, 110))
+    assert all(p.payload == b"\xff" * 160 and p.ssrc == 0x1234 for p, _ in packets)
+    times = [t for _, t in packets]
+    assert times == sorted(times) and before <= times[0] <= loop.time()
+    assert ep.stats.received == 10 and ep.stats.bytes_received == 1600
+    assert ep.latched == peers[0].addr and ep.ssrc == 0x1234
+    assert ep.stats.first_packet_at == times[0] and ep.stats.last_packet_at == times[-1]
+
+
+async def test_garbage_and_unnegotiated_payload_types_are_counted_and_dropped(
+        endpoint: tuple[RtpEndpoint, int, list[tuple[RtpPacket, float]], list[bytes]],
+        peers: list[Peer]) -> None:
+    ep, port, packets, _rtcp = endpoint
+    for junk in (b"", b"\x80", b"\x00" * 20, b"\x80\x00\x00"):
+        peers[0].send(junk, port)
+    peers[0].send(rtp(1, pt=8), port)                        # PCMA was not negotiated
+    peers[0].send(rtp(2), port)
+    await until(lambda: ep.stats.received == 1)
+    await until(lambda: ep.stats.dropped_malformed + ep.stats.dropped_payload_type == 5)
+    assert ep.stats.dropped_payload_type == 1
+    assert [p.sequence_number for p, _ in packets] == [2]
+
+
+async def test_symmetric_latches_the_first_source_and_answers_it(
+        endpoint: tuple[RtpEndpoint, int, list[tuple[RtpPacket, float]], list[bytes]],
+        peers: list[Peer]) -> None:
+    ep, port, packets, _rtcp = endpoint
+    ep.remote = ("127.0.0.1", 9)                           # what SDP said: not used
+    first, intruder = peers
+    first.send(rtp(1), port)
+    await until(lambda: len(packets) == 1)
+    intruder.send(rtp(2, ssrc=0x9999), port)
+    first.send(rtp(3), port)
+    await until(lambda: len(packets) == 2)
+    await until(lambda: ep.stats.dropped_source == 1)
+    assert [p.sequence_number for p, _ in packets] == [1, 3]
+    out = rtp(50, ssrc=0xABCD)
+    ep.send(out)
+    assert await first.recv() == out and ep.stats.sent == 1
+
+
+async def test_without_symmetric_rtp_goes_to_the_sdp_address(peers: list[Peer]) -> None:
+    ep, port, packets, _rtcp = await _endpoint(symmetric=False)
+    try:
+        sender, sdp_target = peers
+        ep.remote = sdp_target.addr
+        sender.send(rtp(1), port)
+        sender.send(rtp(2, ssrc=0x4321), port)                 # a new SSRC: a new stream
+        await until(lambda: len(packets) == 2)
+        assert ep.ssrc == 0x4321 and ep.stats.dropped_source == 0
+        ep.send(b"to-sdp")
+        assert await sdp_target.recv() == b"to-sdp"
+    finally:
+        ep.close()
+
+
+async def test_rtcp_on_port_plus_one_and_muxed_reaches_on_rtcp(
+        endpoint: tuple[RtpEndpoint, int, list[tuple[RtpPacket, float]], list[bytes]],
+        peers: list[Peer]) -> None:
+    ep, port, packets, rtcp = endpoint
+    report = RtcpReceiverReport(ssrc=0x1234).serialize()
+    peers[0].send(report, port + 1)
+    peers[0].send(report, port)                              # muxed on the RTP port
+    await until(lambda: len(rtcp) == 2)
+    assert rtcp == [report, report] and ep.stats.rtcp_received == 2
+    assert packets == [] and ep.stats.dropped_malformed == 0
+
+
+async def test_rtcp_goes_back_to_port_plus_one_of_the_latched_source() -> None:
+    ep, port, packets, _rtcp = await _endpoint()
+    far = free_udp_port_pair()
+    far_rtp, far_rtcp = Peer(far), Peer(far + 1)
+    try:
+        far_rtp.send(rtp(1), port)                           # latches far:far
+        await until(lambda: len(packets) == 1)
+        ep.send_rtcp(b"\x81\xc9\x00\x01rtcp")
+        assert await far_rtcp.recv() == b"\x81\xc9\x00\x01rtcp"
+    finally:
+        ep.close()
+        far_rtp.sock.close()
+        far_rtcp.sock.close()
+
+
+async def test_with_rtcp_mux_rtcp_goes_back_on_the_rtp_port(peers: list[Peer]) -> None:
+    ep, port, packets, rtcp = await _endpoint(rtcp_mux=True)
+    try:
+        report = RtcpReceiverReport(ssrc=0x1234).serialize()
+        peers[0].send(rtp(1), port)
+        peers[0].send(report, port)
+        await until(lambda: len(packets) == 1 and len(rtcp) == 1)
+        ep.send_rtcp(b"\x81\xc9\x00\x01mux!")
+        assert await peers[0].recv() == b"\x81\xc9\x00\x01mux!"
+    finally:
+        ep.close()
+
+
+async def test_close_releases_both_ports(peers: list[Peer]) -> None:
+    ep, port, _packets, _rtcp = await _endpoint()
+    ep.close()
+
+    def bindable(p: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((HOST, p))
+            except OSError:
+                return False
+            return True
+
+    # asyncio closes a datagram socket on the next loop iteration, not inside close()
+    await until(lambda: bindable(port) and bindable(port + 1))
+    ep.close()                                               # twice is harmless
+    ep.send(b"x")                                            # and sending does nothing
+    assert ep.stats.sent == 0
