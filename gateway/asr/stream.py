@@ -53,6 +53,7 @@ MAX_BUFFER_S = 10.0
 CLOSE_ENDS_S = 3.0             # shutdown: how long every open sequence gets for its END
 CLOSE_STREAM_S = 1.0           # then how long the server gets to end the half-closed stream
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_REFUSALS = 3               # sequences refused in a row before a channel's ASR gives up
 Listener = Callable[["AsrChannel", Hypothesis, float | None], None]
 
 
@@ -72,6 +73,7 @@ class AsrChannel:
         self.closing = False
         self.done = asyncio.Event()  # the END request completed: every final is in
         self.finals = 0
+        self.refusals = 0            # sequences refused in a row (reset by any good reply)
         self._dropped_counted = 0
 
     def push(self, audio: np.ndarray[Any, Any], now: float) -> None:
@@ -218,7 +220,7 @@ class AsrHub:
     def pump(self, ch: AsrChannel) -> None:
         """Give a channel with audio ready a turn in the outbox (once: a turn sends all of its
         audio ready by then, so one stream serves every channel when the sender lags)."""
-        if not self.connected or ch.scheduled or ch.end_sent:
+        if not self.connected or ch.scheduled or ch.end_sent or ch.done.is_set():
             return
         if ch.queue.ready(final=ch.closing) or ch.keepalive:
             ch.scheduled = True
@@ -360,6 +362,7 @@ class AsrHub:
             return
         if ch is None:
             return
+        ch.refusals = 0
         for item in reply.results:
             try:
                 ch.on_hypothesis(parse_result(item))
@@ -378,6 +381,14 @@ class AsrHub:
                 return                            # a late answer to a sequence given up
             raise ConnectionError(str(reply.error))
         self._metrics.triton_errors.labels(kind="sequence").inc()
+        ch.refusals += 1
+        if ch.refusals > MAX_REFUSALS:            # the model refuses this channel's audio
+            self._log.error("asr.channel_failed", channel=ch.key, refusals=ch.refusals,
+                            error=str(reply.error)[:300])
+            ch.closing = True
+            self.forget(ch)
+            ch.done.set()
+            return
         self._log.warning("asr.sequence_lost", channel=ch.key, error=str(reply.error)[:300])
         self._new_sequence(ch)
         self.pump(ch)

@@ -197,3 +197,20 @@ def test_the_wire_codec_round_trips_results_errors_and_the_final_flag() -> None:
     error = service_pb2.ModelStreamInferResponse(error_message="boom")
     error.infer_response.id = "7:0"
     assert decode_reply(error) == StreamReply(RequestId(7, False), (), "boom", True)
+
+
+async def test_a_channel_whose_every_sequence_is_refused_gives_up_instead_of_looping() -> None:
+    hub, metrics = _hub()
+    stream = FakeStream(hub)
+    ch = hub.open("bad", lambda _c, _h, _l: None, phrases=["x"])
+    stream.push(ch, 0.32)
+    for _ in range(10):                                   # a model that refuses every START
+        sent = stream.drain() or stream.sent[-1:]
+        hub._on_response(StreamReply(RequestId.parse(sent[-1]["id"]), (), "bad PHRASES", True))
+        if ch.done.is_set():
+            break
+    assert ch.done.is_set() and ch.refusals == 4
+    assert _count(metrics, "gateway_triton_errors_total", kind="sequence") == 4
+    assert await ch.close(0.1) is True                    # hangup is not held up
+    ch.push(np.zeros(FRAME, np.float32), 0.0)             # later audio is ignored
+    assert not hub._outbox
