@@ -57,19 +57,20 @@ class LegDebugLog:
 
     def _observe(self, packet: RtpPacket) -> None:
         ep, jb = self._endpoint, self._pipeline.jitter.stats
-        state = (ep.latched, ep.ssrc, packet.payload_type, jb.restarts)
+        played = self._pipeline.ssrc  # the stream played: a stray SSRC logs nothing
+        state = (ep.latched, played, packet.payload_type, jb.restarts)
         before, self._state = self._state, state
         if before == state:
             return
         if before is None:
-            self._log.debug("rtp.stream_started", source=_addr(ep.latched), ssrc=ep.ssrc,
+            self._log.debug("rtp.stream_started", source=_addr(ep.latched), ssrc=played,
                             payload_type=packet.payload_type, sequence=packet.sequence_number)
             return
         latched, ssrc, pt, restarts = before
         if ep.latched != latched:
             self._log.debug("rtp.latched", source=_addr(ep.latched), previous=_addr(latched))
-        if ep.ssrc != ssrc:
-            self._log.debug("rtp.ssrc_changed", ssrc=ep.ssrc, previous=ssrc,
+        if played != ssrc:
+            self._log.debug("rtp.ssrc_changed", ssrc=played, previous=ssrc,
                             sequence=packet.sequence_number)
         if packet.payload_type != pt:
             self._log.debug("rtp.payload_type_changed", payload_type=packet.payload_type,
