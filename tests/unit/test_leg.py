@@ -48,7 +48,7 @@ class Sink:
 
 
 def make(settings: LegSettings = SETTINGS) -> tuple[InboundLeg, Sink, list[DtmfEvent]]:
-    sink, digits = Sink(), []
+    sink, digits = Sink(), list[DtmfEvent]()
     return InboundLeg(settings, sink, digits.append), sink, digits
 
 
