@@ -30,7 +30,12 @@ from gateway.sip.message import (
     parse_name_addr,
 )
 from gateway.sip.multipart import BodyPart, MultipartError, find_part, parse_multipart
-from gateway.sip.registration import RegistrationChanged, SendRegister
+from gateway.sip.registration import (
+    Registration,
+    RegistrationChanged,
+    RegOutput,
+    SendRegister,
+)
 from gateway.sip.sdp import (
     AnswerPlan,
     NoAcceptableMedia,
@@ -162,11 +167,11 @@ class SipCore:
         self._resolve = resolve
         self._txns = txn.TransactionLayer(settings.timers)
         self._by_dialog: dict[tuple[str, str], str] = {}     # (sip Call-ID, local tag) -> call_id
-        self._by_invite: dict[Any, str] = {}          # INVITE server txn key -> call_id
-        self._bye_keys: dict[Any, str] = {}           # BYE client txn key -> call_id
-        self._reg_keys: dict[Any, Any] = {}           # REGISTER client txn key -> Registration
+        self._by_invite: dict[txn.TxnKey, str] = {}   # INVITE server txn key -> call_id
+        self._bye_keys: dict[txn.TxnKey, str] = {}    # BYE client txn key -> call_id
+        self._reg_keys: dict[txn.TxnKey, Registration] = {}   # REGISTER client txn key
         self._rate = RateLimiter(settings.invite_rate_per_s)
-        self.registrations: dict[str, Any] = {}
+        self.registrations: dict[str, Registration] = {}
 
     # ------------------------------------------------------------------ public input
     @property
@@ -356,8 +361,8 @@ class SipCore:
         meta = self._metadata(call_id, req, o.addr, o.transport)
         dialog = Dialog(meta=meta, invite=req, invite_key=o.key, local_tag=secrets.token_hex(8),
                         remote_tag=req.from_.tag, offer=media.sdp, plan=media.plan,
-                        addr=o.addr, transport=o.transport, remote_cseq=req.cseq[0])
-        dialog.extra["siprec"] = media.siprec
+                        addr=o.addr, transport=o.transport, remote_cseq=req.cseq[0],
+                        siprec=media.siprec)
         self.calls[call_id] = dialog
         self._by_dialog[(req.call_id, dialog.local_tag)] = call_id
         self._by_invite[o.key] = call_id
@@ -387,7 +392,7 @@ class SipCore:
 
     def _dialog_headers(self, d: Dialog) -> list[tuple[str, str]]:
         rr = [("Record-Route", v) for v in d.invite.headers.get_all("Record-Route")]
-        contact = self._contact(d.transport, srs=bool(d.extra.get("siprec")))
+        contact = self._contact(d.transport, srs=d.siprec)
         return [*rr, ("Contact", contact), ("Allow", ALLOW)]
 
     def answer(self, call_id: str, media_address: str, ports: Sequence[int | None],
@@ -548,7 +553,7 @@ class SipCore:
         return SipRequest("BYE", _remote_target(inv), h)
 
     # ------------------------------------------------------------------ responses / timeouts
-    def _on_response(self, key: Any, resp: SipResponse, now: float) -> list[Output]:
+    def _on_response(self, key: txn.TxnKey, resp: SipResponse, now: float) -> list[Output]:
         if key in self._reg_keys:
             reg = self._reg_keys[key]
             if resp.status < 200:
@@ -560,7 +565,7 @@ class SipCore:
         d = self.calls.get(call_id) if call_id else None
         return self._end(d, d.end_reason, "local") if d is not None else []
 
-    def _on_client_timeout(self, key: Any, now: float) -> list[Output]:
+    def _on_client_timeout(self, key: txn.TxnKey, now: float) -> list[Output]:
         reg = self._reg_keys.pop(key, None)
         if reg is not None:
             return self._registration_outputs(reg, reg.on_timeout(now), now)
@@ -569,7 +574,7 @@ class SipCore:
         return self._end(d, d.end_reason + " (BYE timed out)", "local") if d else []
 
     @staticmethod
-    def _learn_rport(reg: Any, resp: SipResponse) -> None:
+    def _learn_rport(reg: Registration, resp: SipResponse) -> None:
         try:
             via = resp.top_via
         except ValueError:
@@ -579,7 +584,7 @@ class SipCore:
             reg.update_local_address(received, int(rport))
 
     # ------------------------------------------------------------------ registrations
-    def add_registration(self, reg: Any, now: float) -> list[Output]:
+    def add_registration(self, reg: Registration, now: float) -> list[Output]:
         self.registrations[reg.account_name] = reg
         return self._registration_outputs(reg, reg.start(now), now)
 
@@ -593,7 +598,7 @@ class SipCore:
             out += self._registration_outputs(reg, reg.unregister(now), now)
         return out
 
-    def _registration_outputs(self, reg: Any, outputs: Sequence[Any],
+    def _registration_outputs(self, reg: Registration, outputs: Sequence[RegOutput],
                               now: float) -> list[Output]:
         """Act for ``reg`` (which may already be removed from ``registrations``)."""
         result: list[Output] = []
@@ -604,7 +609,7 @@ class SipCore:
                 result.append(o)
         return result
 
-    def _send_register(self, reg: Any, o: SendRegister, now: float) -> list[Output]:
+    def _send_register(self, reg: Registration, o: SendRegister, now: float) -> list[Output]:
         transport = o.request.top_via.transport.lower()
         addr = self._resolve(o.destination, transport)
         if addr is None:

@@ -6,11 +6,12 @@ Layer: pure core.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.sdp import AnswerPlan, SessionDescription
+from gateway.sip.transaction import TxnKey
 
 Address = tuple[str, int]
 
@@ -65,7 +66,7 @@ class CallMetadata:
 class Dialog:
     meta: CallMetadata
     invite: SipRequest
-    invite_key: Any
+    invite_key: TxnKey
     local_tag: str
     remote_tag: str | None
     offer: SessionDescription
@@ -82,7 +83,7 @@ class Dialog:
     media_ports: tuple[int | None, ...] = ()
     ok_response: SipResponse | None = None
     end_reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    siprec: bool = False         # a SIPREC recording session (Contact gets +sip.srs)
 
     @property
     def call_id(self) -> str:

@@ -13,6 +13,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -876,3 +877,18 @@ def test_star_contact_outside_register_is_refused() -> None:
     raw = invite(Leg()).replace(f"Contact: <{CONTACT_URI}>".encode(), b"Contact: *")
     (resp,) = responses(make_core().receive(raw, PEER, "udp", 0.0))
     assert resp.status == 400 and "Contact" in resp.reason
+
+
+def test_siprec_session_answers_with_an_srs_contact_and_its_dialog_says_so() -> None:
+    """RFC 7866 6.1.1: the SRS's Contact carries +sip.srs; a plain call's does not."""
+    raw = (Path(__file__).resolve().parents[1] / "siprec_corpus"
+           / "invite_generic_crlf.sip").read_bytes()
+    core = make_core()
+    (offered,) = of_type(core.receive(raw, ("198.51.100.10", 5060), "udp", 0.0), CallOffered)
+    assert offered.media is not None and offered.media.siprec
+    assert core.calls[offered.call_id].siprec is True
+    out = core.answer(offered.call_id, MEDIA_HOST, [MEDIA_PORT, MEDIA_PORT + 2], 0.0)
+    (ok,) = sent(out)
+    assert header_lines(ok.data, "Contact") == [f"<sip:gateway@{GW_HOST}:{GW_PORT}>;+sip.srs"]
+    plain = offer_call()
+    assert plain.core.calls[plain.offered.call_id].siprec is False
