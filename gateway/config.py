@@ -199,6 +199,8 @@ class EventSink:
     timeout_s: float = 5.0
     retries: int = 3
     secret: Secret | None = None
+    raw: bool = False
+    """Events as they were before the redacting processors (issue 16); warned at start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -704,6 +706,7 @@ _SINK: Final = _table(EventSink, {
     "timeout_s": _float(0.1, 60),
     "retries": _int(0, 10),
     "secret": _SECRET,
+    "raw": _bool,
 }, post=_variants("type", {"jsonl": ("path",), "webhook": _WEBHOOK_KEYS},
                   {"jsonl": ("path",), "webhook": ("url",)}))
 
@@ -856,6 +859,10 @@ def shown_path(path: Path) -> str:
 
 
 def _sink_summary(sink: EventSink) -> str:
+    return _sink_name(sink) + (" (raw)" if sink.raw else "")
+
+
+def _sink_name(sink: EventSink) -> str:
     if sink.type == "jsonl" and sink.path is not None:
         return f"jsonl:{shown_path(sink.path)}"
     if sink.type == "webhook":

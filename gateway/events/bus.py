@@ -8,6 +8,12 @@ Layer: shell (asyncio tasks, the wall clock, logging, metrics).
 subscribers (WebSocket clients, the bot), synchronously, and to every sink through a
 bounded queue per sink, so a slow webhook never blocks the media path. On shutdown
 :meth:`EventBus.close` flushes what is queued. Nothing reaches a consumer any other way.
+
+The bus also owns the stage's one timer: after each event (and each firing) it asks the
+stage for its earliest deadline and keeps one ``loop.call_later`` handle for it; when it
+fires, :meth:`ProcessingStage.tick` runs and what comes out is stamped and delivered like
+any event. :meth:`EventBus.replace_processors` swaps the whole stage between two events
+(SIGHUP), which is atomic: ``emit`` and the timer run synchronously on the loop.
 """
 
 from __future__ import annotations
@@ -17,7 +23,12 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 
-from gateway.events.processing import ProcessingStage, Processor, ProcessorFailure
+from gateway.events.processing import (
+    ProcessingStage,
+    Processor,
+    ProcessorFailure,
+    StageResult,
+)
 from gateway.events.sinks import Sink
 from gateway.events.types import Envelope, GatewayEvent
 from gateway.logs import get_logger
@@ -63,6 +74,9 @@ class EventBus:
         self._workers: list[_SinkWorker] = []
         self._listeners: list[Listener] = []
         self._log = get_logger("events")
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = False
 
     @property
     def processors(self) -> tuple[Processor, ...]:
@@ -80,16 +94,47 @@ class EventBus:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def replace_processors(self, processors: Sequence[Processor]) -> None:
+        """A new stage from the next event on (SIGHUP); the old processors' timers stop."""
+        self._stage = ProcessingStage(processors)
+        self._rearm()
+
     def emit(self, event: GatewayEvent) -> list[Envelope]:
         """Process, stamp and deliver one event; the envelopes delivered (none if dropped)."""
         now = self._clock()
-        result = self._stage.run(event, now)
+        delivered = self._publish(self._stage.run(event, now), now)
+        if self._stage.processors:
+            self._rearm()
+        return delivered
+
+    def _publish(self, result: StageResult, now: float) -> list[Envelope]:
         for failure in result.failures:
             self._processor_failed(failure)
-        delivered = [Envelope(e, now, next(self._seq)) for e in result.events]
+        raws = result.raw or (None,) * len(result.events)
+        delivered = [Envelope(e, now, next(self._seq), raw=r)
+                     for e, r in zip(result.events, raws, strict=True)]
         for envelope in delivered:
             self._deliver(envelope)
         return delivered
+
+    def _rearm(self) -> None:
+        """Keep the one timer on the stage's earliest deadline."""
+        deadline = None if self._closed else self._stage.next_deadline()
+        if deadline == self._timer_at and (deadline is None or self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - self._clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, None
+        now = self._clock()
+        self._publish(self._stage.tick(now), now)
+        self._rearm()
 
     def _deliver(self, envelope: Envelope) -> None:
         self._metrics.events.labels(type=envelope.type).inc()
@@ -114,6 +159,8 @@ class EventBus:
         await self._drain(old, timeout_s)
 
     async def close(self, timeout_s: float = 10.0) -> None:
+        self._closed = True
+        self._rearm()                                  # cancels the stage's timer
         old, self._workers = self._workers, []
         await self._drain(old, timeout_s)
 

@@ -8,7 +8,7 @@ A processor takes one event and returns the events to pass on, in order:
 - ``(event,)``: unchanged;
 - ``(dataclasses.replace(event, text=...),)``: transformed (redaction);
 - ``(event, CategoryMatched(...))``: the event plus events it caused (analytics);
-- ``()``: dropped.
+- ``()``: dropped (withheld).
 
 Processors run in the configured order; each one's outputs (added events included) are the
 next one's inputs, so a later processor sees what an earlier one added, never the other way
@@ -16,6 +16,31 @@ round. A processor that raises, or returns something that is not a sequence of e
 a failure: the event goes on to the next processor unchanged, or, for a processor with
 ``fail_closed = True`` (redaction: better lost than leaked), it is dropped. Either way the
 daemon carries on.
+
+**Deadlines.** A processor may need to speak without an incoming event ("the agent did not
+say the disclosure within 30 s", dead air): ``next_deadline()`` says when (same timebase as
+``now``, ``None`` for never) and the bus calls :meth:`ProcessingStage.tick` once the
+earliest deadline of the stage has passed (one timer for the whole stage). ``on_timer(now)``
+must deal with every deadline up to ``now`` and move ``next_deadline()`` on; its events pass
+the later processors, and then fan out, like any others. A processor whose deadline does not
+move is reported once and its timer ignored until the deadline changes (never a busy loop).
+``next_deadline()`` is asked after every event: keep it O(1) (a heap's first entry).
+
+**Call end.** ``call.ended`` passes through the processors like any event (a processor that
+emits a summary at call end returns it *before* the ``call.ended``, so the per-call file
+still gets it). Whatever happened to it on the way (dropped, a failure), once the stage has
+run a ``call.ended`` it calls ``forget_call(call_id)`` on every processor: per-call state
+never outlives the call. A conversation spans several calls: a processor keeping
+conversation state drops it when the last of its calls is forgotten.
+
+**Raw sinks.** A processor marked ``redacting = True`` removes sensitive content. The stage
+keeps, next to each event it outputs, the event as it was before the first redacting
+processor changed it (``raw``; ``None`` when no redacting processor changed it). A sink
+configured with ``raw = true`` gets that one instead (see ``gateway.events.sinks.RawSink``).
+Pairing: the first output of the same event type as the input is the input's successor
+(transformed or not); any other output is an added event and has no raw counterpart. An
+event a redacting processor withholds reaches no sink, raw ones included. Events added by
+non-redacting processors after redaction (analytics) go to raw sinks as they are.
 
 Where processors come from: :func:`build_processors`, the one place that turns the config
 into the ordered list (redaction first, then analytics).
@@ -28,7 +53,21 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.config import GatewayConfig
-from gateway.events.types import GatewayEvent
+from gateway.events.types import CallEnded, GatewayEvent
+
+TIMER = "timer"
+"""``ProcessorFailure.event_type`` of a failure in ``next_deadline``/``on_timer``."""
+
+PROCESSOR_CONFIG_KEYS: tuple[str, ...] = ()
+"""Config sections :func:`build_processors` reads (``"redaction"``, ``"analytics"``); a
+SIGHUP that changes one of them rebuilds the processors (they must also be live keys in
+``gateway.config``). None yet."""
+
+
+def reconfigures_processors(changed: Sequence[str]) -> bool:
+    """Whether a reload that changed these config keys must rebuild the processors."""
+    return any(key == section or key.startswith(section + ".")
+               for key in changed for section in PROCESSOR_CONFIG_KEYS)
 
 
 class Processor(Protocol):
@@ -36,8 +75,35 @@ class Processor(Protocol):
 
     name: str
     fail_closed: bool
+    redacting: bool
 
     def process(self, event: GatewayEvent, now: float) -> Sequence[GatewayEvent]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def on_timer(self, now: float) -> Sequence[GatewayEvent]: ...
+
+    def forget_call(self, call_id: str) -> None: ...
+
+
+class ProcessorBase:
+    """Defaults for the optional parts: no deadlines, no per-call state, not redacting."""
+
+    name: str = "processor"
+    fail_closed: bool = False
+    redacting: bool = False
+
+    def process(self, event: GatewayEvent, now: float) -> Sequence[GatewayEvent]:
+        return (event,)
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def on_timer(self, now: float) -> Sequence[GatewayEvent]:
+        return ()
+
+    def forget_call(self, call_id: str) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,27 +118,123 @@ class ProcessorFailure:
 class StageResult:
     events: tuple[GatewayEvent, ...]
     failures: tuple[ProcessorFailure, ...]
+    raw: tuple[GatewayEvent | None, ...] = ()
+    """Parallel to ``events``: the pre-redaction event, or ``None`` (the same event)."""
+
+
+_Item = tuple[GatewayEvent, GatewayEvent | None]
 
 
 class ProcessingStage:
     def __init__(self, processors: Sequence[Processor] = ()) -> None:
         self.processors = tuple(processors)
+        self._stuck: dict[int, float] = {}      # processor index -> deadline that did not move
 
     def run(self, event: GatewayEvent, now: float) -> StageResult:
-        events: list[GatewayEvent] = [event]
+        items: list[_Item] = [(event, None)]
         failures: list[ProcessorFailure] = []
         for processor in self.processors:
-            passed: list[GatewayEvent] = []
-            for item in events:
-                try:
-                    passed.extend(_checked(processor.process(item, now)))
-                except Exception as exc:  # a processor's bug must never stop the events
-                    failures.append(ProcessorFailure(processor.name, item.TYPE, repr(exc)[:300],
-                                                     processor.fail_closed))
-                    if not processor.fail_closed:
-                        passed.append(item)
-            events = passed
-        return StageResult(tuple(events), tuple(failures))
+            items = _apply(processor, items, now, failures)
+        if isinstance(event, CallEnded):
+            self._forget(event.call_id, failures)
+        return _result(items, failures)
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of any processor (``None``: no timer needed)."""
+        earliest: float | None = None
+        for index, processor in enumerate(self.processors):
+            deadline = self._deadline(index, processor, [])
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
+
+    def tick(self, now: float) -> StageResult:
+        """Fire every processor whose deadline has passed, in order; what one emits passes
+        the processors after it."""
+        items: list[_Item] = []
+        failures: list[ProcessorFailure] = []
+        for index, processor in enumerate(self.processors):
+            if items:
+                items = _apply(processor, items, now, failures)
+            deadline = self._deadline(index, processor, failures)
+            if deadline is not None and deadline <= now:
+                items.extend((e, None) for e in self._fire(index, processor, now, failures))
+        return _result(items, failures)
+
+    def _fire(self, index: int, processor: Processor, now: float,
+              failures: list[ProcessorFailure]) -> list[GatewayEvent]:
+        try:
+            out = _checked(processor.on_timer(now))
+        except Exception as exc:  # a processor's bug must never stop the events
+            failures.append(ProcessorFailure(processor.name, TIMER, repr(exc)[:300], False))
+            out = []
+        after = self._deadline(index, processor, failures)
+        if after is not None and after <= now:
+            self._stuck[index] = after
+            failures.append(ProcessorFailure(processor.name, TIMER,
+                                             f"deadline {after} did not move past {now}", False))
+        return out
+
+    def _deadline(self, index: int, processor: Processor,
+                  failures: list[ProcessorFailure]) -> float | None:
+        try:
+            deadline = processor.next_deadline()
+        except Exception as exc:
+            failures.append(ProcessorFailure(processor.name, TIMER, repr(exc)[:300], False))
+            return None
+        stuck = self._stuck.get(index)
+        if stuck is not None:
+            if deadline == stuck:
+                return None
+            del self._stuck[index]
+        return deadline
+
+    def _forget(self, call_id: str, failures: list[ProcessorFailure]) -> None:
+        for processor in self.processors:
+            try:
+                processor.forget_call(call_id)
+            except Exception as exc:
+                failures.append(ProcessorFailure(processor.name, CallEnded.TYPE,
+                                                 repr(exc)[:300], False))
+
+
+def _apply(processor: Processor, items: list[_Item], now: float,
+           failures: list[ProcessorFailure]) -> list[_Item]:
+    passed: list[_Item] = []
+    for event, raw in items:
+        try:
+            out = _checked(processor.process(event, now))
+        except Exception as exc:  # a processor's bug must never stop the events
+            failures.append(ProcessorFailure(processor.name, event.TYPE, repr(exc)[:300],
+                                             processor.fail_closed))
+            if not processor.fail_closed:
+                passed.append((event, raw))
+            continue
+        passed.extend(_paired(processor.redacting, event, raw, out))
+    return passed
+
+
+def _paired(redacting: bool, event: GatewayEvent, raw: GatewayEvent | None,
+            out: list[GatewayEvent]) -> list[_Item]:
+    """Each output with its raw counterpart: the input's successor keeps the input's (a
+    redacting processor's change makes the input itself the raw one); added events have
+    none."""
+    if len(out) == 1 and out[0] is event:
+        return [(event, raw)]
+    successor = next((e for e in out if type(e) is type(event)), None)
+    paired: list[_Item] = []
+    for e in out:
+        if e is not successor:
+            paired.append((e, None))
+        elif redacting and e is not event and raw is None:
+            paired.append((e, None if e == event else event))
+        else:
+            paired.append((e, raw))
+    return paired
+
+
+def _result(items: list[_Item], failures: list[ProcessorFailure]) -> StageResult:
+    return StageResult(tuple(e for e, _r in items), tuple(failures), tuple(r for _e, r in items))
 
 
 def _checked(out: Sequence[GatewayEvent]) -> list[GatewayEvent]:
@@ -83,7 +245,13 @@ def _checked(out: Sequence[GatewayEvent]) -> list[GatewayEvent]:
     return items
 
 
-def build_processors(config: GatewayConfig) -> list[Processor]:
+def build_processors(config: GatewayConfig,
+                     previous: Sequence[Processor] = ()) -> list[Processor]:
     """The ordered processors for a config. None yet: PII redaction goes first here, then
-    conversation analytics (which must see redacted text)."""
+    conversation analytics (which must see redacted text).
+
+    ``previous`` are the processors running now when a SIGHUP rebuilds them: a builder may
+    hand a call's state over to its replacement (a redaction context window mid-card-number);
+    otherwise calls in progress start afresh with the new processors."""
+    del config, previous
     return []

@@ -2,7 +2,9 @@
 
 Layer: shell (file and HTTP I/O). Each sink gets :class:`~gateway.events.types.Envelope`
 objects from its own queue in :class:`~gateway.events.bus.EventBus`, after the processing
-stage: a sink never sees an event the processors have not passed.
+stage: a sink never sees an event the processors have not passed. A sink configured with
+``raw = true`` is wrapped in :class:`RawSink`: it gets each event as it was before the
+redacting processors (``Envelope.unredacted``), and a warning says so at start.
 """
 
 from __future__ import annotations
@@ -124,16 +126,39 @@ class CallFilesSink:
         self._files.clear()
 
 
+class RawSink:
+    """``raw = true``: the wrapped sink gets events before the redacting processors."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.name = inner.name
+        self.inner = inner
+
+    async def write(self, event: Envelope) -> None:
+        await self.inner.write(event.unredacted())
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 def build_sinks(configs: Sequence[EventSinkConfig], calls_dir: Path | None = None) -> list[Sink]:
     sinks: list[Sink] = [CallFilesSink(calls_dir)] if calls_dir is not None else []
     for c in configs:
-        if c.type == "log":
-            sinks.append(LogSink())
-        elif c.type == "jsonl":
-            assert c.path is not None
-            sinks.append(JsonlSink(Path(c.path)))
-        else:
-            assert c.url is not None
-            secret = c.secret.reveal() if c.secret is not None else None
-            sinks.append(WebhookSink(c.url, c.timeout_s, c.retries, secret))
+        sink = _build_sink(c)
+        if c.raw:
+            get_logger("events").warning(
+                "events.raw_sink", sink=sink.name,
+                detail="gets events before the redacting processors (raw = true)")
+            sink = RawSink(sink)
+        sinks.append(sink)
     return sinks
+
+
+def _build_sink(c: EventSinkConfig) -> Sink:
+    if c.type == "log":
+        return LogSink()
+    if c.type == "jsonl":
+        assert c.path is not None
+        return JsonlSink(Path(c.path))
+    assert c.url is not None
+    secret = c.secret.reveal() if c.secret is not None else None
+    return WebhookSink(c.url, c.timeout_s, c.retries, secret)

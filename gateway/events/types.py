@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, get_type_hints
 
@@ -304,10 +304,17 @@ class Envelope:
     ts: float
     seq: int
     v: int = SCHEMA_VERSION
+    raw: GatewayEvent | None = field(default=None, repr=False)
+    """The event before the redacting processors changed it (``None``: unchanged); only a
+    sink configured with ``raw = true`` gets it, through :meth:`unredacted`."""
 
     @property
     def type(self) -> str:
         return self.event.TYPE
+
+    def unredacted(self) -> Envelope:
+        """This envelope as a raw sink gets it: same ``ts`` and ``seq``, the raw event."""
+        return self if self.raw is None else Envelope(self.raw, self.ts, self.seq, self.v)
 
     @property
     def call_id(self) -> str | None:

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.bot import BotAction, BotClient
 from gateway.config import BotConfig
 from gateway.events.bus import EventBus
-from gateway.events.processing import ProcessingStage, build_processors
+from gateway.events.processing import ProcessingStage, ProcessorBase, build_processors
 from gateway.events.sinks import CallFilesSink, JsonlSink
 from gateway.events.types import (
     CallEnded,
@@ -55,7 +55,7 @@ def _ended(call_id: str = "c1") -> CallEnded:
 
 
 @dataclass
-class Upper:
+class Upper(ProcessorBase):
     """Transforms transcript text (what redaction will do)."""
 
     name: str = "upper"
@@ -70,7 +70,7 @@ class Upper:
 
 
 @dataclass
-class Tag:
+class Tag(ProcessorBase):
     """Appends its name to transcript text: shows the order processors ran in."""
 
     name: str
@@ -83,7 +83,7 @@ class Tag:
 
 
 @dataclass
-class AddsFailure:
+class AddsFailure(ProcessorBase):
     """Adds an event after each DTMF (what analytics will do); records what it saw."""
 
     name: str = "adds"
@@ -99,7 +99,7 @@ class AddsFailure:
 
 
 @dataclass
-class Explodes:
+class Explodes(ProcessorBase):
     name: str = "explodes"
     fail_closed: bool = False
     returns_garbage: bool = False
@@ -111,7 +111,7 @@ class Explodes:
 
 
 @dataclass
-class Drops:
+class Drops(ProcessorBase):
     name: str = "drops"
     fail_closed: bool = False
 
