@@ -1,7 +1,17 @@
 """Process lifecycle, shaped like uvicorn's: capture signals, start, serve, drain, shut down.
 
+:meth:`Gateway.parts` is the one list of the daemon's parts, in start order (events, the
+gateway's own tasks, the Triton health check, HTTP, TTS, ASR, SIP with the calls,
+registrations);
+:class:`Lifecycle` starts them in that order and stops the started ones in reverse, each
+stop step bounded by ``SHUTDOWN_STEP_S``. A part that fails to start stops the ones already
+started. Every background task has an owner that cancels or awaits it at stop: the
+parts their own, the gateway its loop monitor and watchdog (part ``tasks``), the signal
+handler its reloads.
+
 SIGTERM/SIGINT: drain (new INVITEs and OPTIONS get 503), give live calls
-``sip.drain_grace_s``, then BYE them, flush events, unregister, exit 0.
+``sip.drain_grace_s``, then BYE them; then the parts stop in reverse (unregister, SIP and
+the calls, ASR, TTS, HTTP, Triton health, tasks, events: flushed last), exit 0.
 A second SIGTERM/SIGINT forces exit. SIGHUP reloads what can change live.
 
 Layer: shell (the process: it wires every part and owns their start and stop order).
@@ -14,7 +24,8 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +44,7 @@ from gateway.config import (
     startup_summary,
 )
 from gateway.events.bus import EventBus
-from gateway.events.processing import build_processors
+from gateway.events.processing import build_processors, reconfigures_processors
 from gateway.events.sinks import build_sinks
 from gateway.events.types import Envelope
 from gateway.http_api import HttpServer
@@ -47,6 +58,68 @@ from gateway.tts.playout import Reply
 
 EXIT_FORCED = 1
 SHUTDOWN_STEP_S = 5.0
+
+Step = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One long-lived part of the daemon: ``start`` in list order, ``stop`` in reverse."""
+
+    name: str
+    start: Step | None = None
+    stop: Step | None = None
+
+
+def _sync(fn: Callable[[], None]) -> Step:
+    async def step() -> None:
+        fn()
+    return step
+
+
+async def _bounded_step(log: Any, part: str, step: Awaitable[None]) -> None:
+    """One stop step, given at most SHUTDOWN_STEP_S: a stuck close (a gRPC channel, a
+    lingering HTTP connection) must not keep the process from exiting; one that raises is
+    logged and the next part still stops."""
+    try:
+        await asyncio.wait_for(step, SHUTDOWN_STEP_S)
+    except TimeoutError:
+        log.warning("gateway.shutdown_step_timeout", part=part, timeout_s=SHUTDOWN_STEP_S)
+    except Exception as exc:
+        log.error("gateway.shutdown_step_failed", part=part, error=repr(exc))
+
+
+class Lifecycle:
+    """Starts parts in order and stops the started ones in reverse (each step bounded)."""
+
+    def __init__(self, parts: Sequence[Part], log: Any) -> None:
+        self.parts = tuple(parts)
+        self._started: list[Part] = []
+        self._log = log
+
+    @property
+    def started(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self._started)
+
+    async def start(self) -> None:
+        """Start every part; if one fails (logged as ``gateway.start_failed`` with its
+        name), the ones already started are stopped in reverse and the error goes on."""
+        for part in self.parts:
+            try:
+                if part.start is not None:
+                    await part.start()
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    self._log.error("gateway.start_failed", part=part.name, error=str(exc))
+                await self.stop()
+                raise
+            self._started.append(part)
+
+    async def stop(self) -> None:
+        while self._started:
+            part = self._started.pop()
+            if part.stop is not None:
+                await _bounded_step(self._log, part.name, part.stop())
 
 
 class Gateway:
@@ -67,26 +140,62 @@ class Gateway:
         self.draining = False
         self.calls_dir = config.storage.state_dir / "calls"
         self._log = get_logger("gateway")
-        self._watchdog_task: asyncio.Task[None] | None = None
-        self._monitor_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.lifecycle = Lifecycle(self.parts(), self._log)
+
+    def parts(self) -> list[Part]:
+        """Every part in start order; shutdown stops them in reverse. HTTP starts before SIP
+        so that it stops after it: WebSocket clients see the last calls end."""
+        parts = [
+            Part("events", _sync(self._start_events), self.events.close),
+            Part("tasks", _sync(self._start_tasks), self._stop_tasks),
+            Part("triton", _sync(self.triton.start), self.triton.close),
+            Part("http", self.http.start, self.http.stop),
+        ]
+        if self.tts is not None:
+            parts.append(Part("tts", None, self.tts.close))
+        if self.asr is not None:
+            parts.append(Part("asr", _sync(self.asr.start), self.asr.close))
+        return [*parts,
+                Part("sip", self._start_sip, self.sip.stop),   # with its call side
+                Part("registrations", self._announce, self.sip.unregister_all)]
 
     async def start(self) -> None:
-        self.events.start(build_sinks(self.config.events.sinks, self.calls_dir))
-        self.triton.start()
-        if self.asr is not None:
-            self.asr.start()
+        await self.lifecycle.start()
+
+    async def _start_sip(self) -> None:
+        """The calls (media tick) first, then the SIP listeners. SipService.stop stops its
+        call side (CallSide.stop) before closing the transports, so the calls are part of
+        this step; here too, a SIP start that fails stops the calls again."""
         self.calls.start()
-        await self.sip.start()
-        await self.http.start()
+        try:
+            await self.sip.start()
+        except BaseException:
+            await _bounded_step(self._log, "calls", self.calls.stop())
+            raise
+
+    def _start_events(self) -> None:
+        self.events.start(build_sinks(self.config.events.sinks, self.calls_dir))
+
+    async def _announce(self) -> None:
+        """Everything listens: say so, wait for Triton's first check, register, READY=1."""
         self._log.info("gateway.started", version=__version__, sip=self.sip.listening(),
                        http_port=self.http.port, **startup_summary(self.config))
         self._log.debug("gateway.config", config=redacted_dict(self.config, resolve_paths=True))
         triton_ok = await self.triton.wait_first_check(self.config.triton.connect_timeout_s + 1)
         self.sip.start_registrations()
         self.notifier.ready(self.status_line(triton_ok))
+
+    def _start_tasks(self) -> None:
         if self.notifier.watchdog_interval_s is not None and self.config.systemd.watchdog:
-            self._watchdog_task = asyncio.create_task(self._watchdog(), name="watchdog")
-        self._monitor_task = asyncio.create_task(self._loop_monitor(), name="loop monitor")
+            self._tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))
+        self._tasks.append(asyncio.create_task(self._loop_monitor(), name="loop monitor"))
+
+    async def _stop_tasks(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def status_line(self, triton_ok: bool | None = None) -> str:
         ready = self.triton.state.ready if triton_ok is None else triton_ok
@@ -144,7 +253,7 @@ class Gateway:
     def metrics_text(self) -> bytes:
         return self.metrics.render()
 
-    def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply | str:
+    def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply:
         return self.calls.say(call_id, text, barge_in=barge_in, source=source)
 
     def subscribe(self, listener: Callable[[Envelope], object]) -> None:
@@ -173,13 +282,34 @@ class Gateway:
     async def _apply_reload(self, new: GatewayConfig, changed: tuple[str, ...]) -> None:
         if any(c.startswith("logging") for c in changed):
             configure_logging(new.logging.level, new.logging.format)
+        if reconfigures_processors(changed):
+            self._rebuild_processors(new)
         if any(c.startswith("events") for c in changed):
             await self.events.replace_sinks(build_sinks(new.events.sinks, self.calls_dir))
         self.sip.apply_config(new)
         self.calls.apply_config(new)
         self.config = new          # restart-only keys were kept as they were by merge_live
 
+    def _rebuild_processors(self, new: GatewayConfig) -> None:
+        """Built first, swapped in one step between two events; a failed build keeps the
+        processors running now."""
+        try:
+            processors = build_processors(new, self.events.processors)
+        except Exception as exc:
+            self._log.error("events.processors_rebuild_failed", error=repr(exc))
+            return
+        self.events.replace_processors(processors)
+        self._log.info("events.processors_rebuilt", processors=[p.name for p in processors])
+
     async def shutdown(self) -> None:
+        """Drain (when SIP started), then stop the started parts in reverse."""
+        if "sip" in self.lifecycle.started:
+            await self._drain()
+        await self.lifecycle.stop()
+        self._log.info("gateway.stopped")
+        self.notifier.close()
+
+    async def _drain(self) -> None:
         self.draining = True
         self.metrics.draining.set(1)
         self.notifier.stopping(self.status_line())
@@ -188,29 +318,9 @@ class Gateway:
         self.sip.set_draining(True)
         await self.sip.wait_calls_ended(grace)
         await self.sip.hangup_all("shutdown")
-        await self.sip.unregister_all()
-        await self._bounded("sip", self.sip.stop())
-        if self.asr is not None:
-            await self._bounded("asr", self.asr.close())
-        if self.tts is not None:
-            await self._bounded("tts", self.tts.close())
-        await self._bounded("http", self.http.stop())
-        await self._bounded("triton", self.triton.close())
-        for task in (self._watchdog_task, self._monitor_task):
-            if task is not None:
-                task.cancel()
-        await self._bounded("events", self.events.close())
-        self._log.info("gateway.stopped")
-        self.notifier.close()
 
     async def _bounded(self, part: str, step: Awaitable[None]) -> None:
-        """One shutdown step, given at most SHUTDOWN_STEP_S: a stuck close (a gRPC channel,
-        a lingering HTTP connection) must not keep the process from exiting."""
-        try:
-            await asyncio.wait_for(step, SHUTDOWN_STEP_S)
-        except TimeoutError:
-            self._log.warning("gateway.shutdown_step_timeout", part=part,
-                              timeout_s=SHUTDOWN_STEP_S)
+        await _bounded_step(self._log, part, step)
 
 
 class _Signals:
@@ -243,9 +353,21 @@ class _Signals:
         if self._path is None:
             self._log.warning("config.reload_refused", reason="no config file")
             return
+        if self.stop.is_set():
+            self._log.warning("config.reload_refused", reason="shutting down")
+            return
         task = asyncio.create_task(self._gateway.reload(self._path), name="reload")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def finish(self) -> None:
+        """A reload in flight ends (bounded) before the parts stop under it."""
+        pending = list(self._tasks)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=SHUTDOWN_STEP_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
 
 async def serve(config: GatewayConfig, config_path: Path | None) -> int:
@@ -255,12 +377,12 @@ async def serve(config: GatewayConfig, config_path: Path | None) -> int:
     signals = _Signals(gateway, config_path)
     signals.install(loop)
     try:
-        await gateway.start()
-    except OSError as exc:
-        get_logger("gateway").error("gateway.start_failed", error=str(exc))
-        await gateway.shutdown()
+        await gateway.start()        # logs gateway.start_failed, stops what had started
+    except OSError:
+        await gateway.shutdown()     # nothing left to stop: gateway.stopped, notifier closed
         return 1
     await signals.stop.wait()
+    await signals.finish()
     await gateway.shutdown()
     return 0
 
