@@ -12,6 +12,7 @@ from bench import (
     accuracy,
     asr_latency,
     capacity,
+    event_stage,
     report,
     rtp_codec,
     soak,
@@ -152,6 +153,23 @@ def _run_rtp_codec(args: argparse.Namespace, workdir: Path, results: Path) -> di
     return rtp_codec.run(params, workdir, results)
 
 
+def _event_stage(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("event_stage",
+                       help="per-event cost of the processing stage: 0, 1, 10 processors")
+    defaults = event_stage.StageParams()
+    p.add_argument("--events", type=int, default=defaults.events,
+                   help="calls per timing run")
+    p.add_argument("--repeats", type=int, default=defaults.repeats,
+                   help="timing runs per case (the best one counts)")
+    p.set_defaults(runner=_run_event_stage)
+
+
+def _run_event_stage(args: argparse.Namespace, workdir: Path, results: Path
+                     ) -> dict[str, Any]:
+    params = event_stage.StageParams(events=args.events, repeats=args.repeats)
+    return event_stage.run(params, workdir, results)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR,
@@ -165,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
     _accuracy(sub)
     _soak(sub)
     _rtp_codec(sub)
+    _event_stage(sub)
     return p
 
 

@@ -131,6 +131,8 @@ class ProcessingStage:
         self._stuck: dict[int, float] = {}      # processor index -> deadline that did not move
 
     def run(self, event: GatewayEvent, now: float) -> StageResult:
+        if not self.processors:
+            return StageResult((event,), ())
         items: list[_Item] = [(event, None)]
         failures: list[ProcessorFailure] = []
         for processor in self.processors:
