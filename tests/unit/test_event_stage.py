@@ -377,3 +377,15 @@ def test_raw_is_a_sink_key_default_false_and_warned_at_start(tmp_path: Path) -> 
     for s in sinks:
         asyncio.run(s.close())
     assert EventSink(type="log").raw is False
+
+
+def test_the_stage_bench_measures_every_case_side_by_side(tmp_path: Path) -> None:
+    from bench import event_stage
+    doc = event_stage.run(event_stage.StageParams(events=200, repeats=1), tmp_path, tmp_path)
+    rows = doc["results"]["per_event_us"]
+    assert [(r["event"].split()[0], r["processors"]) for r in rows] == [
+        ("transcript.final", 0), ("transcript.final", 1), ("transcript.final", 10),
+        ("dtmf", 0), ("dtmf", 1), ("dtmf", 10)]
+    assert all(r["stage_us"] > 0 and r["emit_us"] > 0 for r in rows)
+    assert [r["emit_ratio"] for r in rows if r["processors"] == 0] == [1.0, 1.0]
+    assert json.loads((tmp_path / "event_stage.json").read_text())["benchmark"] == "event_stage"
