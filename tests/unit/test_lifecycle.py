@@ -174,3 +174,65 @@ async def test_a_taken_sip_port_stops_what_had_started_and_leaves_nothing_runnin
     assert not [x for x in logs if x["event"] == "gateway.shutdown_step_timeout"]
     mine = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
     assert not [t.get_name() for t in mine if not t.done()]
+
+
+async def test_a_reload_that_changes_processor_keys_rebuilds_them_between_events(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.events import processing
+    from gateway.events.processing import ProcessorBase
+
+    class Named(ProcessorBase):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    built: list[tuple[GatewayConfig, tuple[str, ...]]] = []
+
+    def build(config: GatewayConfig, previous: Any = ()) -> list[Any]:
+        built.append((config, tuple(p.name for p in previous)))
+        if len(built) == 3:
+            raise ValueError("broken rule file")
+        return [Named(f"gen-{len(built)}")]
+
+    monkeypatch.setattr(server, "build_processors", build)
+    monkeypatch.setattr(processing, "PROCESSOR_CONFIG_KEYS", ("bot",))
+    gw = Gateway(_config(asr=False, tts=False))
+    monkeypatch.setattr(gw.sip, "apply_config", lambda config: None)   # not started here
+    monkeypatch.setattr(gw.calls, "apply_config", lambda config: None)
+    new = dataclasses.replace(gw.config, bot=dataclasses.replace(gw.config.bot, retries=1))
+    with capture_logs() as logs:
+        assert [p.name for p in gw.events.processors] == ["gen-1"]  # built at construction
+        await gw._apply_reload(new, ("bot.retries",))
+        assert [p.name for p in gw.events.processors] == ["gen-2"]
+        await gw._apply_reload(new, ("bot.retries",))             # the build fails
+        assert [p.name for p in gw.events.processors] == ["gen-2"]  # the old ones stay
+        await gw._apply_reload(new, ("tts.voice",))                # not a processor key
+    assert [prev for _c, prev in built] == [(), ("gen-1",), ("gen-2",)]
+    assert built[1][0] is new
+    assert [x["event"] for x in logs if x["event"].startswith("events.")] == [
+        "events.processors_rebuilt", "events.processors_rebuild_failed"]
+
+
+async def test_a_reload_in_flight_ends_before_shutdown_and_a_late_sighup_is_refused(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(server, "SHUTDOWN_STEP_S", 0.1)
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    class _Gw:
+        async def reload(self, path: Path) -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()                 # a reload that hangs
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    signals = server._Signals(_Gw(), tmp_path / "gateway.toml")  # type: ignore[arg-type]
+    signals._on_hup()
+    await asyncio.wait_for(started.wait(), 5)
+    signals.stop.set()
+    with capture_logs() as logs:
+        signals._on_hup()                                    # during shutdown: refused
+    assert [(x["event"], x["reason"]) for x in logs] == [
+        ("config.reload_refused", "shutting down")]
+    await asyncio.wait_for(signals.finish(), 5)              # bounded, then cancelled
+    assert cancelled.is_set() and not signals._tasks
