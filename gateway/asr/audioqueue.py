@@ -9,6 +9,13 @@ only for a replay) is forgotten first, then the oldest pending audio (never sent
 dropped, counted in ``dropped_samples`` and reported once per episode as a
 :class:`DropSpan`.
 
+That bound is the :attr:`SourcePolicy.LIVE` policy (a call: audio arrives in real time
+and cannot wait). A :attr:`SourcePolicy.FILE` source (a stored recording, pushed as fast
+as it can be read) never loses audio instead: nothing is dropped or forgotten, and
+:meth:`has_room` tells its producer to wait while ``max_buffer_s`` of unsent audio is
+pending (back-pressure; the shell does the waiting). Its unconfirmed audio is kept until a
+final covers it, so a replay after an outage resends all of it.
+
 Positions are channel samples counted from the channel's start. A Triton sequence sees
 the audio it was sent back to back; :meth:`channel_s` maps its times back to channel
 time, also across audio dropped while the sequence was running.
@@ -19,6 +26,7 @@ Layer: pure core.
 from __future__ import annotations
 
 import bisect
+import enum
 from collections import deque
 from dataclasses import dataclass
 
@@ -26,6 +34,12 @@ import numpy as np
 import numpy.typing as npt
 
 Audio = npt.NDArray[np.float32]
+
+
+class SourcePolicy(enum.Enum):
+    """What a channel's queue does when its producer is ahead of the model."""
+    LIVE = "live"   # real time: bounded, the oldest audio dropped and counted
+    FILE = "file"   # faster than real time: the producer waits for room, nothing dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +65,9 @@ class DropSpan:
 
 
 class ChannelAudioQueue:
-    def __init__(self, *, sample_rate_hz: int, chunk_ms: int, max_buffer_s: float) -> None:
+    def __init__(self, *, sample_rate_hz: int, chunk_ms: int, max_buffer_s: float,
+                 policy: SourcePolicy = SourcePolicy.LIVE) -> None:
+        self.policy = policy
         self.rate = sample_rate_hz
         self.chunk_samples = sample_rate_hz * chunk_ms // 1000
         self.max_samples = int(max_buffer_s * sample_rate_hz)
@@ -79,6 +95,18 @@ class ChannelAudioQueue:
         return (self._pending_samples + self._unconfirmed_samples) / self.rate
 
     @property
+    def pending_samples(self) -> int:
+        """Audio pushed and not sent yet (a replay's audio included)."""
+        return self._pending_samples
+
+    def has_room(self, samples: int) -> bool:
+        """Whether a FILE source may push ``samples`` more now (always, for LIVE): while
+        less than ``max_buffer_s`` is pending; a push bigger than that fits an empty queue."""
+        if self.policy is SourcePolicy.LIVE or not self._pending_samples:
+            return True
+        return self._pending_samples + samples <= self.max_samples
+
+    @property
     def next_start(self) -> int:
         """Channel position of the first pending sample (the end of all audio when none)."""
         return self._pending[0].position if self._pending else self._tail
@@ -98,7 +126,8 @@ class ChannelAudioQueue:
             self._pending.append(_Pending(audio, now, self._tail))
             self._tail += len(audio)
             self._pending_samples += len(audio)
-            self._enforce_bound()
+            if self.policy is SourcePolicy.LIVE:
+                self._enforce_bound()
 
     def _enforce_bound(self) -> None:
         while self._unconfirmed and self._total() > self.max_samples:

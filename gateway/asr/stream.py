@@ -6,6 +6,14 @@ gateways can share one Triton). Audio is chunked and buffered per channel by
 ``max_buffer_s`` and is replayed into a fresh sequence once the stream is back.
 The call is never dropped because of ASR.
 
+A channel's source policy is chosen at :meth:`AsrHub.open`: a live source (a call) is
+pushed with :meth:`AsrChannel.push` and never waits: beyond the buffer its oldest audio is
+dropped and counted (``asr.audio_dropped``). A file source (a stored recording, faster than
+real time) is fed with ``await`` :meth:`AsrChannel.feed`, which waits while the buffer
+holds ``max_buffer_s`` of unsent audio (also through outages and replays): nothing is
+dropped. A file source's waiting is not a live latency, so it is not observed in the ASR
+latency and send-delay metrics.
+
 Sequences are kept alive: a started sequence that has sent nothing for
 ``sequence_keepalive_s`` (RTP paused, silence suppression) is sent what is pending, an
 empty chunk when nothing is, so Triton's sequence idle timeout never ends it under a
@@ -33,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from gateway.asr.audioqueue import ChannelAudioQueue, Chunk, DropSpan
+from gateway.asr.audioqueue import ChannelAudioQueue, Chunk, DropSpan, SourcePolicy
 from gateway.asr.contract import (
     ContractError,
     Hypothesis,
@@ -60,12 +68,16 @@ Listener = Callable[["AsrChannel", Hypothesis, float | None], None]
 class AsrChannel:
     """One channel's stream into the ASR model."""
 
-    def __init__(self, hub: AsrHub, key: str, listener: Listener, phrases: Sequence[str]) -> None:
+    def __init__(self, hub: AsrHub, key: str, listener: Listener, phrases: Sequence[str],
+                 source: SourcePolicy = SourcePolicy.LIVE) -> None:
         self.hub, self.key, self._listener = hub, key, listener
         self.phrases = tuple(phrases)
+        self.source = source
+        self.live = source is SourcePolicy.LIVE
         cfg = hub.config
         self.queue = ChannelAudioQueue(sample_rate_hz=cfg.sample_rate_hz, chunk_ms=cfg.chunk_ms,
-                                       max_buffer_s=hub.max_buffer_s)
+                                       max_buffer_s=hub.max_buffer_s, policy=source)
+        self._room = asyncio.Event()  # set when a waiting feed() should look again
         self.corrid = hub.new_corrid()
         self.scheduled = False       # waiting in the hub's outbox for its turn to send
         self.keepalive = False       # its turn is a keep-alive
@@ -77,11 +89,33 @@ class AsrChannel:
         self._dropped_counted = 0
 
     def push(self, audio: np.ndarray[Any, Any], now: float) -> None:
+        """Live audio that arrived at ``now``; never waits (the oldest is dropped instead)."""
+        if not self.live:
+            raise TypeError(f"ASR channel {self.key} is a file source: await feed() instead")
         if self.closing:
             return
         self.queue.push(audio.astype(np.float32, copy=False), now)
         self.count_dropped()
         self.hub.pump(self)
+
+    async def feed(self, audio: np.ndarray[Any, Any]) -> bool:
+        """File audio: waits until the buffer has room for it, then queues it (nothing is
+        dropped). False when the channel closed or gave up instead (the audio is not taken)."""
+        samples = audio.astype(np.float32, copy=False)
+        while not self.queue.has_room(len(samples)):
+            if self.closing or self.done.is_set():
+                return False
+            self._room.clear()
+            await self._room.wait()
+        if self.closing or self.done.is_set():
+            return False
+        self.queue.push(samples, self.hub.loop.time())
+        self.hub.pump(self)
+        return True
+
+    def room_changed(self) -> None:
+        """Audio left the buffer, or the channel ended: a waiting feed() looks again."""
+        self._room.set()
 
     def count_dropped(self) -> None:
         """Put audio the queue dropped since the last call into the metric."""
@@ -93,6 +127,7 @@ class AsrChannel:
     async def close(self, timeout_s: float) -> bool:
         """Send what is left with END and wait for the model's last final."""
         self.closing = True
+        self.room_changed()
         self.hub.pump(self)
         try:
             await asyncio.wait_for(self.done.wait(), timeout_s)
@@ -110,7 +145,7 @@ class AsrChannel:
         if hyp.is_final:
             self.finals += 1
             self.queue.confirm(hyp.end_s)
-        if hyp.text and latency is not None:   # one observation per transcript event
+        if hyp.text and latency is not None and self.live:   # one per transcript event
             self.hub.observe_latency("final" if hyp.is_final else "partial", latency)
         self._listener(self, hyp.mapped(self.queue.channel_s), latency)
 
@@ -135,6 +170,7 @@ class AsrHub:
         self._keepalive_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.connected = False
+        self._was_connected = False  # the session that just ended had a stream up
         self.loop = asyncio.get_running_loop()
 
     def new_corrid(self) -> int:
@@ -143,8 +179,11 @@ class AsrHub:
             if corrid not in self._channels:
                 return corrid
 
-    def open(self, key: str, listener: Listener, phrases: Sequence[str] = ()) -> AsrChannel:
-        channel = AsrChannel(self, key, listener, phrases)
+    def open(self, key: str, listener: Listener, phrases: Sequence[str] = (), *,
+             source: SourcePolicy = SourcePolicy.LIVE) -> AsrChannel:
+        """A channel of a live source (``push``) or, with ``source=SourcePolicy.FILE``, of a
+        stored file fed faster than real time with back-pressure (``await feed``)."""
+        channel = AsrChannel(self, key, listener, phrases, source)
         self._channels[channel.corrid] = channel
         return channel
 
@@ -152,6 +191,7 @@ class AsrHub:
         if self._channels.pop(channel.corrid, None) is not None:
             self._retired.append(channel.corrid)
         self._report_drop(channel)
+        channel.room_changed()
 
     def buffered_s(self) -> float:
         return sum(ch.queue.buffered_s for ch in self._channels.values())
@@ -256,9 +296,10 @@ class AsrHub:
         ch.keepalive = False
         if chunk is None:
             return None
+        ch.room_changed()
         self._report_drop(ch)                    # sending again: a drop episode is over
         ch.end_sent = chunk.sequence_end
-        if chunk.fresh and len(chunk.audio):
+        if chunk.fresh and len(chunk.audio) and ch.live:
             self._metrics.asr_send_delay.observe(max(0.0, now - chunk.pushed_at))
         return self._request(ch, chunk)
 
@@ -306,8 +347,9 @@ class AsrHub:
             delay = min(delay * 2, RECONNECT_MAX_S)
 
     def _disconnected(self) -> None:
-        if self.connected:
+        if self._was_connected and not self._stopping:   # a stream that was up is lost
             self._metrics.triton_errors.labels(kind="reconnect").inc()
+        self._was_connected = False
         self.connected = False
         self._outbox.clear()
         for ch in list(self._channels.values()):
@@ -336,7 +378,7 @@ class AsrHub:
                 raise ConnectionError(f"model {self.config.asr_model} not ready")
             call = stub.ModelStreamInfer()
             self._outbox.clear()
-            self.connected = True
+            self.connected = self._was_connected = True
             self._log.info("asr.stream_connected", model=self.config.asr_model)
             for ch in list(self._channels.values()):
                 self.pump(ch)

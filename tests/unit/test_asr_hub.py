@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gateway.asr.audioqueue import SourcePolicy
 from gateway.asr.contract import RequestId, StreamReply
 from gateway.asr.stream import AsrChannel, AsrHub
 from gateway.config import TritonConfig
@@ -174,6 +175,63 @@ async def test_a_refused_sequence_is_replayed_alone(caplog: pytest.LogCaptureFix
     assert _count(metrics, "gateway_triton_errors_total", kind="sequence") == 1
     with pytest.raises(ConnectionError):                  # an error naming nothing of ours
         hub._on_response(StreamReply(None, (), "server is shutting down", True))
+
+
+async def test_a_file_source_waits_for_room_and_loses_nothing_through_an_outage() -> None:
+    hub, metrics = _hub()                                 # 2 s buffer
+    stream = FakeStream(hub)
+    ch = hub.open("file/agent", lambda _c, _h, _l: None, source=SourcePolicy.FILE)
+    with pytest.raises(TypeError):
+        ch.push(np.zeros(FRAME, np.float32), 0.0)         # a file source is fed, not pushed
+    hub._disconnected()                                   # Triton down from the start
+    fed = 0
+
+    async def producer() -> None:
+        nonlocal fed
+        for i in range(50):                               # 5 s of file, as fast as it goes
+            assert await ch.feed(np.full(1600, i, np.float32))
+            fed += 1600
+
+    task = asyncio.create_task(producer())
+    await asyncio.sleep(0.05)
+    assert not task.done() and fed == 2 * RATE            # waits at the buffer, drops nothing
+    hub.connected = True                                  # back: every turn frees room
+    for turn in range(400):
+        hub.pump(ch)
+        stream.drain()
+        if turn == 1:
+            assert not task.done()
+            hub._disconnected()                           # lost again mid-file: a replay
+            hub.connected = True
+        await asyncio.sleep(0)
+        if task.done():
+            break
+    await task
+    closing = asyncio.create_task(ch.close(2.0))
+    await asyncio.sleep(0)
+    end = stream.drain()
+    assert end[-1]["end"]
+    stream.answer(end[-1], _result("final", "", 0, 0, 5.0))
+    assert await closing is True
+    last = [r for r in stream.sent if r["corrid"] == ch.corrid]
+    assert last[0]["start"] and sum(r["samples"] for r in last) == 5 * RATE   # every sample
+    assert len({r["corrid"] for r in stream.sent}) == 2  # the replay went to a new sequence
+    assert _count(metrics, "gateway_asr_dropped_seconds_total") == 0
+    # the waiting is the design, not a live latency: no send-delay observations
+    assert _count(metrics, "gateway_asr_send_delay_seconds_count") == 0
+    assert await ch.feed(np.zeros(FRAME, np.float32)) is False   # closed: not taken
+
+
+async def test_a_feed_waiting_on_a_channel_that_closes_returns_false() -> None:
+    hub, _metrics = _hub()
+    hub.connected = False
+    ch = hub.open("file/customer", lambda _c, _h, _l: None, source=SourcePolicy.FILE)
+    assert await ch.feed(np.zeros(2 * RATE, np.float32))
+    waiting = asyncio.create_task(ch.feed(np.zeros(FRAME, np.float32)))
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    assert await ch.close(0.05) is False                  # nobody there to end it
+    assert await asyncio.wait_for(waiting, 1.0) is False
 
 
 def test_the_wire_codec_round_trips_results_errors_and_the_final_flag() -> None:

@@ -1,18 +1,21 @@
-"""ChannelAudioQueue (pure): chunking, the outage buffer, replay, drops and the time map."""
+"""ChannelAudioQueue (pure): chunking, the outage buffer, replay, drops and the time map;
+the two source policies (live drops the oldest, file has room or not and drops nothing)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from gateway.asr.audioqueue import ChannelAudioQueue, DropSpan
+from gateway.asr.audioqueue import ChannelAudioQueue, DropSpan, SourcePolicy
 
 RATE = 16000
 CHUNK = 2560                       # 160 ms
 FRAME = 320                        # 20 ms
 
 
-def _queue(max_buffer_s: float = 10.0) -> ChannelAudioQueue:
-    return ChannelAudioQueue(sample_rate_hz=RATE, chunk_ms=160, max_buffer_s=max_buffer_s)
+def _queue(max_buffer_s: float = 10.0,
+           policy: SourcePolicy = SourcePolicy.LIVE) -> ChannelAudioQueue:
+    return ChannelAudioQueue(sample_rate_hz=RATE, chunk_ms=160, max_buffer_s=max_buffer_s,
+                             policy=policy)
 
 
 def _audio(samples: int, value: float = 0.1) -> np.ndarray:
@@ -180,3 +183,85 @@ def test_a_replay_starts_where_the_last_final_ended_not_at_its_chunk() -> None:
     assert replay is not None and replay.start == 1600 and replay.end == 2 * CHUNK
     assert np.array_equal(replay.audio, _ramp(1600, 2 * CHUNK - 1600))
     assert q.channel_s(0.0) == 0.1
+
+
+# --- source policies ------------------------------------------------------------------
+
+
+def _drain(q: ChannelAudioQueue, *, final: bool = False) -> list[np.ndarray]:
+    sent = []
+    while (chunk := q.next_chunk(final=final, max_chunks=12)) is not None:
+        sent.append(chunk.audio)
+        if chunk.sequence_end:
+            break
+    return sent
+
+
+def _fill(q: ChannelAudioQueue, pushed: int) -> int:
+    """Push 20 ms frames while the queue has room (at most 10 s); the position reached."""
+    for _ in range(500):
+        if not q.has_room(FRAME):
+            break
+        q.push(_ramp(pushed, FRAME), 0.0)
+        pushed += FRAME
+    return pushed
+
+
+def test_live_is_the_default_and_always_has_room_and_drops_the_oldest() -> None:
+    q = _queue(max_buffer_s=1.0)
+    assert q.policy is SourcePolicy.LIVE
+    for i in range(150):                                # 3 s faster than real time, unsent
+        assert q.has_room(FRAME)
+        q.push(_ramp(i * FRAME, FRAME), 0.0)
+    assert q.pending_samples == RATE and q.dropped_samples == 2 * RATE
+    assert q.take_drop() == DropSpan(0, 2 * RATE, 2 * RATE)
+    assert np.array_equal(np.concatenate(_drain(q, final=True)), _ramp(2 * RATE, RATE))
+
+
+def test_file_has_room_until_the_buffer_of_unsent_audio_is_full() -> None:
+    q = _queue(max_buffer_s=1.0, policy=SourcePolicy.FILE)
+    pushed = _fill(q, 0)
+    assert pushed == RATE and q.pending_samples == RATE  # exactly the bound, no more
+    assert not q.has_room(1)
+    assert q.next_chunk() is not None                   # a chunk sent: room again
+    assert q.has_room(FRAME) and not q.has_room(CHUNK + 1)
+    big = _queue(max_buffer_s=1.0, policy=SourcePolicy.FILE)
+    assert big.has_room(5 * RATE)                       # bigger than the bound: fits when empty
+
+
+def test_file_pushed_past_the_bound_drops_and_forgets_nothing() -> None:
+    q = _queue(max_buffer_s=1.0, policy=SourcePolicy.FILE)
+    q.push(_ramp(0, 3 * RATE), 0.0)                     # a producer that ignores has_room
+    sent = _drain(q)
+    q.push(_ramp(3 * RATE, 2 * RATE), 1.0)
+    sent += _drain(q, final=True)
+    assert q.dropped_samples == 0 and q.take_drop() is None
+    assert np.array_equal(np.concatenate(sent), _ramp(0, 5 * RATE))
+    assert q.buffered_s == 5.0                          # unconfirmed: all kept for a replay
+
+
+def test_file_replay_after_an_outage_resends_everything_no_final_covered() -> None:
+    """Without a final (asr_ack confirms nothing before END), a lost sequence's replay is the
+    whole file so far: the new sequence counts every sample, none dropped."""
+    q = _queue(max_buffer_s=1.0, policy=SourcePolicy.FILE)
+    pushed = 0
+    for _ in range(2):
+        for _ in range(4):                              # 4 x 1 s, sent as it comes
+            pushed = _fill(q, pushed)
+            _drain(q)
+        q.restart()                                     # the stream broke
+        assert q.pending_samples == pushed and not q.has_room(1)
+    replay = _drain(q, final=True)
+    assert np.array_equal(np.concatenate(replay), _ramp(0, pushed))
+    assert q.dropped_samples == 0 and q.take_drop() is None
+
+
+def test_file_replay_starts_at_the_last_final() -> None:
+    q = _queue(max_buffer_s=1.0, policy=SourcePolicy.FILE)
+    q.push(_ramp(0, 4 * RATE), 0.0)
+    _drain(q)
+    q.confirm(2.5)                                      # a final up to 2.5 s
+    q.restart()
+    replay = _drain(q, final=True)
+    assert np.array_equal(np.concatenate(replay), _ramp(40000, 4 * RATE - 40000))
+    assert q.dropped_samples == 0
