@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import WSCloseCode, hdrs, web
 
+from gateway.calls.commands import SayRefusal, SayRefused
 from gateway.config import HttpConfig
 from gateway.events.types import Envelope
 from gateway.http_auth import (
@@ -53,7 +54,8 @@ class GatewayControl(Protocol):
 
     async def hangup_call(self, call_id: str, reason: str) -> bool: ...
 
-    def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply | str: ...
+    def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply:
+        """The queued reply, or :class:`SayRefused` with the reason."""
 
     def subscribe(self, listener: Callable[[Envelope], object]) -> None: ...
 
@@ -64,6 +66,8 @@ GATEWAY_KEY: web.AppKey[GatewayControl] = web.AppKey("gateway")
 TICKETS_KEY: web.AppKey[TicketBook] = web.AppKey("ws tickets", TicketBook)
 SOCKETS_KEY: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
     "open websockets", weakref.WeakSet)
+SAY_REFUSED_STATUS: dict[SayRefusal, int] = {
+    SayRefusal.UNKNOWN_CALL: 404, SayRefusal.TTS_DISABLED: 503, SayRefusal.CANNOT_PLAY: 409}
 WS_ANSWER_KEY: web.RequestKey[str | None] = web.RequestKey("ws subprotocol answer", str)
 CONTROL_PREFIX = "/v1/"
 EVENTS_PATH = "/v1/events"
@@ -224,12 +228,12 @@ async def say(request: web.Request) -> web.Response:
     limit = gateway.max_text_chars
     if len(text) > limit:
         return _error(413, f"'text' is longer than tts.max_text_chars ({limit})")
-    result = gateway.say(request.match_info["call_id"], text.strip(), barge_in=barge_in,
-                         source="api")
-    if isinstance(result, str):
-        status = 404 if result == "unknown call" else 503 if result == "tts disabled" else 409
-        return _error(status, result)
-    return web.json_response({"reply_id": result.reply_id, "status": "queued"}, status=202)
+    try:
+        reply = gateway.say(request.match_info["call_id"], text.strip(), barge_in=barge_in,
+                            source="api")
+    except SayRefused as refused:
+        return _error(SAY_REFUSED_STATUS[refused.reason], refused.reason.value)
+    return web.json_response({"reply_id": reply.reply_id, "status": "queued"}, status=202)
 
 
 def build_app(gateway: GatewayControl, config: HttpConfig) -> web.Application:

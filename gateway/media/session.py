@@ -39,7 +39,7 @@ DropsListener = Callable[[str, int], None]
 
 
 class LegSink(AudioSink, Protocol):
-    """Where a leg's audio goes: the call side's channel sink (``conversation.ChannelSink``)."""
+    """Where a leg's audio goes: the call side's sink (``gateway.calls.timeline.ChannelSink``)."""
 
     @property
     def channel(self) -> str: ...

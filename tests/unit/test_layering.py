@@ -11,7 +11,8 @@ And four tiers; a module imports only modules of its own tier or a lower one:
 
 0 foundation        config, logs, metrics, sdnotify, events/ (types, processing, bus, sinks)
 1 protocols, media  sip/, media/, asr/, tts/, triton_health
-2 calls             calls, conversation, channels, bot
+2 calls             calls/ (lifecycle, commands, registry, conversation, timeline, voice),
+                    channels, bot
 3 process           server, http_api, http_auth, cli, probe, tail, triton_launcher ...
 
 On top: no import cycles between packages (``gateway.sip``, ``gateway.media`` ...) and
@@ -40,6 +41,8 @@ PURE: frozenset[str] = frozenset({
     "gateway/cli_help.py",
     "gateway/http_auth.py",
     "gateway/asr/audioqueue.py",
+    "gateway/calls/commands.py",
+    "gateway/calls/lifecycle.py",
     "gateway/asr/contract.py",
     "gateway/events/processing.py",
     "gateway/events/schema.py",
@@ -57,8 +60,7 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "gateway/metrics.py", "gateway/sdnotify.py", "gateway/events/")),
     ("protocols and media", ("gateway/sip/", "gateway/media/", "gateway/asr/", "gateway/tts/",
                              "gateway/triton_health.py")),
-    ("calls", ("gateway/calls.py", "gateway/conversation.py", "gateway/channels.py",
-               "gateway/bot.py")),
+    ("calls", ("gateway/calls/", "gateway/channels.py", "gateway/bot.py")),
     ("process", ("gateway/server.py", "gateway/http_api.py", "gateway/http_auth.py",
                  "gateway/cli.py", "gateway/cli_help.py", "gateway/__main__.py",
                  "gateway/probe.py", "gateway/probe_phone.py", "gateway/pjsua_agent.py",

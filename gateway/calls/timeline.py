@@ -1,8 +1,9 @@
-"""Conversations in the shell: the shared timeline, recording and per-channel audio sinks.
+"""A conversation's media in the shell: the shared timeline, recording, per-channel sinks.
 
 A conversation is one call (a single leg, or SIPREC's two streams) or two calls joined
-by a correlation header. Each channel's audio goes to the conversation's recorder (8 kHz,
-time-aligned on the conversation timeline) and to its ASR stream.
+by a correlation header (:mod:`gateway.calls.conversation` decides which). Each channel's
+audio goes to the conversation's recorder (8 kHz, time-aligned on the conversation
+timeline), to its ASR stream and to the call's barge-in detector.
 
 Layer: shell.
 """
