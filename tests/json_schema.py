@@ -1,8 +1,10 @@
 """A small JSON Schema (draft 2020-12) validator for the subset the event schema uses.
 
 The ``jsonschema`` package is not a dependency; this checks exactly the keywords that
-``gateway.events.schema`` generates and refuses any other keyword, so a generator change
-cannot slip past it unchecked. Annotations (``description``, ``title``) are ignored.
+``gateway.events.schema`` generates and the ASR result schema
+(triton_models/common/asr_result.schema.json) uses, and refuses any other keyword, so a
+generator change cannot slip past it unchecked. Annotations (``description``, ``title``,
+``default``) are ignored.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_ANNOTATIONS = {"$schema", "$id", "title", "description", "$defs"}
+_ANNOTATIONS = {"$schema", "$id", "title", "description", "$defs", "default"}
 _CHECKED = {"type", "const", "enum", "properties", "required", "additionalProperties",
-            "items", "$ref", "oneOf", "anyOf", "minimum"}
+            "items", "$ref", "oneOf", "anyOf", "minimum", "maximum"}
 
 
 def _is_type(value: Any, name: str) -> bool:
@@ -56,6 +58,8 @@ class Validator:
             out.append(f"{path}: {value!r} is not one of {schema['enum']!r}")
         if "minimum" in schema and _is_type(value, "number") and value < schema["minimum"]:
             out.append(f"{path}: {value!r} is below {schema['minimum']!r}")
+        if "maximum" in schema and _is_type(value, "number") and value > schema["maximum"]:
+            out.append(f"{path}: {value!r} is above {schema['maximum']!r}")
         if isinstance(value, list) and "items" in schema:
             for i, item in enumerate(value):
                 out += self.errors(item, schema["items"], f"{path}[{i}]")

@@ -1,8 +1,25 @@
 """The streaming ASR contract (see triton_models/README.md), gateway side, pure.
 
-Each response carries one UTF-8 JSON object in output ``RESULT``:
-``{"type": "partial"|"final", "segment", "text", "start_s", "end_s", "words": [...],
-"audio_s"}`` with times in seconds from the start of the Triton sequence.
+Each element of a response's ``RESULT`` output is one UTF-8 JSON object, specified by
+``triton_models/common/asr_result.schema.json`` (the one wire spec; the models' side,
+``triton_models/common/asr_contract.py``, writes it with the same class and field names):
+
+============  =====================  ============================================  =======
+key           type                   meaning                                       default
+============  =====================  ============================================  =======
+``type``      "partial" | "final"    final: the utterance is done                  (req.)
+``segment``   integer >= 0           utterance index within the sequence           0
+``text``      string                 the utterance's text, stripped                ""
+``start_s``   number >= 0            utterance start (s from the sequence start)   0
+``end_s``     number >= 0            utterance end                                 0
+``audio_s``   number >= 0            audio the model had when it made the result   0
+``words``     list of word objects   ``word`` (stripped), ``start_s``, ``end_s``,  []
+                                     ``confidence`` in [0, 1] (default 1.0)
+============  =====================  ============================================  =======
+
+Times are rounded to 3 decimals and finite (non-finite ones become 0) by whoever writes a
+result; text and words are stripped on both sides (the parser also strips what another
+model sends).
 
 Also what the stream's messages carry, without their protobuf types (those stay in the
 shell, gateway.asr.stream): request ids, one decoded reply, BYTES tensor framing.
@@ -13,10 +30,13 @@ Layer: pure core.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+ResultType = Literal["partial", "final"]
 
 
 class ContractError(ValueError):
@@ -28,60 +48,82 @@ class Word:
     word: str
     start_s: float
     end_s: float
-    confidence: float
+    confidence: float = 1.0
 
     def shifted(self, offset_s: float) -> Word:
         return Word(self.word, round(self.start_s + offset_s, 3),
                     round(self.end_s + offset_s, 3), self.confidence)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"word": self.word, "start_s": self.start_s, "end_s": self.end_s,
-                "confidence": self.confidence}
+        """The wire form (asr_result.schema.json's word)."""
+        return {"word": self.word.strip(), "start_s": _round(self.start_s),
+                "end_s": _round(self.end_s), "confidence": _round(self.confidence)}
 
 
 @dataclass(frozen=True, slots=True)
-class Hypothesis:
-    is_final: bool
+class AsrResult:
+    """One RESULT: a partial or final hypothesis of one utterance (the models' AsrResult)."""
+    type: ResultType
     segment: int
     text: str
     start_s: float
     end_s: float
-    words: tuple[Word, ...]
     audio_s: float
+    words: tuple[Word, ...] = ()
 
-    def shifted(self, offset_s: float) -> Hypothesis:
-        return Hypothesis(self.is_final, self.segment, self.text,
-                          round(self.start_s + offset_s, 3), round(self.end_s + offset_s, 3),
-                          tuple(w.shifted(offset_s) for w in self.words),
-                          round(self.audio_s + offset_s, 3))
+    @property
+    def is_final(self) -> bool:
+        return self.type == "final"
 
-    def mapped(self, to_channel_s: Callable[[float], float]) -> Hypothesis:
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (asr_result.schema.json)."""
+        return {"type": self.type, "segment": self.segment, "text": self.text.strip(),
+                "start_s": _round(self.start_s), "end_s": _round(self.end_s),
+                "audio_s": _round(self.audio_s), "words": [w.to_dict() for w in self.words]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    def shifted(self, offset_s: float) -> AsrResult:
+        return AsrResult(self.type, self.segment, self.text,
+                         round(self.start_s + offset_s, 3), round(self.end_s + offset_s, 3),
+                         round(self.audio_s + offset_s, 3),
+                         tuple(w.shifted(offset_s) for w in self.words))
+
+    def mapped(self, to_channel_s: Callable[[float], float]) -> AsrResult:
         """Every time mapped from sequence time to channel time."""
         def at(t: float) -> float:
             return round(to_channel_s(t), 3)
 
-        return Hypothesis(self.is_final, self.segment, self.text, at(self.start_s),
-                          at(self.end_s), tuple(Word(w.word, at(w.start_s), at(w.end_s),
-                                                     w.confidence) for w in self.words),
-                          at(self.audio_s))
+        return AsrResult(self.type, self.segment, self.text, at(self.start_s), at(self.end_s),
+                         at(self.audio_s), tuple(Word(w.word, at(w.start_s), at(w.end_s),
+                                                      w.confidence) for w in self.words))
+
+
+Hypothesis = AsrResult   # the name the call side uses for a result
+
+
+def _round(value: float) -> float:
+    return round(value, 3) if math.isfinite(value) else 0.0
 
 
 def _number(obj: dict[str, Any], key: str, default: float = 0.0) -> float:
     value = obj.get(key, default)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ContractError(f"RESULT.{key}: expected a number, got {value!r}")
-    return float(value)
+    return float(value) if math.isfinite(value) else 0.0
 
 
 def _word(obj: Any) -> Word:
     if not isinstance(obj, dict) or not isinstance(obj.get("word"), str):
         raise ContractError(f"RESULT.words: bad entry {obj!r}")
-    return Word(obj["word"], _number(obj, "start_s"), _number(obj, "end_s"),
+    return Word(obj["word"].strip(), _number(obj, "start_s"), _number(obj, "end_s"),
                 _number(obj, "confidence", 1.0))
 
 
-def parse_result(raw: bytes | str) -> Hypothesis:
-    """One RESULT element -> Hypothesis; ContractError with the reason otherwise."""
+def parse_result(raw: bytes | str) -> AsrResult:
+    """One RESULT element -> AsrResult; ContractError with the reason otherwise. A missing
+    key takes the schema's default; text and words are stripped, non-finite times are 0."""
     try:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -94,9 +136,9 @@ def parse_result(raw: bytes | str) -> Hypothesis:
     segment = obj.get("segment", 0)
     if not isinstance(segment, int):
         raise ContractError(f"RESULT.segment: expected an integer, got {segment!r}")
-    return Hypothesis(obj["type"] == "final", segment, text.strip(), _number(obj, "start_s"),
-                      _number(obj, "end_s"), tuple(_word(w) for w in words),
-                      _number(obj, "audio_s"))
+    kind: ResultType = "final" if obj["type"] == "final" else "partial"
+    return AsrResult(kind, segment, text.strip(), _number(obj, "start_s"), _number(obj, "end_s"),
+                     _number(obj, "audio_s"), tuple(_word(w) for w in words))
 
 
 # ----------------------------------------------------------------- gRPC stream codec

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 import re
 import shutil
@@ -27,6 +28,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from gateway.triton_launcher import TritonProcess, TritonVenvMissingError
+from tests.json_schema import Validator
 from tests.speech import wer_words as word_error_rate
 from tests.triton.fixtures import (
     CHUNK_SAMPLES,
@@ -57,6 +59,8 @@ SENTENCES = (
     "Can you call me back tomorrow morning?",
 )
 ESPEAK_ARGS = ("-v", "en-us+f3", "-s", "120", "-g", "4")  # clearest espeak voice for Whisper
+RESULT_SPEC = Validator(json.loads(
+    (MODEL_REPOSITORY / "common" / "asr_result.schema.json").read_text()))   # the wire spec
 RESULT_KEYS = {"type", "segment", "text", "start_s", "end_s", "words", "audio_s"}
 WORD_KEYS = {"word", "start_s", "end_s", "confidence"}
 EPS_S = 1e-3
@@ -76,8 +80,10 @@ def tone(duration_s: float, freq_hz: float = 440.0, level: float = 0.3) -> Audio
 
 
 def check_result(result: Result) -> None:
-    """Independent check of one RESULT object against the contract's schema."""
+    """One RESULT object against the wire spec, and independently of it."""
+    assert RESULT_SPEC.errors(result) == [], result
     assert set(result) == RESULT_KEYS, result
+    assert result["text"] == result["text"].strip(), result
     assert result["type"] in ("partial", "final")
     assert isinstance(result["segment"], int) and result["segment"] >= 0
     assert isinstance(result["text"], str)
@@ -88,6 +94,7 @@ def check_result(result: Result) -> None:
     for word in result["words"]:
         assert set(word) == WORD_KEYS, word
         assert isinstance(word["word"], str) and 0.0 <= word["confidence"] <= 1.0
+        assert word["word"] == word["word"].strip(), word
         assert result["start_s"] - EPS_S <= word["start_s"] <= word["end_s"], word
         assert word["end_s"] <= result["end_s"] + EPS_S, (word, result)
 

@@ -4,6 +4,26 @@ See ``triton_models/README.md`` for the full contract. This module holds the par
 that do not depend on Triton: the chunk a request carries, the JSON result a
 response carries, and the per-CORRID session table with its own idle expiry
 (Triton does not tell a model about its sequence idle timeout).
+
+The result's wire form is specified by ``asr_result.schema.json`` next to this file (the
+one wire spec; the gateway's parser, ``gateway/asr/contract.py``, reads it with the same
+class and field names; this side imports nothing of the gateway):
+
+============  =====================  ============================================  =======
+key           type                   meaning                                       default
+============  =====================  ============================================  =======
+``type``      "partial" | "final"    final: the utterance is done                  (req.)
+``segment``   integer >= 0           utterance index within the sequence           0
+``text``      string                 the utterance's text, stripped                ""
+``start_s``   number >= 0            utterance start (s from the sequence start)   0
+``end_s``     number >= 0            utterance end                                 0
+``audio_s``   number >= 0            audio the model had when it made the result   0
+``words``     list of word objects   ``word`` (stripped), ``start_s``, ``end_s``,  []
+                                     ``confidence`` in [0, 1] (default 1.0)
+============  =====================  ============================================  =======
+
+``to_dict`` rounds times to 3 decimals, writes non-finite ones as 0 and strips the text and
+each word (Whisper's " hello"), so what leaves the model is what the gateway keeps.
 """
 
 from __future__ import annotations
@@ -52,11 +72,12 @@ class Word:
     word: str
     start_s: float
     end_s: float
-    confidence: float
+    confidence: float = 1.0
 
-    def as_dict(self) -> dict[str, object]:
-        return {"word": self.word, "start_s": _round(self.start_s), "end_s": _round(self.end_s),
-                "confidence": _round(self.confidence)}
+    def to_dict(self) -> dict[str, object]:
+        """The wire form (asr_result.schema.json's word)."""
+        return {"word": self.word.strip(), "start_s": _round(self.start_s),
+                "end_s": _round(self.end_s), "confidence": _round(self.confidence)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +92,18 @@ class AsrResult:
     audio_s: float
     words: tuple[Word, ...] = field(default=())
 
+    @property
+    def is_final(self) -> bool:
+        return self.type == "final"
+
+    def to_dict(self) -> dict[str, object]:
+        """The wire form (asr_result.schema.json)."""
+        return {"type": self.type, "segment": self.segment, "text": self.text.strip(),
+                "start_s": _round(self.start_s), "end_s": _round(self.end_s),
+                "audio_s": _round(self.audio_s), "words": [w.to_dict() for w in self.words]}
+
     def to_json(self) -> str:
-        return json.dumps({
-            "type": self.type, "segment": self.segment, "text": self.text,
-            "start_s": _round(self.start_s), "end_s": _round(self.end_s),
-            "words": [w.as_dict() for w in self.words], "audio_s": _round(self.audio_s),
-        }, ensure_ascii=False)
+        return json.dumps(self.to_dict(), ensure_ascii=False)
 
 
 def _round(value: float) -> float:
