@@ -17,12 +17,8 @@ import asyncio
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
-from gateway.asr.stream import AsrHub
 from gateway.calls.conversation import CallConversation, Conversations
 from gateway.calls.lifecycle import CallPhase, Lifecycle, Trigger
 from gateway.calls.voice import CallVoice, Voices
@@ -30,17 +26,24 @@ from gateway.config import GatewayConfig
 from gateway.events.bus import EventBus
 from gateway.events.types import CallAnswered, CallEnded, CallMediaChanged, DtmfReceived
 from gateway.logs import get_logger
-from gateway.media.dtmf import DtmfEvent
 from gateway.media.ports import PortAllocator, PortsExhausted
-from gateway.media.session import CallMedia, MediaLeg
+from gateway.media.session import CallMedia
 from gateway.metrics import Metrics
-from gateway.sip.callside import SipControl
-from gateway.sip.core import MediaOffer
-from gateway.sip.dialog import CallMetadata
-from gateway.sip.sdp import AnswerPlan
-from gateway.sip.siprec import RecordingMetadata
-from gateway.tts.client import TtsClient
-from gateway.tts.playout import Reply
+
+if TYPE_CHECKING:   # the CallSide signatures, and what is handed on to the owners
+    import numpy as np
+    import numpy.typing as npt
+
+    from gateway.asr.stream import AsrHub
+    from gateway.media.dtmf import DtmfEvent
+    from gateway.media.session import MediaLeg
+    from gateway.sip.callside import SipControl
+    from gateway.sip.core import MediaOffer
+    from gateway.sip.dialog import CallMetadata
+    from gateway.sip.sdp import AnswerPlan
+    from gateway.sip.siprec import RecordingMetadata
+    from gateway.tts.client import TtsClient
+    from gateway.tts.playout import Reply
 
 TICK_S = 0.1
 
