@@ -32,15 +32,21 @@ from gateway.events.types import (
     CallOffered,
     GatewayEvent,
     ReplyFailed,
+    SiprecMetadataUpdated,
 )
 from gateway.metrics import Metrics
+from gateway.sip.core import MediaOffer
 from gateway.sip.dialog import CallMetadata
+from gateway.sip.message import SipRequest, parse_message
+from gateway.sip.multipart import find_part, parse_multipart
 from gateway.sip.sdp import AnswerPlan, negotiate, parse_sdp
+from gateway.sip.siprec import parse_metadata
 from gateway.tts.client import TtsClient
 from tests.peers.ports import free_tcp_port, free_udp_port, free_udp_port_pair
 from tests.rawsip import sdp_offer
 
 HOST = "127.0.0.1"
+CORPUS = Path(__file__).resolve().parents[1] / "siprec_corpus"
 WAIT_S = 20.0                     # generous: a shared 2-core machine
 
 
@@ -251,3 +257,37 @@ async def test_no_rtp_port_rejects_the_call_with_503(
     await until(lambda: len(side.of(CallEnded)) == 1)
     assert side.of(CallEnded)[0].answered is False and side.calls.active == 1
 
+
+
+def siprec_offer(name: str) -> MediaOffer:
+    """What the SIP core hands over for a corpus INVITE: SDP, receive-only plan, metadata."""
+    invite = parse_message((CORPUS / name).read_bytes())
+    assert isinstance(invite, SipRequest)
+    parts = parse_multipart(invite.headers.get("Content-Type") or "", invite.body)
+    sdp_part = find_part(parts, "application/sdp")
+    meta_part = find_part(parts, "application/rs-metadata+xml")
+    assert sdp_part is not None and meta_part is not None
+    sdp = parse_sdp(sdp_part.body)
+    return MediaOffer(sdp, negotiate(sdp, recv_only=True), True, parse_metadata(meta_part.body))
+
+
+async def test_a_siprec_session_gets_a_channel_and_participant_per_stream(
+        tmp_path: Path, stop_sides: Callable[[GatewayConfig], Side]) -> None:
+    side = stop_sides(make_config(tmp_path))
+    offer = siprec_offer("invite_generic_crlf.sip")
+    side.calls.offered("c-rec", meta("c-rec"), offer.plan, offer)
+    (offered,) = side.of(CallOffered)
+    assert offered.siprec is True and offered.channel is None
+    assert offered.channels == ("customer", "agent")          # metadata order (no rules)
+    assert [p.aor if p else None for p in offered.participants] == [
+        "sip:+15551234567@carrier.example.net", "sip:1001@pbx.example.com"]
+    await until(lambda: "c-rec" in side.sip.answers)
+    assert len(side.sip.answers["c-rec"]) == 2 and None not in side.sip.answers["c-rec"]
+    side.calls.answered("c-rec")
+    side.calls.metadata_updated("c-rec", None, "bad XML")     # refused: nothing changes
+    assert not side.of(SiprecMetadataUpdated)
+    side.calls.metadata_updated("c-rec", offer.metadata, None)
+    (updated,) = side.of(SiprecMetadataUpdated)
+    assert updated.channels == offered.channels and updated.participants == offered.participants
+    side.calls.metadata_updated("c-9", offer.metadata, None)  # unknown call: ignored
+    assert len(side.of(SiprecMetadataUpdated)) == 1
