@@ -131,7 +131,7 @@ async def test_a_file_fed_faster_than_real_time_reaches_the_model_whole(
             ch = asr.open("file/customer", heard, source=SourcePolicy.FILE)
             audio, pending = _file_audio(FILE_S), list[int]()
             started = time.monotonic()
-            fed = await _feed_file(ch, audio, pending)
+            fed = await asyncio.wait_for(_feed_file(ch, audio, pending), 120)
             assert await ch.close(CLOSE_S) is True
             elapsed = time.monotonic() - started
     finally:
