@@ -95,6 +95,7 @@ class Playout:
             return False
         self._queue.clear()
         self._cut.set()
+        self.current = None        # cut now: no packet follows, even while a chunk is due
         self._emit(ReplyInterrupted(call_id=self.call_id, reply_id=current.reply_id,
                                     reason=reason, text=current.text,
                                     played_ms=current.sent_packets * self._ptime_ms))

@@ -114,6 +114,8 @@ async def test_barge_in_cuts_the_reply_and_drops_the_queue(
         playout.say("This queued reply is never played.", barge_in=True, source="api")
         await until(lambda: len(listener.packets) >= 10)
         assert playout.interrupt("barge_in") is True
+        assert not playout.speaking                           # cut at once, not at the next chunk
+        assert playout.interrupt("barge_in") is False         # nothing left to cut: no 2nd event
         sent = len(listener.packets)
         await asyncio.sleep(0.5)
         assert len(listener.packets) <= sent + 1              # at most one in flight
