@@ -62,6 +62,7 @@ class Playout:
         self._loop = asyncio.get_running_loop()
         self.current: Reply | None = None
         self._cut = asyncio.Event()
+        self._closed = False
         self._task = asyncio.create_task(self._run(), name=f"playout {call_id}")
         self.octets_sent = 0
         self._packets_sent = 0
@@ -102,14 +103,21 @@ class Playout:
         return True
 
     async def close(self) -> None:
+        # the run loop ends on the flag, not only on the cancel: grpc may swallow a
+        # cancellation that arrives while a TTS chunk is awaited (the stream just ends),
+        # and the loop then waited for the next reply forever
+        self._closed = True
         self._queue.clear()
         self._cut.set()
+        self._wake.set()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
             while not self._queue:
+                if self._closed:
+                    return
                 self._wake.clear()
                 await self._wake.wait()
             reply = self._queue.popleft()

@@ -145,3 +145,22 @@ async def test_unreachable_tts_fails_each_reply_and_the_playout_goes_on(
         (ReplyFailed, first.reply_id), (ReplyFailed, second.reply_id)]
     assert all("UNAVAILABLE" in getattr(e, "error", "") for e in events)
     assert listener.packets == []
+
+
+async def test_close_right_after_a_barge_in_returns_promptly(
+        shell_triton: TritonProcess, leg: tuple[RtpEndpoint, Listener]) -> None:
+    """The caller barges in and hangs up: close() must not wait for a next reply (its cancel
+    arrives while the cut reply awaits its next TTS chunk, and grpc then just ends the
+    stream, so the run loop went back to waiting for the queue)."""
+    endpoint, listener = leg
+    tts = TtsClient(TritonConfig(url=shell_triton.grpc_url, tts_model="tts_cpu_default"))
+    playout = _playout(endpoint, tts, [])
+    try:
+        playout.say("Thanks. I have found your account and I can see that the replacement "
+                    "part was sent last Tuesday by express courier.", barge_in=True,
+                    source="api")
+        await until(lambda: len(listener.packets) >= 10)
+        assert playout.interrupt("barge_in") is True
+        await asyncio.wait_for(playout.close(), 3.0)
+    finally:
+        await tts.close()
