@@ -47,7 +47,12 @@ pytestmark = pytest.mark.slow
 
 SENTENCE = "I would like to change the delivery address of my order please."
 SSRC = 0x1234
-FINAL_WITHIN_S = 1.5
+# The mechanism, not the speed: without the clock fill no final comes before hangup (raw RTP)
+# or the phone's next keep-alive (5.7 s). Measured here on an idle 2-core machine the final
+# comes 1.1-1.4 s after RTP stops (Whisper's 600 ms endpoint + decode); the decode time grows
+# with load on a shared CI machine (1.94 s seen with other suites running), so the bound is
+# generous and the figure itself is for measuring, not asserting (non-negotiable 4).
+FINAL_WITHIN_S = 3.0
 PJMEDIA_VAD_HANGOVER_S = 0.4  # pjmedia's silence detector sends 400 ms of silence before it stops
 
 
