@@ -5,15 +5,15 @@ PBX wants to see about the media, once per change rather than per packet.
 from), ``rtp.stream_started`` (first accepted packet: latched source, SSRC, payload type),
 ``rtp.latched`` (the accepted source address changed), ``rtp.ssrc_changed``,
 ``rtp.payload_type_changed`` (audio, comfort noise, telephone-event) and
-``rtp.jitter_restart`` (the jitter buffer started a new stream). A shell: it watches the
-endpoint and the pipeline after each packet and only logs.
+``rtp.jitter_restart`` (the jitter buffer started a new stream). A shell: the leg's packet
+receiver calls :meth:`LegDebugLog.after` after each packet; it looks at the endpoint (the
+one :meth:`LegDebugLog.opened` named) and the pipeline and only logs.
 
 Layer: shell.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from gateway.config import RtpConfig
@@ -23,22 +23,22 @@ from gateway.media.leg import InboundLeg
 from gateway.media.rtp import RtpPacket
 from gateway.sip.sdp import AnsweredStream
 
-PacketHandler = Callable[[RtpPacket, float], None]
-
 
 def _addr(addr: tuple[str, int] | None) -> str | None:
     return None if addr is None else f"{addr[0]}:{addr[1]}"
 
 
 class LegDebugLog:
-    def __init__(self, call_id: str, channel: str, endpoint: RtpEndpoint,
-                 pipeline: InboundLeg) -> None:
-        self._log = get_logger("media", call_id=call_id, channel=channel, port=endpoint.port)
-        self._endpoint = endpoint
+    def __init__(self, call_id: str, channel: str, pipeline: InboundLeg) -> None:
+        self._log = get_logger("media", call_id=call_id, channel=channel)
+        self._endpoint: RtpEndpoint | None = None
         self._pipeline = pipeline
         self._state: tuple[Any, ...] | None = None
 
-    def opened(self, stream: AnsweredStream, rtp: RtpConfig) -> None:
+    def opened(self, stream: AnsweredStream, rtp: RtpConfig, endpoint: RtpEndpoint) -> None:
+        """The leg's endpoint is bound (before any packet is read from it)."""
+        self._endpoint = endpoint
+        self._log = self._log.bind(port=endpoint.port)
         self._log.debug("rtp.stream_opened", codec=stream.encoding, payload_type=stream.pt,
                         dtmf_payload_type=stream.dtmf_pt, cn_payload_type=stream.cn_pt,
                         ptime_ms=stream.ptime_ms, rtcp_mux=stream.rtcp_mux,
@@ -47,16 +47,13 @@ class LegDebugLog:
                         jitter_depth_ms=rtp.jitter_depth_ms, jitter_mode=rtp.jitter_mode,
                         symmetric=rtp.symmetric)
 
-    def wrap(self, handler: PacketHandler) -> PacketHandler:
-        def on_packet(packet: RtpPacket, now: float) -> None:
-            handler(packet, now)
-            if debug_enabled():
-                self._observe(packet)
+    def after(self, packet: RtpPacket) -> None:
+        """The pipeline has taken ``packet``: log what changed (debug level only)."""
+        if debug_enabled() and self._endpoint is not None:
+            self._observe(self._endpoint, packet)
 
-        return on_packet
-
-    def _observe(self, packet: RtpPacket) -> None:
-        ep, jb = self._endpoint, self._pipeline.jitter.stats
+    def _observe(self, ep: RtpEndpoint, packet: RtpPacket) -> None:
+        jb = self._pipeline.jitter.stats
         played = self._pipeline.ssrc  # the stream played: a stray SSRC logs nothing
         state = (ep.latched, played, packet.payload_type, jb.restarts)
         before, self._state = self._state, state

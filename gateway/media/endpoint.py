@@ -1,8 +1,9 @@
 """One leg's RTP (+RTCP) sockets: receive, validate with :mod:`gateway.media.rtp`, count, latch.
 
 Garbage, wrong payload types and foreign SSRCs are counted and dropped here; nothing
-raised by a datagram ever reaches the event loop. Decoding and the jitter buffer hang
-off :attr:`RtpEndpoint.on_packet`.
+raised by a datagram ever reaches the event loop. What is accepted goes to the
+:class:`PacketReceiver` the endpoint was made with (decoding, the jitter buffer, RTCP):
+the clock is read once per datagram, here, and that ``now`` is handed on.
 
 Layer: shell.
 """
@@ -13,7 +14,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.media.rtp import RtpPacket
 
@@ -37,6 +38,14 @@ class LegStats:
         return asdict(self)
 
 
+class PacketReceiver(Protocol):
+    """Where an endpoint hands what it accepted, with the loop time the datagram arrived."""
+
+    def on_packet(self, packet: RtpPacket, now: float) -> None: ...
+
+    def on_rtcp(self, data: bytes, now: float) -> None: ...
+
+
 class _Proto(asyncio.DatagramProtocol):
     def __init__(self, handler: Callable[[bytes, Address], None]) -> None:
         self._handler = handler
@@ -49,7 +58,10 @@ class _Proto(asyncio.DatagramProtocol):
 
 
 class RtpEndpoint:
-    def __init__(self, payload_types: frozenset[int], symmetric: bool) -> None:
+    """``receiver`` None: a send-only endpoint (what arrives is counted, then dropped)."""
+
+    def __init__(self, payload_types: frozenset[int], symmetric: bool,
+                 receiver: PacketReceiver | None = None) -> None:
         self.stats = LegStats()
         self.payload_types = payload_types
         self.symmetric = symmetric
@@ -57,8 +69,7 @@ class RtpEndpoint:
         self.latched: Address | None = None
         self.ssrc: int | None = None
         self.port: int | None = None
-        self.on_packet: Callable[[RtpPacket, float], None] | None = None
-        self.on_rtcp: Callable[[bytes, float], None] | None = None
+        self._receiver = receiver
         self.remote_rtcp: Address | None = None
         self.rtcp_mux = False
         self._rtp: asyncio.DatagramTransport | None = None
@@ -79,9 +90,9 @@ class RtpEndpoint:
                 raise
 
     def _on_rtp(self, data: bytes, addr: Address) -> None:
-        now = self._loop.time()
+        now = self._loop.time()                           # the one clock read per datagram
         if len(data) >= 2 and 192 <= data[1] <= 223:      # RTCP muxed on the RTP port
-            self._on_rtcp(data, addr)
+            self._rtcp_received(data, now)
             return
         try:
             packet = RtpPacket.parse(data)
@@ -99,8 +110,8 @@ class RtpEndpoint:
         if self.stats.first_packet_at is None:
             self.stats.first_packet_at = now
         self.stats.last_packet_at = now
-        if self.on_packet is not None:
-            self.on_packet(packet, now)
+        if self._receiver is not None:
+            self._receiver.on_packet(packet, now)
 
     def _accept_source(self, packet: RtpPacket, addr: Address) -> bool:
         if self.latched is None:
@@ -113,9 +124,12 @@ class RtpEndpoint:
         return True
 
     def _on_rtcp(self, data: bytes, addr: Address) -> None:
+        self._rtcp_received(data, self._loop.time())
+
+    def _rtcp_received(self, data: bytes, now: float) -> None:
         self.stats.rtcp_received += 1
-        if self.on_rtcp is not None:
-            self.on_rtcp(data, self._loop.time())
+        if self._receiver is not None:
+            self._receiver.on_rtcp(data, now)
 
     def send_rtcp(self, data: bytes) -> None:
         """To the far end's RTCP address: port+1 of where its RTP comes from, or muxed."""

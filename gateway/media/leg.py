@@ -229,6 +229,11 @@ class InboundLeg:
             self._sink.audio(self.position, np.zeros(0, dtype=np.int16), tail)
         self._sink.end()
 
+    def discard(self) -> None:
+        """Never used (its socket could not be bound): free the resampler, deliver nothing."""
+        self.closed = True
+        self._resampler.close()
+
     def stats(self) -> dict[str, Any]:
         return {"codec": self.settings.encoding, "received": self.rtp_stats.received,
                 "expected": self.rtp_stats.expected, "lost": max(0, self.rtp_stats.lost),

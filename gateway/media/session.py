@@ -31,6 +31,7 @@ from gateway.media.rtcp import (
     build_sender_report,
     parse_compound,
 )
+from gateway.media.rtp import RtpPacket
 from gateway.media.timeout import RtpTimeout
 from gateway.sip.sdp import AnsweredStream, AnswerPlan
 
@@ -87,6 +88,29 @@ class MediaLeg:
         return {reason: n for reason, n in counts.items() if n}
 
 
+class LegReceiver:
+    """The endpoint's :class:`~gateway.media.endpoint.PacketReceiver` for one leg: RTP into
+    the receive pipeline (then the debug log looks), RTCP sender reports into the RTCP
+    schedule, each with the endpoint's ``now`` (no clock read of its own)."""
+
+    def __init__(self, pipeline: InboundLeg, rtcp: RtcpScheduler, debug: LegDebugLog) -> None:
+        self.pipeline = pipeline
+        self.rtcp = rtcp
+        self.debug = debug
+
+    def on_packet(self, packet: RtpPacket, now: float) -> None:
+        self.pipeline.on_packet(packet, now)
+        self.debug.after(packet)
+
+    def on_rtcp(self, data: bytes, now: float) -> None:
+        try:
+            summary = parse_compound(data)
+        except RtcpError:
+            return
+        if summary.sr_ntp_middle is not None:
+            self.rtcp.on_sender_report(summary.sr_ntp_middle, now)
+
+
 class CallMedia:
     def __init__(self, call_id: str, config: GatewayConfig, ports: PortAllocator,
                  on_drops: DropsListener | None = None) -> None:
@@ -119,27 +143,33 @@ class CallMedia:
 
     async def _open_leg(self, stream: AnsweredStream, sink: LegSink,
                         on_dtmf: Callable[[MediaLeg, DtmfEvent], None]) -> MediaLeg:
-        rtp = self._config.rtp
-        assert stream.pt is not None and stream.encoding is not None
-        pts = frozenset(p for p in (stream.pt, stream.dtmf_pt, stream.cn_pt) if p is not None)
-        endpoint = RtpEndpoint(pts, rtp.symmetric)
-        self._set_remote(endpoint, stream)
-        await self._bind(endpoint, stream.rtcp_mux)
-        settings = LegSettings(stream.encoding, stream.pt, stream.dtmf_pt, stream.ptime_ms,
-                               rtp.jitter_depth_ms, rtp.jitter_mode == "adaptive",
-                               self._config.triton.sample_rate_hz, cn_payload_type=stream.cn_pt,
-                               dtmf_events=_event_codes(stream.dtmf_events),
-                               max_fill_s=rtp.timeout_s)
+        """The receiver (pipeline, RTCP schedule, debug log) first; the endpoint is made with
+        it, so what the socket accepts has one place to go from the first datagram on."""
         leg_box: list[MediaLeg] = []
-        pipeline = InboundLeg(settings, sink, lambda ev: on_dtmf(leg_box[0], ev))
-        leg = MediaLeg(stream, endpoint, pipeline, sink, RtcpScheduler(), secrets.randbits(32))
+        pipeline = InboundLeg(self._settings(stream), sink, lambda ev: on_dtmf(leg_box[0], ev))
+        receiver = LegReceiver(pipeline, RtcpScheduler(),
+                               LegDebugLog(self.call_id, sink.channel, pipeline))
+        endpoint = RtpEndpoint(_payload_types(stream), self._config.rtp.symmetric, receiver)
+        self._set_remote(endpoint, stream)
+        try:
+            await self._bind(endpoint, stream.rtcp_mux)
+        except BaseException:
+            pipeline.discard()
+            raise
+        leg = MediaLeg(stream, endpoint, pipeline, sink, receiver.rtcp, secrets.randbits(32))
         leg_box.append(leg)
-        debug = LegDebugLog(self.call_id, leg.channel, endpoint, pipeline)
-        debug.opened(stream, rtp)
-        endpoint.on_packet = debug.wrap(pipeline.on_packet)
-        endpoint.on_rtcp = lambda data, now: self._on_rtcp(leg, data, now)
+        receiver.debug.opened(stream, self._config.rtp, endpoint)
         leg.rtcp.start(asyncio.get_running_loop().time())
         return leg
+
+    def _settings(self, stream: AnsweredStream) -> LegSettings:
+        rtp = self._config.rtp
+        assert stream.pt is not None and stream.encoding is not None
+        return LegSettings(stream.encoding, stream.pt, stream.dtmf_pt, stream.ptime_ms,
+                           rtp.jitter_depth_ms, rtp.jitter_mode == "adaptive",
+                           self._config.triton.sample_rate_hz, cn_payload_type=stream.cn_pt,
+                           dtmf_events=_event_codes(stream.dtmf_events),
+                           max_fill_s=rtp.timeout_s)
 
     @staticmethod
     def _set_remote(endpoint: RtpEndpoint, stream: AnsweredStream) -> None:
@@ -168,14 +198,6 @@ class CallMedia:
         directions = [s.remote_direction for s in plan.accepted]
         self.held = bool(directions) and all(d in HELD_DIRECTIONS for d in directions)
         self._timeout.activity(asyncio.get_running_loop().time())
-
-    def _on_rtcp(self, leg: MediaLeg, data: bytes, now: float) -> None:
-        try:
-            summary = parse_compound(data)
-        except RtcpError:
-            return
-        if summary.sr_ntp_middle is not None:
-            leg.rtcp.on_sender_report(summary.sr_ntp_middle, now)
 
     def tick(self, now: float) -> str | None:
         """Shared media clock: release held audio, send due RTCP; the reason to hang up, if any."""
@@ -251,6 +273,11 @@ class CallMedia:
                  "ssrc": leg.endpoint.ssrc if leg.pipeline.ssrc is None else leg.pipeline.ssrc,
                  **leg.endpoint.stats.to_dict(), **leg.pipeline.stats(),
                  "dropped": leg.drop_counts(), **leg.sink.summary()} for leg in self.legs]
+
+
+def _payload_types(stream: AnsweredStream) -> frozenset[int]:
+    """What the endpoint lets through: the codec, telephone-event and comfort noise."""
+    return frozenset(p for p in (stream.pt, stream.dtmf_pt, stream.cn_pt) if p is not None)
 
 
 def _event_codes(events: str | None) -> frozenset[int] | None:

@@ -1,5 +1,6 @@
 """The RTP endpoint shell (gateway/media/endpoint.py) receiving and sending over loopback:
-real UDP sockets, RTP built with the gateway's codec, RTCP on port+1 or muxed."""
+real UDP sockets, RTP built with the gateway's codec, RTCP on port+1 or muxed; and one
+call's media leg (gateway/media/session.py) behind it, counting clock reads per datagram."""
 
 from __future__ import annotations
 
@@ -7,11 +8,20 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
+from gateway.config import GatewayConfig
+from gateway.media import endpoint as endpoint_module
 from gateway.media.endpoint import RtpEndpoint
+from gateway.media.ports import PortAllocator
+from gateway.media.rtcp import build_sender_report
 from gateway.media.rtp import RtcpReceiverReport, RtpPacket
+from gateway.media.session import CallMedia
+from gateway.sip.sdp import AnsweredStream, AnswerPlan
 from tests.peers.ports import free_udp_port_pair
 
 HOST = "127.0.0.1"
@@ -52,6 +62,20 @@ class Peer:
         return await asyncio.to_thread(blocking)
 
 
+class Received:
+    """A :class:`~gateway.media.endpoint.PacketReceiver` that keeps what it is handed."""
+
+    def __init__(self) -> None:
+        self.packets: list[tuple[RtpPacket, float]] = []
+        self.rtcp: list[bytes] = []
+
+    def on_packet(self, packet: RtpPacket, now: float) -> None:
+        self.packets.append((packet, now))
+
+    def on_rtcp(self, data: bytes, now: float) -> None:
+        self.rtcp.append(data)
+
+
 @pytest.fixture
 def peers() -> Iterator[list[Peer]]:
     made = [Peer(), Peer()]
@@ -62,11 +86,9 @@ def peers() -> Iterator[list[Peer]]:
 
 async def _endpoint(*, symmetric: bool = True, rtcp_mux: bool = False
                     ) -> tuple[RtpEndpoint, int, list[tuple[RtpPacket, float]], list[bytes]]:
-    ep = RtpEndpoint(frozenset({0, 101}), symmetric=symmetric)
-    packets: list[tuple[RtpPacket, float]] = []
-    rtcp: list[bytes] = []
-    ep.on_packet = lambda packet, now: packets.append((packet, now))
-    ep.on_rtcp = lambda data, _now: rtcp.append(data)
+    receiver = Received()
+    ep = RtpEndpoint(frozenset({0, 101}), symmetric=symmetric, receiver=receiver)
+    packets, rtcp = receiver.packets, receiver.rtcp
     port = free_udp_port_pair()
     await ep.open(HOST, port, rtcp_mux=rtcp_mux)
     return ep, port, packets, rtcp
@@ -202,3 +224,96 @@ async def test_close_releases_both_ports(peers: list[Peer]) -> None:
     ep.close()                                               # twice is harmless
     ep.send(b"x")                                            # and sending does nothing
     assert ep.stats.sent == 0
+
+
+class ClockReads:
+    """The running loop's ``time()`` counted per datagram the endpoint handles: one entry per
+    ``datagram_received``, the reads made inside it (the loop's own reads between datagrams,
+    for its timers, are not counted)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.per_datagram: list[int] = []
+        self._inside: int | None = None
+        loop = asyncio.get_running_loop()
+        real_time = loop.time
+        real_received = endpoint_module._Proto.datagram_received
+
+        def time_() -> float:
+            if self._inside is not None:
+                self._inside += 1
+            return real_time()
+
+        def received(proto: endpoint_module._Proto, data: bytes, addr: Any) -> None:
+            self._inside = 0
+            try:
+                real_received(proto, data, addr)
+            finally:
+                self.per_datagram.append(self._inside)
+                self._inside = None
+
+        monkeypatch.setattr(loop, "time", time_)
+        monkeypatch.setattr(endpoint_module._Proto, "datagram_received", received)
+
+
+async def test_the_clock_is_read_once_per_datagram(
+        monkeypatch: pytest.MonkeyPatch, peers: list[Peer]) -> None:
+    clock = ClockReads(monkeypatch)
+    ep, port, packets, rtcp = await _endpoint()
+    try:
+        report = RtcpReceiverReport(ssrc=0x1234).serialize()
+        sent = [(rtp(1), port), (report, port), (report, port + 1), (rtp(2), port),
+                (b"\x80", port), (rtp(3, pt=8), port)]
+        for data, to in sent:
+            peers[0].send(data, to)
+        await until(lambda: len(clock.per_datagram) == len(sent))
+        assert len(packets) == 2 and len(rtcp) == 2
+        assert clock.per_datagram == [1] * len(sent)     # muxed RTCP too (it read twice)
+    finally:
+        ep.close()
+
+
+class Heard:
+    """A leg sink that keeps how much audio arrived (and reads no clock)."""
+
+    channel = "caller"
+
+    def __init__(self) -> None:
+        self.samples = 0
+
+    def audio(self, position: int, pcm8k: npt.NDArray[np.int16],
+              pcm_model: npt.NDArray[np.float32]) -> None:
+        self.samples += len(pcm8k)
+
+    def end(self) -> None:
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {"channel": self.channel}
+
+
+async def test_a_calls_media_leg_reads_the_clock_once_per_datagram(
+        monkeypatch: pytest.MonkeyPatch, peers: list[Peer]) -> None:
+    """Socket -> endpoint -> leg receiver -> pipeline (jitter, decode, resample) -> sink,
+    RTCP into the leg's schedule: only the endpoint reads the clock, ``now`` is passed on."""
+    clock = ClockReads(monkeypatch)
+    first = free_udp_port_pair()
+    media = CallMedia("clock-reads", GatewayConfig(), PortAllocator(first, first + 1))
+    stream = AnsweredStream(index=0, accepted=True, pt=0, encoding="PCMU", dtmf_pt=101,
+                            remote_address=HOST, remote_port=peers[0].addr[1],
+                            remote_rtcp_port=None, rtcp_mux=False, ptime_ms=20,
+                            direction="sendrecv", label=None, remote_direction="sendrecv")
+    sink = Heard()
+    await media.open(AnswerPlan((stream,)), [sink], lambda _leg, _ev: None)
+    try:
+        (leg,) = media.legs
+        assert leg.endpoint.port == first
+        sender_report = build_sender_report(ssrc=0x1234, unix_s=time.time(), rtp_ts=1600,
+                                            packets_sent=10, octets_sent=1600, cname="far")
+        datagrams = [(rtp(seq), first) for seq in range(1, 11)] + [(sender_report, first + 1)]
+        for data, to in datagrams:
+            peers[0].send(data, to)
+        await until(lambda: len(clock.per_datagram) == len(datagrams))
+        assert sink.samples == 10 * 160 and leg.rtcp.lsr_dlsr(0.0)[0] != 0
+        assert clock.per_datagram == [1] * len(datagrams)
+    finally:
+        media.close()
