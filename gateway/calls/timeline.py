@@ -10,7 +10,6 @@ Layer: shell.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,6 @@ class ChannelSink:
         self.channel = channel
         self.asr = asr
         self._offset: int | None = None
-        self._loop = asyncio.get_running_loop()
         self.samples = 0
 
     @property
@@ -61,8 +59,7 @@ class ChannelSink:
         return (self._offset or 0) / RECORDING_RATE_HZ
 
     def audio(self, position: int, pcm8k: npt.NDArray[np.int16],
-              pcm_model: npt.NDArray[np.float32]) -> None:
-        now = self._loop.time()
+              pcm_model: npt.NDArray[np.float32], now: float) -> None:
         if self._offset is None:
             self._offset = self.media.position_at(now) - position
         if self.media.recorder is not None and len(pcm8k):

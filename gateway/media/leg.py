@@ -68,10 +68,11 @@ class PacketView(Protocol):
 
 
 class AudioSink(Protocol):
-    """Receives a leg's audio in order; ``position`` counts samples at 8 kHz from leg start."""
+    """Receives a leg's audio in order; ``position`` counts samples at 8 kHz from leg start,
+    ``now`` is the time of the packet or tick that released it (the sink reads no clock)."""
 
     def audio(self, position: int, pcm8k: npt.NDArray[np.int16],
-              pcm_model: npt.NDArray[np.float32]) -> None: ...
+              pcm_model: npt.NDArray[np.float32], now: float) -> None: ...
 
     def end(self) -> None: ...
 
@@ -118,6 +119,7 @@ class InboundLeg:
         self.dropped: dict[str, int] = {}   # reason -> packets dropped by this pipeline
         self._last_rx: float | None = None  # arrival of the last packet that was played/held
         self._filled = 0                    # samples fed by the clock since then
+        self._now = 0.0                     # the latest time a packet or tick brought
 
     @property
     def ssrc(self) -> int | None:
@@ -125,6 +127,7 @@ class InboundLeg:
         return self.jitter.ssrc
 
     def on_packet(self, packet: PacketView, now: float) -> None:
+        self._now = now
         pt = packet.payload_type
         if pt == self.settings.dtmf_payload_type:
             self._dtmf_packet(packet, now)
@@ -144,7 +147,7 @@ class InboundLeg:
             self.rtp_stats.update(packet.sequence_number, packet.timestamp, now)
         if frames or self.jitter.held:      # part of the stream (not late, not stray)
             self._last_rx, self._filled = now, 0
-        self._deliver(frames)
+        self._deliver(frames, now)
 
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -168,7 +171,8 @@ class InboundLeg:
             self._on_dtmf(event)
 
     def tick(self, now: float) -> None:
-        self._deliver(self.jitter.poll(now))
+        self._now = now
+        self._deliver(self.jitter.poll(now), now)
         self._fill_by_clock(now)
         for event in self._dtmf.poll(now):
             self.dtmf_events += 1
@@ -187,17 +191,17 @@ class InboundLeg:
                        * SAMPLES_PER_MS)
         if target > self._filled:
             filled = self.jitter.fill_silence(target - self._filled)
-            self._deliver(filled)
+            self._deliver(filled, now)
             self.concealed_samples -= sum(f.samples for f in filled)  # filled_ms, not concealed
             self._filled = target
 
-    def _deliver(self, frames: list[Frame]) -> None:
+    def _deliver(self, frames: list[Frame], now: float) -> None:
         for frame in frames:
             pcm = self._pcm_for(frame)
             if self._first_ts is None:
                 self._first_ts = frame.rtp_ts
             position = frame.rtp_ts - self._first_ts
-            self._sink.audio(position, pcm, self._resampler.process(pcm))
+            self._sink.audio(position, pcm, self._resampler.process(pcm), now)
             self.position = position + len(pcm)
 
     def _pcm_for(self, frame: Frame) -> npt.NDArray[np.int16]:
@@ -220,13 +224,13 @@ class InboundLeg:
         if self.closed:
             return
         self.closed = True
-        self._deliver(self.jitter.flush())
+        self._deliver(self.jitter.flush(), self._now)        # at the last packet or tick
         for event in self._dtmf.poll(float("inf")):
             self._on_dtmf(event)
         tail = self._resampler.flush()
         self._resampler.close()          # native soxr state freed when the call ends
         if len(tail):
-            self._sink.audio(self.position, np.zeros(0, dtype=np.int16), tail)
+            self._sink.audio(self.position, np.zeros(0, dtype=np.int16), tail, self._now)
         self._sink.end()
 
     def discard(self) -> None:

@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from gateway.asr.stream import AsrHub
+from gateway.calls.timeline import ChannelSink, ConversationMedia
 from gateway.config import GatewayConfig
 from gateway.media import endpoint as endpoint_module
 from gateway.media.endpoint import RtpEndpoint
@@ -21,6 +23,7 @@ from gateway.media.ports import PortAllocator
 from gateway.media.rtcp import build_sender_report
 from gateway.media.rtp import RtcpReceiverReport, RtpPacket
 from gateway.media.session import CallMedia
+from gateway.metrics import Metrics
 from gateway.sip.sdp import AnsweredStream, AnswerPlan
 from tests.peers.ports import free_udp_port_pair
 
@@ -233,15 +236,18 @@ class ClockReads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.per_datagram: list[int] = []
+        self.read: list[float] = []           # what those reads returned
         self._inside: int | None = None
         loop = asyncio.get_running_loop()
         real_time = loop.time
         real_received = endpoint_module._Proto.datagram_received
 
         def time_() -> float:
+            now = real_time()
             if self._inside is not None:
                 self._inside += 1
-            return real_time()
+                self.read.append(now)
+            return now
 
         def received(proto: endpoint_module._Proto, data: bytes, addr: Any) -> None:
             self._inside = 0
@@ -272,6 +278,14 @@ async def test_the_clock_is_read_once_per_datagram(
         ep.close()
 
 
+def _stream(far: Peer) -> AnsweredStream:
+    """PCMU from ``far`` (RTCP on port+1), as the SDP answer would have it."""
+    return AnsweredStream(index=0, accepted=True, pt=0, encoding="PCMU", dtmf_pt=101,
+                          remote_address=HOST, remote_port=far.addr[1], remote_rtcp_port=None,
+                          rtcp_mux=False, ptime_ms=20, direction="sendrecv", label=None,
+                          remote_direction="sendrecv")
+
+
 class Heard:
     """A leg sink that keeps how much audio arrived (and reads no clock)."""
 
@@ -281,7 +295,7 @@ class Heard:
         self.samples = 0
 
     def audio(self, position: int, pcm8k: npt.NDArray[np.int16],
-              pcm_model: npt.NDArray[np.float32]) -> None:
+              pcm_model: npt.NDArray[np.float32], now: float) -> None:
         self.samples += len(pcm8k)
 
     def end(self) -> None:
@@ -298,12 +312,8 @@ async def test_a_calls_media_leg_reads_the_clock_once_per_datagram(
     clock = ClockReads(monkeypatch)
     first = free_udp_port_pair()
     media = CallMedia("clock-reads", GatewayConfig(), PortAllocator(first, first + 1))
-    stream = AnsweredStream(index=0, accepted=True, pt=0, encoding="PCMU", dtmf_pt=101,
-                            remote_address=HOST, remote_port=peers[0].addr[1],
-                            remote_rtcp_port=None, rtcp_mux=False, ptime_ms=20,
-                            direction="sendrecv", label=None, remote_direction="sendrecv")
     sink = Heard()
-    await media.open(AnswerPlan((stream,)), [sink], lambda _leg, _ev: None)
+    await media.open(AnswerPlan((_stream(peers[0]),)), [sink], lambda _leg, _ev: None)
     try:
         (leg,) = media.legs
         assert leg.endpoint.port == first
@@ -315,5 +325,31 @@ async def test_a_calls_media_leg_reads_the_clock_once_per_datagram(
         await until(lambda: len(clock.per_datagram) == len(datagrams))
         assert sink.samples == 10 * 160 and leg.rtcp.lsr_dlsr(0.0)[0] != 0
         assert clock.per_datagram == [1] * len(datagrams)
+    finally:
+        media.close()
+
+
+async def test_to_the_asr_push_the_clock_is_read_once_per_datagram(
+        monkeypatch: pytest.MonkeyPatch, peers: list[Peer]) -> None:
+    """Down to the ASR queue with the call side's real sink (recording timeline, ASR channel
+    of a hub that is not connected): the audio is pushed with the endpoint's arrival time."""
+    clock = ClockReads(monkeypatch)
+    first = free_udp_port_pair()
+    config = GatewayConfig()
+    media = CallMedia("clock-asr", config, PortAllocator(first, first + 1))
+    hub = AsrHub(config.triton, Metrics())
+    asr = hub.open("clock-asr:caller", lambda _ch, _hyp, _lat: None)
+    sink = ChannelSink(ConversationMedia("clock-asr", asyncio.get_running_loop().time(), None),
+                       "caller", asr)
+    await media.open(AnswerPlan((_stream(peers[0]),)), [sink], lambda _leg, _ev: None)
+    try:
+        for seq in range(1, 11):
+            peers[0].send(rtp(seq), first)
+        await until(lambda: len(clock.per_datagram) == 10)
+        assert sink.samples == 10 * 160
+        assert clock.per_datagram == [1] * 10
+        chunk = asr.queue.next_chunk(final=True, max_chunks=1000, now=0.0)
+        assert chunk is not None
+        assert chunk.pushed_at in clock.read          # a datagram's time, not a later read
     finally:
         media.close()

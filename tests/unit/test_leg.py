@@ -33,12 +33,14 @@ class Sink:
     def __init__(self) -> None:
         self.pcm: list[tuple[int, npt.NDArray[np.int16]]] = []
         self.model: list[npt.NDArray[np.float32]] = []
+        self.times: list[float] = []
         self.ended = 0
 
     def audio(self, position: int, pcm8k: npt.NDArray[np.int16],
-              pcm_model: npt.NDArray[np.float32]) -> None:
+              pcm_model: npt.NDArray[np.float32], now: float) -> None:
         self.pcm.append((position, pcm8k))
         self.model.append(pcm_model)
+        self.times.append(now)
 
     def end(self) -> None:
         self.ended += 1
@@ -148,3 +150,18 @@ def test_close_is_idempotent_and_flushes_what_the_jitter_buffer_held() -> None:
     leg.close()
     leg.close()
     assert len(sink.joined()) == 2 * FRAME and sink.ended == 1
+
+
+def test_audio_reaches_the_sink_with_the_time_of_the_packet_or_tick_that_released_it() -> None:
+    leg, sink, _ = make()
+    first, second, third = packets(tone_frames(3))
+    leg.on_packet(first, 10.0)                         # in order: out at once
+    leg.on_packet(third, 10.04)                        # a gap: held
+    assert sink.times == [10.0]
+    leg.tick(10.5)                                     # the gap given up: released by the tick
+    assert sink.times[1:] and set(sink.times[1:]) == {10.5}
+    leg.on_packet(second, 10.6)                        # late now: dropped, nothing delivered
+    released = len(sink.times)
+    leg.close()                                        # the resampler's tail: the last time
+    assert set(sink.times[released:]) <= {10.6}
+    assert len(sink.times) > released

@@ -34,7 +34,7 @@ class Sink:
         self.chunks: list[tuple[int, npt.NDArray[np.int16]]] = []
 
     def audio(self, position: int, pcm8k: npt.NDArray[np.int16],
-              pcm_model: npt.NDArray[np.float32]) -> None:
+              pcm_model: npt.NDArray[np.float32], now: float) -> None:
         self.chunks.append((position, pcm8k))
 
     def end(self) -> None:
