@@ -5,6 +5,7 @@ Layer: shell.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,11 @@ from tritonclient.utils import InferenceServerException
 from gateway.config import TritonConfig
 
 _ids = itertools.count(1)
+# A reply cut off (barge-in, hangup) is read to its end in the background instead of being
+# cancelled: Triton 2.51 (the bundled server) can crash on a gRPC stream cancelled while its
+# decoupled model still sends (triton-inference-server/server#7368, fixed by #7840 in 2.53).
+DRAIN_S = 30.0
+CLOSE_WAIT_S = 3.0
 
 
 class TtsError(RuntimeError):
@@ -46,6 +52,7 @@ class TtsClient:
     def __init__(self, config: TritonConfig) -> None:
         self._config = config
         self._client: grpcclient.InferenceServerClient | None = None
+        self._draining: set[asyncio.Task[None]] = set()
 
     def _get(self) -> grpcclient.InferenceServerClient:
         if self._client is None:
@@ -71,29 +78,64 @@ class TtsClient:
             yield request
 
         stream = self._get().stream_infer(one())
+        finished = False
         try:
             async for result, error in stream:
                 if error is not None:
                     raise TtsError(str(error))
                 response = result.get_response()
+                finished = _is_final(result)
                 if response.outputs:
                     yield _chunk(result)
-                final = response.parameters.get("triton_final_response")
-                if final is not None and final.bool_param:
+                if finished:
                     return
+            finished = True                   # the server ended the call
         except (grpc.RpcError, InferenceServerException) as exc:
+            finished = True                   # the call is over: nothing left to read
             # Triton unreachable or gone mid-reply: the gRPC call's own error
             raise TtsError(f"TTS stream failed: {_rpc_reason(exc)}") from exc
         finally:
-            # end the gRPC call here and now (a no-op once it finished): left to the garbage
-            # collector, its internal tasks were destroyed pending ("Task was destroyed but it
-            # is pending! ... grpc/aio/_call.py") when a reply was cut off or its call ended
-            stream.cancel()
+            # a reply cut off mid-stream is read to its end by a task of this client (left to
+            # the garbage collector, the call's tasks were destroyed pending; cancelled, the
+            # bundled Triton may crash); a finished one is ended here (a no-op)
+            if finished:
+                stream.cancel()
+            else:
+                self._drain_later(stream)
+
+    def _drain_later(self, stream: Any) -> None:
+        task = asyncio.get_running_loop().create_task(_drain(stream), name="tts drain")
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
 
     async def close(self) -> None:
+        if self._draining:           # cut replies end on their own within moments
+            await asyncio.wait(set(self._draining), timeout=CLOSE_WAIT_S)
+        for task in list(self._draining):
+            task.cancel()
+        await asyncio.gather(*self._draining, return_exceptions=True)
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _is_final(result: Any) -> bool:
+    final = result.get_response().parameters.get("triton_final_response")
+    return final is not None and bool(final.bool_param)
+
+
+async def _drain(stream: Any) -> None:
+    """Read a cut-off reply's remaining responses (discarded) until Triton ends it; cancel
+    only after ``DRAIN_S`` (a stuck model) or when the client closes."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            async for result, error in stream:
+                if error is None and _is_final(result):
+                    return
+    except (TimeoutError, grpc.RpcError, InferenceServerException):
+        return
+    finally:
+        stream.cancel()              # a no-op once the call ended
 
 
 def _rpc_reason(exc: Exception) -> str:

@@ -45,6 +45,9 @@ class Reply:
     first_packet_at: float | None = None
 
 
+CLOSE_WAIT_S = 1.0           # close(): how long the run loop may take to leave by itself
+
+
 class Playout:
     def __init__(self, call_id: str, endpoint: RtpEndpoint, *, encoding: str, payload_type: int,
                  ptime_ms: int, tts: TtsClient, emit: Emit, voice: str = "",
@@ -110,6 +113,9 @@ class Playout:
         self._queue.clear()
         self._cut.set()
         self._wake.set()
+        # let the cut reply leave at its next chunk (its TTS stream is then read to its end,
+        # not cancelled: see tts.client); cancel only a loop that does not end by itself
+        await asyncio.wait({self._task}, timeout=CLOSE_WAIT_S)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 

@@ -4,6 +4,7 @@ the client usable."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -87,3 +88,22 @@ async def test_unreachable_triton_is_a_tts_error() -> None:
             await speak(client, "Hello.")
     finally:
         await client.close()
+
+
+async def test_replies_cut_off_mid_stream_are_read_to_their_end_not_cancelled(
+        shell_triton: TritonProcess, tts: TtsClient) -> None:
+    """Barge-in cuts replies after their first chunk: the client reads the rest in the
+    background rather than cancelling the gRPC stream (the bundled Triton 2.51 can crash on
+    a stream cancelled while the model still sends), and Triton is alive afterwards."""
+    text = ("Thanks. I have found your account. I can see that the replacement part was "
+            "sent last Tuesday. It should arrive by Friday. Is there anything else?")
+    for _ in range(12):
+        async with contextlib.aclosing(tts.synthesize(text)) as chunks:   # as the playout
+            async for _chunk in chunks:
+                break                               # cut after the first chunk
+        assert tts._draining, "the cut reply's stream is neither read on nor ended"
+    await tts.close()                               # waits for the drains (bounded)
+    assert not tts._draining
+    assert shell_triton.alive(), shell_triton.log_tail()
+    assert "Signal (11)" not in shell_triton.log_tail(20000)
+    assert len(await speak(tts, "Still here.")) >= 1
