@@ -5,8 +5,6 @@ repeat, reordering undone, DTMF reported once, close flushes and ends the sink.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -14,19 +12,10 @@ import pytest
 from gateway.media.dtmf import DtmfEvent
 from gateway.media.g711 import decoder_for, encoder_for
 from gateway.media.leg import InboundLeg, LegSettings
+from tests.unit.test_leg_hardening import Pkt
 
 SETTINGS = LegSettings("PCMU", 0, 101, 20, 60, False, 16000)
 FRAME = 160
-
-
-@dataclass(frozen=True)
-class Pkt:
-    payload_type: int
-    sequence_number: int
-    timestamp: int
-    payload: bytes
-    marker: bool = False
-    ssrc: int = 0x1234
 
 
 class Sink:
