@@ -8,7 +8,6 @@ path that does not exist, left unloaded for the load-failure test.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -80,21 +79,6 @@ def _start(repository: Path, workdir: Path, attempt: int) -> TritonProcess:
                            grpc_port=grpc, metrics_port=metrics, models=asr_models(),
                            log_path=workdir / f"triton-{attempt}.log")
     return triton.start(timeout_s=REPLY_TIMEOUT_S)
-
-
-@contextlib.contextmanager
-def private_triton(tmp_path: Path, models: Sequence[str]) -> Iterator[TritonProcess]:
-    """A Triton of one test's own on free ports (in ``tmp_path``): one the test stops or
-    kills, or whose crash must not reach the session's shared one."""
-    http, grpc, metrics = distinct_tcp_ports(3)
-    server = TritonProcess(MODEL_REPOSITORY, venv=TRITON_VENV, workdir=tmp_path / "triton",
-                           http_port=http, grpc_port=grpc, metrics_port=metrics,
-                           models=list(models), log_path=tmp_path / "triton.log")
-    server.start(180)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
