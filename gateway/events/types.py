@@ -71,6 +71,24 @@ class TranscriptWord:
     confidence: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedactionSpan:
+    """One redacted stretch: what kind of entity, and when (never its value)."""
+
+    entity: Annotated[str, Doc("card, cvv, expiry, ssn, bank_account, routing, iban, phone, "
+                               "email, dob, dtmf or a custom pattern's name")]
+    start_s: Annotated[float, Doc("seconds on the conversation timeline")]
+    end_s: Annotated[float, Doc("seconds on the conversation timeline")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Redaction:
+    """What the redaction stage removed from an event (types and time spans only)."""
+
+    entities: Annotated[tuple[str, ...], Doc("entity types removed, each once, in order")]
+    spans: tuple[RedactionSpan, ...]
+
+
 # ------------------------------------------------------------------ call lifecycle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallOffered(GatewayEvent):
@@ -180,6 +198,7 @@ class _Transcript(GatewayEvent):
     end_s: Annotated[float, Doc("seconds on the conversation timeline")]
     words: tuple[TranscriptWord, ...]
     latency_s: Annotated[float | None, Doc("audio sent to result received")]
+    redaction: Annotated[Redaction | None, Doc("what redaction removed; null: nothing")] = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +213,32 @@ class TranscriptFinal(_Transcript):
     """The final text of one utterance."""
 
     TYPE: ClassVar[str] = "transcript.final"
+
+
+# ------------------------------------------------------------------ redaction
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSecureChanged(GatewayEvent):
+    """Secure (keypad) mode went on or off: while on, DTMF digits are masked in events and
+    their audio is suppressed in the recording (IVR card capture)."""
+
+    TYPE: ClassVar[str] = "call.secure_changed"
+    call_id: str
+    secure: bool
+    by: Annotated[str, Doc("api or rule")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedactionApplied(GatewayEvent):
+    """The redaction stage removed personal data from one event of a channel; the
+    recorder silences (or tones over) these spans of that channel's audio."""
+
+    TYPE: ClassVar[str] = "redaction.applied"
+    call_id: str
+    conversation_id: str | None
+    channel: str
+    source: Annotated[str, Doc("type of the redacted event (transcript.final, dtmf, ...)")]
+    segment: Annotated[int | None, Doc("the transcript's segment, when a transcript")]
+    spans: tuple[RedactionSpan, ...]
 
 
 # ------------------------------------------------------------------ spoken replies
@@ -244,7 +289,7 @@ class ReplyFailed(GatewayEvent):
 
 EVENT_CLASSES: tuple[type[GatewayEvent], ...] = (
     CallOffered, CallRejected, CallAnswered, CallMediaChanged, SiprecMetadataUpdated, CallEnded,
-    DtmfReceived, TranscriptPartial, TranscriptFinal,
+    DtmfReceived, TranscriptPartial, TranscriptFinal, CallSecureChanged, RedactionApplied,
     ReplyStarted, ReplyFinished, ReplyInterrupted, ReplyFailed,
 )
 EVENT_TYPES: Mapping[str, type[GatewayEvent]] = {c.TYPE: c for c in EVENT_CLASSES}
