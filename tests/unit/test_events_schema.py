@@ -106,7 +106,7 @@ def test_wire_names_envelope_and_nested_parts() -> None:
         "channel": "customer", "participant": None, "conversation_id": "k", "text": "hello",
         "segment": 3, "start_s": 0.5, "end_s": 1.25,
         "words": [{"word": "hello", "start_s": 0.5, "end_s": 1.25, "confidence": 0.9}],
-        "latency_s": None}
+        "latency_s": None, "redaction": None}
     rejected = _wire(CallRejected(status=486, reason="Busy Here", source="127.0.0.1:5"))
     assert rejected["call_id"] is None and VALIDATOR.errors(rejected) == []
 
