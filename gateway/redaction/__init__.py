@@ -5,5 +5,5 @@
 - :mod:`gateway.redaction.detect`: the detectors (text tokens in, ``Found`` spans out).
 - :mod:`gateway.redaction.processor`: the per-channel streaming redactor (a ``Processor``).
 
-Layer: pure core (no I/O, no clock reads, no asyncio).
+Layer: package (every module in it is pure core: no I/O, no clock reads, no asyncio).
 """

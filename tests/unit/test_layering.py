@@ -47,7 +47,6 @@ PURE: frozenset[str] = frozenset({
     "gateway/events/processing.py",
     "gateway/events/schema.py",
     "gateway/events/types.py",
-    "gateway/redaction/__init__.py",
     *(f"gateway/redaction/{m}.py" for m in ("entities",)),
     *(f"gateway/media/{m}.py" for m in (
         "dtmf", "g711", "jitter", "leg", "packetizer", "ports", "resample", "rtcp", "rtp",
