@@ -237,6 +237,74 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedactionEntities:
+    """What to do with each entity type: ``tag`` (replace by its tag), ``last4`` (cards
+    only: ``[CARD ****1111]``) or ``off`` (leave it in the text)."""
+
+    card: str = "tag"
+    cvv: str = "tag"
+    expiry: str = "tag"
+    ssn: str = "tag"
+    bank_account: str = "tag"
+    routing: str = "tag"
+    iban: str = "tag"
+    phone: str = "tag"
+    email: str = "tag"
+    dob: str = "tag"
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionTags:
+    """The text that replaces each entity."""
+
+    card: str = "[CARD]"
+    cvv: str = "[CVV]"
+    expiry: str = "[EXPIRY]"
+    ssn: str = "[SSN]"
+    bank_account: str = "[ACCOUNT]"
+    routing: str = "[ROUTING]"
+    iban: str = "[IBAN]"
+    phone: str = "[PHONE]"
+    email: str = "[EMAIL]"
+    dob: str = "[DOB]"
+    dtmf: str = "[DTMF]"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomRedaction:
+    """``[[redaction.custom]]``: an operator's own pattern (a member number, a policy id)."""
+
+    name: str
+    pattern: re.Pattern[str]
+    tag: str = ""
+    """Replacement text; ``""`` means ``[NAME]`` (the name in upper case)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionConfig:
+    enabled: bool = True
+    entities: RedactionEntities = field(default_factory=RedactionEntities)
+    tags: RedactionTags = field(default_factory=RedactionTags)
+    custom: tuple[CustomRedaction, ...] = ()
+    context_window_s: float = 30.0
+    """After the agent asks for a card number, security code, date of birth ...: how long
+    the customer's digits count as that entity even when short."""
+    hold_s: float = 3.0
+    """How long a final that ends in digits waits for the next final of its channel (a card
+    number read in groups, one utterance each) before it goes out."""
+    secure_dtmf: str = "after_card_request"
+    """Keypad digits masked: ``never`` (only ``POST /v1/calls/{id}/secure``), ``always``, or
+    ``after_card_request`` (also for ``context_window_s`` after the agent asks for card
+    details)."""
+    audio: str = "tone"
+    """Redacted spans in recordings: ``tone`` (1 kHz), ``silence`` or ``off``."""
+    audio_padding_ms: int = 250
+    audio_delay_s: float = 10.0
+    """Audio the recorder keeps in memory before writing, so that spans of finals that
+    arrive up to this late are masked before the audio reaches disk."""
+
+
+@dataclass(frozen=True, slots=True)
 class SystemdConfig:
     watchdog: bool = True
 
@@ -254,6 +322,7 @@ class GatewayConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
     source_path: Path | None = None
 
@@ -710,6 +779,43 @@ _SINK: Final = _table(EventSink, {
 }, post=_variants("type", {"jsonl": ("path",), "webhook": _WEBHOOK_KEYS},
                   {"jsonl": ("path",), "webhook": ("url",)}))
 
+def _last4_only_for_cards(raw: Mapping[str, Any], values: dict[str, Any], path: str,
+                          ctx: _Ctx) -> None:
+    for name, action in values.items():
+        if action == "last4" and name != "card":
+            ctx.error(_join(path, name), '"last4" is for card only; use "tag" or "off"')
+
+
+def _custom_names(raw: Mapping[str, Any], values: dict[str, Any], path: str, ctx: _Ctx) -> None:
+    name = values.get("name")
+    if isinstance(name, str) and not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+        ctx.error(_join(path, "name"), "must be lower case letters, digits and _ (max 32)")
+
+
+_REDACTION: Final = _table(RedactionConfig, {
+    "enabled": _bool,
+    "entities": _table(RedactionEntities, {
+        name: _choice("tag", "last4", "off") for name in (
+            "card", "cvv", "expiry", "ssn", "bank_account", "routing", "iban", "phone",
+            "email", "dob")}, post=_last4_only_for_cards),
+    "tags": _table(RedactionTags, {
+        name: _text() for name in (
+            "card", "cvv", "expiry", "ssn", "bank_account", "routing", "iban", "phone",
+            "email", "dob", "dtmf")}),
+    "custom": _list(_table(CustomRedaction, {
+        "name": _text(),
+        "pattern": _parsed(lambda text: re.compile(text, re.IGNORECASE),
+                           lambda exc, _s: f"invalid regex: {exc}"),
+        "tag": _text(allow_empty=True),
+    }, post=_custom_names), unique=lambda c: c.name, unique_at=".name"),
+    "context_window_s": _float(0, 600),
+    "hold_s": _float(0, 30),
+    "secure_dtmf": _choice("never", "always", "after_card_request"),
+    "audio": _choice("tone", "silence", "off"),
+    "audio_padding_ms": _int(0, 2000),
+    "audio_delay_s": _float(0, 120),
+})
+
 _ROOT: Final = _table(GatewayConfig, {
     "sip": _SIP,
     "rtp": _RTP,
@@ -750,6 +856,7 @@ _ROOT: Final = _table(GatewayConfig, {
         "record": _bool,
         "recording_format": _choice("wav", "flac"),
     }),
+    "redaction": _REDACTION,
     "systemd": _table(SystemdConfig, {"watchdog": _bool}),
 })
 
@@ -786,7 +893,7 @@ def load_config(path: str | os.PathLike[str],
 _LIVE_KEYS: Final = ("logging.level", "logging.format", "logging.sip_trace", "events",
                      "sip.accounts", "channels",
                      "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s", "tts", "bot",
-                     "siprec.caller_labels", "siprec.fallback")
+                     "siprec.caller_labels", "siprec.fallback", "redaction")
 
 
 def _is_live(key: str) -> bool:
@@ -887,4 +994,13 @@ def startup_summary(cfg: GatewayConfig) -> dict[str, Any]:
         "event_sinks": [_sink_summary(s) for s in cfg.events.sinks],
         "logging": {"level": cfg.logging.level, "format": cfg.logging.format,
                     "sip_trace": cfg.logging.sip_trace},
+        "redaction": _redaction_summary(cfg.redaction),
     }
+
+
+def _redaction_summary(r: RedactionConfig) -> dict[str, Any] | str:
+    if not r.enabled:
+        return "off"
+    off = [f.name for f in fields(r.entities) if getattr(r.entities, f.name) == "off"]
+    return {"audio": r.audio, "entities_off": off, "custom": [c.name for c in r.custom],
+            "secure_dtmf": r.secure_dtmf}

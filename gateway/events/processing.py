@@ -58,10 +58,9 @@ from gateway.events.types import CallEnded, GatewayEvent
 TIMER = "timer"
 """``ProcessorFailure.event_type`` of a failure in ``next_deadline``/``on_timer``."""
 
-PROCESSOR_CONFIG_KEYS: tuple[str, ...] = ()
-"""Config sections :func:`build_processors` reads (``"redaction"``, ``"analytics"``); a
-SIGHUP that changes one of them rebuilds the processors (they must also be live keys in
-``gateway.config``). None yet."""
+PROCESSOR_CONFIG_KEYS: tuple[str, ...] = ("redaction",)
+"""Config sections :func:`build_processors` reads; a SIGHUP that changes one of them
+rebuilds the processors (they must also be live keys in ``gateway.config``)."""
 
 
 def reconfigures_processors(changed: Sequence[str]) -> bool:

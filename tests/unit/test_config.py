@@ -17,6 +17,7 @@ import gateway
 from gateway.config import (
     ChannelRule,
     ConfigError,
+    CustomRedaction,
     EventSink,
     GatewayConfig,
     Secret,
@@ -74,10 +75,10 @@ def test_sample_mentions_every_key() -> None:
     text = SAMPLE.read_text(encoding="utf-8")
     keys = [(section, key) for section, values in redacted_dict(GatewayConfig()).items()
             if section != "source_path" for key in values]
-    keys += [(cls.__name__, f.name) for cls in (SipAccount, ChannelRule, EventSink)
+    keys += [(cls.__name__, f.name) for cls in (SipAccount, ChannelRule, EventSink, CustomRedaction)
              for f in dataclasses.fields(cls)]
     for section, key in keys:
-        line = rf"(?m)^(# )?(\[\[{section}\.{key}\]\]|{key}(_env)? = )"
+        line = rf"(?m)^(# )?(\[\[?{section}\.{key}\]\]?|{key}(_env)? = )"
         assert re.search(line, text), f"{section}.{key} missing from the sample"
 
 
@@ -471,3 +472,43 @@ def test_startup_summary_hides_webhook_credentials() -> None:
         {"type": "webhook", "url": "https://user:pw@hooks.example/x?k=secret"}]}}, {},
         Path("/etc/gw"))
     assert startup_summary(cfg)["event_sinks"] == ["webhook:https://hooks.example/x"]
+
+
+# --------------------------------------------------------------------------- redaction
+
+def test_redaction_defaults_on_with_tags_and_tone() -> None:
+    r = GatewayConfig().redaction
+    assert r.enabled and r.entities.card == "tag" and r.tags.card == "[CARD]"
+    assert (r.audio, r.secure_dtmf, r.custom) == ("tone", "after_card_request", ())
+
+
+def test_redaction_custom_pattern_and_last4_parse() -> None:
+    cfg = parse_config({"redaction": {"entities": {"card": "last4", "phone": "off"},
+                                      "custom": [{"name": "member_id",
+                                                  "pattern": r"M\d{6}"}]}}, {}, Path("."))
+    (custom,) = cfg.redaction.custom
+    assert custom.pattern.search("m123456") and cfg.redaction.entities.phone == "off"
+
+
+@pytest.mark.parametrize(("raw", "error"), [
+    ({"entities": {"cvv": "last4"}}, 'redaction.entities.cvv: "last4" is for card only'),
+    ({"entities": {"card": "hide"}}, "redaction.entities.card: must be one of"),
+    ({"custom": [{"name": "x", "pattern": "("}]}, "redaction.custom[0].pattern: invalid regex"),
+    ({"custom": [{"name": "Bad Name", "pattern": "x"}]}, "redaction.custom[0].name: must be"),
+    ({"custom": [{"name": "a", "pattern": "x"}, {"name": "a", "pattern": "y"}]},
+     "redaction.custom[1].name: duplicate"),
+    ({"audio": "beep"}, "redaction.audio: must be one of"),
+    ({"hold_s": 99}, "redaction.hold_s:"),
+    ({"colour": 1}, "redaction.colour: unknown key"),
+])
+def test_redaction_bad_config_is_named(raw: dict[str, object], error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"redaction": raw}, {}, Path("."))
+    assert any(e.startswith(error) for e in info.value.errors), info.value.errors
+
+
+def test_redaction_is_live() -> None:
+    old = GatewayConfig()
+    new = parse_config({"redaction": {"hold_s": 1.0}}, {}, Path("."))
+    plan = reload_diff(old, new)
+    assert plan.changed == ("redaction.hold_s",) and not plan.refused
