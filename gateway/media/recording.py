@@ -14,6 +14,18 @@ cut may). So a ``kill -9`` loses at most ``late_window_s + flush_interval_s`` of
 Writes starting before the flushed part are cut (dropped samples are counted in
 :attr:`StereoRecorder.dropped_samples`); overlapping writes are summed with saturation.
 
+Redaction (:meth:`StereoRecorder.mask`): a span of one channel is replaced by a 1 kHz tone
+or silence (``mask_mode``, see :mod:`gateway.media.masking`). With ``delay_s`` the memory
+window is at least that long, so a mask arriving up to ``delay_s`` after its audio (a
+final's latency) is applied before the audio is written: a crash then loses at most
+``max(late_window_s, delay_s) + flush_interval_s``, and unmasked audio of such a span never
+reaches the file. A mask is kept until its part of the timeline is written out, so it also
+covers audio that arrives after it (a span ahead of the audio, a late leg mixed in). A mask
+later than the window: its part already on disk is overwritten in place in a WAV file
+(counted in :attr:`StereoRecorder.late_patched_samples`); a FLAC stream cannot be patched,
+so that part stays as it is (counted in :attr:`StereoRecorder.late_unpatched_samples`):
+with FLAC the delay window is the only protection.
+
 FLAC needs the optional ``soundfile`` package; without it ``fmt="flac"`` raises
 :class:`RecordingFormatError` at construction. The crash guarantee is WAV-only: a FLAC file
 left by a crash has no STREAMINFO totals, and libsndfile itself then refuses to read it.
@@ -26,6 +38,7 @@ from __future__ import annotations
 import importlib
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Final, Protocol
@@ -33,12 +46,15 @@ from typing import Any, BinaryIO, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from gateway.media import masking
+
 CHANNEL_INDEX: Final = {"agent": 0, "customer": 1}  # agent LEFT, customer RIGHT
 FILE_MODE: Final = 0o640
 DIR_MODE: Final = 0o750
 _WAV_HEADER_BYTES: Final = 44
 _FRAME_BYTES: Final = 4  # 2 channels x 16 bit
 _WAV_MAX_DATA_BYTES: Final = 0xFFFF_FFFF - 36
+_PATCH_BLOCK: Final = 8000  # frames read and rewritten at a time by an on-disk patch
 
 Frames = npt.NDArray[np.int16]  # shape (n, 2)
 
@@ -63,8 +79,21 @@ class TimelineJumpError(ChunkError):
     """A write starting implausibly far after everything written so far."""
 
 
+@dataclass(frozen=True, slots=True)
+class MaskResult:
+    """What one :meth:`StereoRecorder.mask` found already on disk (samples of its channel)."""
+
+    on_disk: int = 0    # samples of the span written out unmasked before the mask came
+    patched: int = 0    # of those, overwritten in place (WAV); the rest stay unmasked
+
+    @property
+    def late(self) -> bool:
+        return self.on_disk > 0
+
+
 class _Sink(Protocol):
     def append(self, frames: Frames) -> int: ...   # returns frames it could not store
+    def patch(self, start: int, channel: int, samples: npt.NDArray[np.int16]) -> int: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...
 
@@ -91,6 +120,21 @@ class _WavSink:
         self._data_bytes += len(kept) * _FRAME_BYTES
         return len(frames) - len(kept)
 
+    def patch(self, start: int, channel: int, samples: npt.NDArray[np.int16]) -> int:
+        """Overwrite one channel of frames ``start``... in the data chunk; samples patched."""
+        end = min(start + len(samples), self._data_bytes // _FRAME_BYTES)
+        if end <= start:
+            return 0
+        self._file.seek(_WAV_HEADER_BYTES + start * _FRAME_BYTES)
+        raw = self._file.read((end - start) * _FRAME_BYTES)
+        frames = np.frombuffer(raw, dtype="<i2").reshape(-1, 2).copy()
+        frames[:, channel] = samples[:end - start]
+        self._file.seek(_WAV_HEADER_BYTES + start * _FRAME_BYTES)
+        self._file.write(frames.tobytes())
+        self._file.seek(0, os.SEEK_END)
+        self._file.flush()
+        return end - start
+
     def commit(self) -> None:
         header = wav_header(self._rate, self._data_bytes)
         self._file.seek(4)
@@ -115,6 +159,9 @@ class _FlacSink:
     def append(self, frames: Frames) -> int:
         self._sound.write(frames)
         return 0
+
+    def patch(self, start: int, channel: int, samples: npt.NDArray[np.int16]) -> int:
+        return 0    # a FLAC stream cannot be rewritten in place
 
     def commit(self) -> None:
         self._sound.flush()
@@ -153,21 +200,28 @@ class StereoRecorder:
 
     ``path`` must not exist (its directory is created). ``max_gap_s`` guards against a broken
     timeline: a write starting more than that after the furthest sample so far is refused.
+    ``delay_s`` (redaction) keeps at least that much of the timeline in memory before it is
+    written; ``mask_mode`` (``tone`` or ``silence``) is what :meth:`mask` puts in a span.
     """
 
     def __init__(self, path: Path, *, sample_rate_hz: int = 8000, fmt: str = "wav",
                  flush_interval_s: float = 1.0, late_window_s: float = 0.5,
-                 max_gap_s: float = 600.0) -> None:
+                 max_gap_s: float = 600.0, delay_s: float = 0.0,
+                 mask_mode: str = "tone") -> None:
         if fmt not in ("wav", "flac"):
             raise RecordingFormatError(f"recording format must be 'wav' or 'flac', got {fmt!r}")
+        if mask_mode not in masking.MASK_MODES:
+            raise RecordingError(f"mask_mode must be 'tone' or 'silence', got {mask_mode!r}")
         if fmt == "flac":
             _soundfile()  # fail before creating the file
-        if sample_rate_hz <= 0 or flush_interval_s <= 0 or late_window_s < 0 or max_gap_s < 0:
+        if (sample_rate_hz <= 0 or flush_interval_s <= 0 or late_window_s < 0 or max_gap_s < 0
+                or not delay_s >= 0):
             raise RecordingError("sample_rate_hz and flush_interval_s must be > 0, "
-                                 "late_window_s and max_gap_s >= 0")
+                                 "late_window_s, max_gap_s and delay_s >= 0")
         self.path = Path(path)
         self.sample_rate_hz = sample_rate_hz
-        self._late = round(late_window_s * sample_rate_hz)
+        self.mask_mode = mask_mode
+        self._late = round(max(late_window_s, delay_s) * sample_rate_hz)
         self._flush_every = max(1, round(flush_interval_s * sample_rate_hz))
         self._max_gap = round(max_gap_s * sample_rate_hz)
         self._capacity = self._late + self._flush_every
@@ -175,6 +229,9 @@ class StereoRecorder:
         self._flushed = 0  # timeline position of _pending[0] (= frames handed to the sink)
         self._end = 0      # furthest timeline position written, exclusive
         self._dropped = 0
+        self._masks: dict[int, list[masking.Interval]] = {i: [] for i in CHANNEL_INDEX.values()}
+        self._late_patched = 0
+        self._late_unpatched = 0
         self._closed = False
         file = _open_exclusive(self.path)
         try:
@@ -196,6 +253,43 @@ class StereoRecorder:
         """Samples refused: their place on the timeline was already written out (late), or
         (both channels counted) beyond the WAV 4 GiB limit."""
         return self._dropped
+
+    @property
+    def memory_window_s(self) -> float:
+        """How much of the timeline (back from its end) is held in memory before writing."""
+        return self._late / self.sample_rate_hz
+
+    @property
+    def late_patched_samples(self) -> int:
+        """Samples (of one channel each) masked after they were written: overwritten in the
+        file (WAV)."""
+        return self._late_patched
+
+    @property
+    def late_unpatched_samples(self) -> int:
+        """Samples masked after they were written that could not be overwritten (FLAC):
+        they stay unmasked in the file."""
+        return self._late_unpatched
+
+    def mask(self, channel: str, start_s: float, end_s: float, *,
+             padding_s: float = 0.0) -> MaskResult:
+        """Replace ``[start_s - padding_s, end_s + padding_s)`` (timeline seconds) of one
+        channel with the mask (tone or silence), whenever that audio arrives.
+
+        The part not yet written is masked as it is written (including audio that comes
+        after this call); the part already written is patched in the file now (WAV) or
+        counted as left unmasked (FLAC). An empty or non-finite span masks nothing.
+        """
+        if self._closed:
+            raise RecorderClosedError(f"recording {self.path} is closed")
+        index = _channel_index(channel)
+        span = masking.span_samples(start_s, end_s, padding_s, self.sample_rate_hz)
+        if span is None:
+            return MaskResult()
+        written, to_come = masking.split_at(span, self._flushed)
+        if to_come is not None:
+            self._masks[index] = masking.add_interval(self._masks[index], to_come)
+        return MaskResult() if written is None else self._patch(index, written)
 
     def write(self, channel: str, start_sample: int, pcm: npt.NDArray[np.int16]) -> None:
         index = self._check(channel, start_sample, pcm)
@@ -224,8 +318,7 @@ class StereoRecorder:
     def _check(self, channel: str, start_sample: int, pcm: npt.NDArray[np.int16]) -> int:
         if self._closed:
             raise RecorderClosedError(f"recording {self.path} is closed")
-        if channel not in CHANNEL_INDEX:
-            raise ChunkError(f"channel must be 'agent' or 'customer', got {channel!r}")
+        index = _channel_index(channel)
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
             raise ChunkError("pcm must be a 1-D numpy int16 array")
         if isinstance(start_sample, bool) or not isinstance(start_sample, int | np.integer):
@@ -236,7 +329,7 @@ class StereoRecorder:
             raise TimelineJumpError(
                 f"start_sample {start_sample} is {start_sample - self._end} samples after the "
                 f"end of the recording ({self._end}); more than max_gap_s allows")
-        return CHANNEL_INDEX[channel]
+        return index
 
     def _write_piece(self, index: int, start: int, pcm: npt.NDArray[np.int16]) -> None:
         late = min(len(pcm), max(0, self._flushed - start))
@@ -261,14 +354,42 @@ class StereoRecorder:
         """Hand the timeline up to ``target`` to the sink (silence past the buffer) and commit."""
         frames = target - self._flushed
         kept = min(frames, self._capacity)
-        lost = self._sink.append(self._pending[:kept])
-        silence = frames - kept
-        while silence > 0:
-            block = min(silence, self._capacity)
-            lost += self._sink.append(np.zeros((block, 2), dtype=np.int16))
-            silence -= block
+        lost = self._append(self._pending[:kept], self._flushed)
+        position = self._flushed + kept
+        while position < target:
+            block = min(target - position, self._capacity)
+            lost += self._append(np.zeros((block, 2), dtype=np.int16), position)
+            position += block
         self._dropped += 2 * lost
         self._pending[:self._capacity - kept] = self._pending[kept:].copy()
         self._pending[self._capacity - kept:] = 0
         self._flushed = target
+        for index, intervals in self._masks.items():
+            self._masks[index] = masking.trim_before(intervals, target)
         self._sink.commit()
+
+    def _append(self, frames: Frames, start: int) -> int:
+        """Apply the pending masks to ``frames`` (timeline ``start``...) and write them."""
+        for index, intervals in self._masks.items():
+            if intervals:
+                masking.apply_masks(frames, start, index, intervals, self.mask_mode,
+                                    self.sample_rate_hz)
+        return self._sink.append(frames)
+
+    def _patch(self, index: int, written: masking.Interval) -> MaskResult:
+        """Mask a stretch already handed to the sink: overwrite it in the file if it can."""
+        start, end = written
+        patched = 0
+        for lo in range(start, end, _PATCH_BLOCK):
+            hi = min(lo + _PATCH_BLOCK, end)
+            samples = masking.mask_samples(self.mask_mode, lo, hi - lo, self.sample_rate_hz)
+            patched += self._sink.patch(lo, index, samples)
+        self._late_patched += patched
+        self._late_unpatched += end - start - patched
+        return MaskResult(on_disk=end - start, patched=patched)
+
+
+def _channel_index(channel: str) -> int:
+    if channel not in CHANNEL_INDEX:
+        raise ChunkError(f"channel must be 'agent' or 'customer', got {channel!r}")
+    return CHANNEL_INDEX[channel]

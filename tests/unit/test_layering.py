@@ -49,8 +49,8 @@ PURE: frozenset[str] = frozenset({
     "gateway/events/types.py",
     *(f"gateway/redaction/{m}.py" for m in ("entities",)),
     *(f"gateway/media/{m}.py" for m in (
-        "dtmf", "g711", "jitter", "leg", "packetizer", "ports", "resample", "rtcp", "rtp",
-        "rtpstats", "timeout", "vad")),
+        "dtmf", "g711", "jitter", "leg", "masking", "packetizer", "ports", "resample", "rtcp",
+        "rtp", "rtpstats", "timeout", "vad")),
     *(f"gateway/sip/{m}.py" for m in (
         "admission", "callside", "core", "dialog", "digest", "liveness", "message",
         "multipart", "registration", "sdp", "siprec", "trace", "transaction")),
