@@ -47,7 +47,7 @@ PURE: frozenset[str] = frozenset({
     "gateway/events/processing.py",
     "gateway/events/schema.py",
     "gateway/events/types.py",
-    *(f"gateway/redaction/{m}.py" for m in ("entities",)),
+    *(f"gateway/redaction/{m}.py" for m in ("entities", "numbers", "detect")),
     *(f"gateway/media/{m}.py" for m in (
         "dtmf", "g711", "jitter", "leg", "masking", "packetizer", "ports", "resample", "rtcp",
         "rtp", "rtpstats", "timeout", "vad")),
