@@ -3,8 +3,10 @@
 For each offered call :class:`Conversations` decides the channel of every accepted stream
 (the channel rules for a plain call, SIPREC's role mapping for a recording session), joins
 correlated calls into one conversation with one recording, opens an ASR stream per channel
-and turns its hypotheses into transcript events. What it decided for one call is a
-:class:`CallConversation`, which the call registry keeps and hands back at teardown.
+and turns its hypotheses into transcript events; with audio redaction on, its
+:class:`~gateway.calls.timeline.RecordingMasks` masks the recordings' redacted spans. What it
+decided for one call is a :class:`CallConversation`, which the call registry keeps and hands
+back at teardown.
 
 Layer: shell.
 """
@@ -24,7 +26,7 @@ import numpy.typing as npt
 
 from gateway.asr.contract import Hypothesis
 from gateway.asr.stream import AsrChannel, AsrHub
-from gateway.calls.timeline import ChannelSink, ConversationMedia
+from gateway.calls.timeline import ChannelSink, ConversationMedia, RecordingMasks
 from gateway.channels import ChannelMapper, ConversationJoiner
 from gateway.config import GatewayConfig
 from gateway.events.bus import EventBus
@@ -82,6 +84,7 @@ class Conversations:
         self._joiner = ConversationJoiner(config.channels.correlation_header)
         self._open: dict[str, ConversationMedia] = {}
         self._loop = asyncio.get_running_loop()
+        self.masks = RecordingMasks(events, self._padding_s)
 
     def apply_config(self, config: GatewayConfig) -> None:
         self.config = config
@@ -160,7 +163,17 @@ class Conversations:
             media = ConversationMedia(conversation_id, self._loop.time(),
                                       self._recorder(conversation_id))
             self._open[conversation_id] = media
+            if media.recorder is not None and self._audio_redaction():
+                self.masks.track(media)
         return media
+
+    def _audio_redaction(self) -> bool:
+        """Recordings get redacted spans masked (and a delay window to mask them in)."""
+        redaction = self.config.redaction
+        return redaction.enabled and redaction.audio != "off"
+
+    def _padding_s(self) -> float:
+        return self.config.redaction.audio_padding_ms / 1000
 
     def _recorder(self, conversation_id: str) -> StereoRecorder | None:
         storage = self.config.storage
@@ -169,8 +182,12 @@ class Conversations:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         name = f"{stamp}-{conversation_id}.{storage.recording_format}"
         path = Path(storage.recordings_dir) / name
+        redaction = self.config.redaction
+        masked = self._audio_redaction()
         try:
-            return StereoRecorder(path, fmt=storage.recording_format)
+            return StereoRecorder(path, fmt=storage.recording_format,
+                                  delay_s=redaction.audio_delay_s if masked else 0.0,
+                                  mask_mode=redaction.audio if masked else "tone")
         except (OSError, ValueError) as exc:
             self._log.error("recording.open_failed", path=str(path), error=str(exc))
             return None
@@ -178,7 +195,9 @@ class Conversations:
     def sinks(self, talk: CallConversation, on_audio: AudioHook,
               on_words: Callable[[], None]) -> list[ChannelSink]:
         """One sink per stream: recording, a new ASR stream, and ``on_audio`` (barge-in)."""
-        return [self._sink(talk, channel, on_audio, on_words) for channel in talk.channels]
+        sinks = [self._sink(talk, channel, on_audio, on_words) for channel in talk.channels]
+        self.masks.add_call(talk.call_id, talk.media, sinks)
+        return sinks
 
     def _sink(self, talk: CallConversation, channel: str, on_audio: AudioHook,
               on_words: Callable[[], None]) -> ChannelSink:
@@ -191,13 +210,17 @@ class Conversations:
         return ChannelSink(talk.media, channel, asr, on_audio)
 
     def leave(self, talk: CallConversation) -> Path | None:
-        """The call is gone; the last call out closes the recording (its path)."""
+        """The call is gone; the last call out closes the recording (its path). A masked
+        recording is closed once the call's ``call.ended`` has passed the bus (the masks the
+        processor releases before it still apply; :class:`RecordingMasks`)."""
         self._joiner.remove(talk.call_id)
         conv = talk.media
         conv.calls.discard(talk.call_id)
         if conv.calls:
             return None
         self._open.pop(conv.conversation_id, None)
+        if self.masks.tracks(conv):
+            return self.masks.close_after_end(conv, self._loop)
         try:
             return conv.close_recording()
         except OSError as exc:

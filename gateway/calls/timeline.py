@@ -5,12 +5,17 @@ by a correlation header (:mod:`gateway.calls.conversation` decides which). Each 
 audio goes to the conversation's recorder (8 kHz, time-aligned on the conversation
 timeline), to its ASR stream and to the call's barge-in detector.
 
+With audio redaction on, :class:`RecordingMasks` (a listener on the event bus) tones over
+or silences, in the recording, every span of a ``redaction.applied`` event (see its
+docstring for the time base and the teardown order).
+
 Layer: shell.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.asr.stream import AsrChannel
-from gateway.media.recording import StereoRecorder
+from gateway.events.bus import EventBus
+from gateway.events.types import CallEnded, Envelope, RedactionApplied, RedactionSpan
+from gateway.logs import get_logger
+from gateway.media.recording import MaskResult, StereoRecorder
 
 RECORDING_RATE_HZ = 8000
 
@@ -76,3 +84,132 @@ class ChannelSink:
     def summary(self) -> dict[str, Any]:
         return {"channel": self.channel, "offset_s": round(self.offset_s, 3),
                 "audio_s": round(self.samples / RECORDING_RATE_HZ, 3)}
+
+
+class RecordingMasks:
+    """Applies each ``redaction.applied`` span to its conversation's recording.
+
+    A listener on the event bus, subscribed while at least one masked recording is open (or
+    closing). An event is matched by its ``call_id`` (a call of a tracked conversation), else
+    by its ``conversation_id``; the span, padded by ``padding_s()``, is masked with
+    :meth:`StereoRecorder.mask`. The listener never raises: a failure is logged as
+    ``recording.mask_failed``, a span that was already on disk as ``recording.redaction_late``
+    (warning, with the seconds that had been written unmasked and the seconds patched).
+
+    Time base: a transcript's spans carry the transcript's times, which are that call
+    channel's ASR stream time (0 at the leg's first audio), so the leg's offset on the
+    conversation timeline (:attr:`ChannelSink.offset_s`) is added; spans of other sources
+    (``dtmf``) are already on the conversation timeline.
+
+    Teardown: the last call to leave hands its recording to :meth:`close_after_end` instead of
+    closing it. The call's ``call.ended`` goes out right after (the processor releases the
+    finals it held, and their ``redaction.applied``, before it, in the same ``emit``); the
+    recording is closed when that ``call.ended`` reaches this listener, after those spans
+    were masked, or on the next turn of the loop if no ``call.ended`` comes.
+    """
+
+    def __init__(self, events: EventBus, padding_s: Callable[[], float]) -> None:
+        self._events = events
+        self._padding_s = padding_s
+        self._media: dict[str, ConversationMedia] = {}       # conversation_id -> tracked
+        self._calls: dict[str, tuple[ConversationMedia, Sequence[ChannelSink]]] = {}
+        self._closing: set[str] = set()
+        self._log = get_logger("calls")
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self._media)
+
+    def track(self, media: ConversationMedia) -> None:
+        """A conversation whose recording is to be masked (subscribes with the first)."""
+        if media.conversation_id in self._media:    # its last recording still closing
+            self.close(media.conversation_id)
+        if not self._media:
+            self._events.subscribe(self.on_event)
+        self._media[media.conversation_id] = media
+
+    def add_call(self, call_id: str, media: ConversationMedia,
+                 sinks: Sequence[ChannelSink]) -> None:
+        if media.conversation_id in self._media:
+            self._calls[call_id] = (media, sinks)
+
+    def tracks(self, media: ConversationMedia) -> bool:
+        """Whether ``media``'s recording is masked here (its close comes through here)."""
+        return self._media.get(media.conversation_id) is media
+
+    def close_after_end(self, media: ConversationMedia,
+                        loop: asyncio.AbstractEventLoop) -> Path | None:
+        """The last call left: close after its ``call.ended`` (the path it will have)."""
+        self._closing.add(media.conversation_id)
+        loop.call_soon(self.close, media.conversation_id)
+        return media.recorder.path if media.recorder is not None else None
+
+    def close(self, conversation_id: str) -> Path | None:
+        """Close a tracked recording now (idempotent; unsubscribes after the last)."""
+        media = self._media.pop(conversation_id, None)
+        self._closing.discard(conversation_id)
+        if media is None:
+            return None
+        for call_id in [c for c, (m, _s) in self._calls.items() if m is media]:
+            del self._calls[call_id]
+        if not self._media:
+            self._events.unsubscribe(self.on_event)
+        try:
+            return media.close_recording()
+        except OSError as exc:
+            self._log.error("recording.close_failed", error=str(exc))
+            return None
+
+    def close_all(self) -> None:
+        for conversation_id in list(self._media):
+            self.close(conversation_id)
+
+    def on_event(self, envelope: Envelope) -> None:
+        event = envelope.event
+        try:
+            if isinstance(event, RedactionApplied):
+                self._mask(event)
+            elif isinstance(event, CallEnded):
+                self._ended(event)
+        except Exception as exc:  # a masking bug must never reach the bus (nor the call)
+            self._log.error("recording.mask_failed", call_id=event.call_id, error=repr(exc))
+
+    def _ended(self, event: CallEnded) -> None:
+        self._calls.pop(event.call_id, None)
+        if event.conversation_id in self._closing:
+            self.close(event.conversation_id)
+
+    def _mask(self, event: RedactionApplied) -> None:
+        media, offset_s = self._target(event)
+        if media is None or media.recorder is None:
+            return
+        padding_s = self._padding_s()
+        for span in event.spans:
+            try:
+                result = media.recorder.mask(event.channel, span.start_s + offset_s,
+                                             span.end_s + offset_s, padding_s=padding_s)
+            except Exception as exc:
+                self._log.error("recording.mask_failed", call_id=event.call_id,
+                                conversation_id=media.conversation_id, channel=event.channel,
+                                entity=span.entity, error=repr(exc))
+                continue
+            if result.late:
+                self._late(event, span, result, media.recorder.sample_rate_hz)
+
+    def _target(self, event: RedactionApplied) -> tuple[ConversationMedia | None, float]:
+        """The recording a span goes to, and what to add to its times (see the class)."""
+        media, sinks = self._calls.get(event.call_id, (None, ()))
+        if media is None:
+            return self._media.get(event.conversation_id or ""), 0.0
+        if not event.source.startswith("transcript."):
+            return media, 0.0
+        offsets = [s.offset_s for s in sinks if s.channel == event.channel]
+        return media, offsets[0] if offsets else 0.0
+
+    def _late(self, event: RedactionApplied, span: RedactionSpan, result: MaskResult,
+              rate_hz: int) -> None:
+        self._log.warning("recording.redaction_late", call_id=event.call_id,
+                          conversation_id=event.conversation_id, channel=event.channel,
+                          entity=span.entity, source=event.source,
+                          on_disk_s=round(result.on_disk / rate_hz, 3),
+                          patched_s=round(result.patched / rate_hz, 3))
