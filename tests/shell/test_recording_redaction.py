@@ -50,8 +50,11 @@ class ReleasesAtEnd(ProcessorBase):
 
     def __init__(self) -> None:
         self.held: dict[str, RedactionApplied] = {}
+        self.withhold_end = False
 
     def process(self, event: GatewayEvent, now: float) -> Sequence[GatewayEvent]:
+        if isinstance(event, CallEnded) and self.withhold_end:
+            return ()
         if isinstance(event, CallEnded) and event.call_id in self.held:
             return (self.held.pop(event.call_id), event)
         return (event,)
@@ -207,3 +210,21 @@ async def test_audio_redaction_off_records_as_before(tmp_path: Path, rigs: list[
     assert await side.calls.wait_idle(WAIT_S)
     (ended,) = [e for e in side.events if isinstance(e, CallEnded)]
     assert ended.recording is not None and Path(ended.recording).exists()
+
+
+async def test_a_recording_whose_call_ended_never_passes_is_closed_all_the_same(
+        tmp_path: Path, rigs: list[Rig]) -> None:
+    side = rig(rigs, make_config(tmp_path, record=True))
+    side.processor.withhold_end = True
+    side.calls.offered("c-1", meta("c-1"), plan(), None)
+    await until(lambda: "c-1" in side.sip.answers)
+    recorder = side.calls.calls["c-1"].talk.media.recorder
+    assert recorder is not None
+    recorder.write("customer", 0, sine(RATE))
+    side.calls.ended("c-1", "bye", "remote", True)
+    assert await side.calls.wait_idle(WAIT_S)
+    await asyncio.sleep(0)                               # the next turn of the loop
+    assert not side.calls.conversations.masks.subscribed
+    assert not [e for e in side.events if isinstance(e, CallEnded)]
+    with wave.open(str(recorder.path), "rb") as w:       # closed: all of it written out
+        assert w.getnframes() == RATE
