@@ -184,6 +184,10 @@ class DtmfReceived(GatewayEvent):
     digit: Annotated[str, Doc('"0"-"9", "*", "#", "A"-"D", "flash" or "event-<n>"')]
     duration_ms: int
     end_seen: Annotated[bool, Doc("false: reported without its end packets")]
+    start_s: Annotated[float | None, Doc(
+        "seconds on the conversation timeline where the tone began (null: not known)")] = None
+    end_s: Annotated[float | None, Doc(
+        "seconds on the conversation timeline where the tone ended (null: not known)")] = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,7 +34,7 @@ from gateway.media.dtmf import DtmfDecoder, DtmfEvent
 from gateway.media.g711 import decoder_for
 from gateway.media.jitter import Frame, JitterBuffer
 from gateway.media.resample import StreamResampler
-from gateway.media.rtpstats import RtpReceiveStats
+from gateway.media.rtpstats import RtpReceiveStats, signed_ts_delta
 
 CLOCK_RATE_HZ = 8000
 PLC_ATTENUATION = 0.5       # each concealed frame repeats the last one at half the level
@@ -113,6 +113,7 @@ class InboundLeg:
         self._repeats = 0
         self.position = 0               # samples delivered so far (8 kHz)
         self._first_ts: int | None = None
+        self._ts_anchor: tuple[int, int] | None = None  # (sender's RTP ts, position) of a packet
         self.concealed_samples = 0
         self.dtmf_events = 0
         self.closed = False
@@ -148,6 +149,25 @@ class InboundLeg:
         if frames or self.jitter.held:      # part of the stream (not late, not stray)
             self._last_rx, self._filled = now, 0
         self._deliver(frames, now)
+        self._anchor(packet, frames)
+
+    def _anchor(self, packet: PacketView, frames: list[Frame]) -> None:
+        """The packet just pushed was played at once: its timestamp pins the sender's clock
+        to this leg's positions (what :meth:`position_of` maps through)."""
+        seq = packet.sequence_number & 0xFFFF
+        for frame in frames:
+            if frame.seq == seq and frame.payload is not None and self._first_ts is not None:
+                self._ts_anchor = (packet.timestamp & 0xFFFFFFFF, frame.rtp_ts - self._first_ts)
+
+    def position_of(self, rtp_ts: int) -> int | None:
+        """Where the sender's RTP timestamp ``rtp_ts`` (a telephone event's: same source, same
+        clock as its audio) falls among this leg's audio positions (8 kHz samples from leg
+        start, as the sink's ``position``), through the latest audio packet that was played as
+        it arrived; None before one was."""
+        if self._ts_anchor is None:
+            return None
+        anchor_ts, anchor_position = self._ts_anchor
+        return anchor_position + signed_ts_delta(rtp_ts & 0xFFFFFFFF, anchor_ts)
 
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
