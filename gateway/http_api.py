@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import WSCloseCode, hdrs, web
 
-from gateway.calls.commands import SayRefusal, SayRefused
+from gateway.calls.commands import SayRefusal, SayRefused, SecureRefusal, SecureRefused
 from gateway.config import HttpConfig
 from gateway.events.types import Envelope
 from gateway.http_auth import (
@@ -57,6 +57,10 @@ class GatewayControl(Protocol):
     def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply:
         """The queued reply, or :class:`SayRefused` with the reason."""
 
+    def set_secure(self, call_id: str, secure: bool, *, by: str) -> bool:
+        """Secure (keypad) mode on or off; False when it already was (no event), or
+        :class:`SecureRefused` with the reason."""
+
     def subscribe(self, listener: Callable[[Envelope], object]) -> None: ...
 
     def unsubscribe(self, listener: Callable[[Envelope], object]) -> None: ...
@@ -68,6 +72,8 @@ SOCKETS_KEY: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
     "open websockets", weakref.WeakSet)
 SAY_REFUSED_STATUS: dict[SayRefusal, int] = {
     SayRefusal.UNKNOWN_CALL: 404, SayRefusal.TTS_DISABLED: 503, SayRefusal.CANNOT_PLAY: 409}
+SECURE_REFUSED_STATUS: dict[SecureRefusal, int] = {
+    SecureRefusal.UNKNOWN_CALL: 404, SecureRefusal.ENDING: 409}
 WS_ANSWER_KEY: web.RequestKey[str | None] = web.RequestKey("ws subprotocol answer", str)
 CONTROL_PREFIX = "/v1/"
 EVENTS_PATH = "/v1/events"
@@ -236,6 +242,35 @@ async def say(request: web.Request) -> web.Response:
     return web.json_response({"reply_id": reply.reply_id, "status": "queued"}, status=202)
 
 
+async def set_secure(request: web.Request) -> web.Response:
+    """POST {"secure": true} (the default; no body is the same) -> 200 {"call_id", "secure"}."""
+    secure = await _secure_flag(request)
+    if isinstance(secure, web.Response):
+        return secure
+    call_id = request.match_info["call_id"]
+    try:
+        request.app[GATEWAY_KEY].set_secure(call_id, secure, by="api")
+    except SecureRefused as refused:
+        return _error(SECURE_REFUSED_STATUS[refused.reason], refused.reason.value)
+    return web.json_response({"call_id": call_id, "secure": secure})
+
+
+async def _secure_flag(request: web.Request) -> bool | web.Response:
+    """The body's ``secure`` (true when the body is empty or leaves it out), or the 400."""
+    if not (await request.read()).strip():
+        return True
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "body must be JSON")
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object")
+    secure = body.get("secure", True)
+    if not isinstance(secure, bool):
+        return _error(400, "'secure' must be true or false")
+    return secure
+
+
 def build_app(gateway: GatewayControl, config: HttpConfig) -> web.Application:
     token = config.token.reveal() if config.token is not None else None
     app = web.Application(middlewares=[_token_middleware(token)], client_max_size=64 * 1024)
@@ -252,6 +287,7 @@ def build_app(gateway: GatewayControl, config: HttpConfig) -> web.Application:
     app.router.add_get(EVENTS_PATH, events_ws)
     app.router.add_post("/v1/ws-ticket", ws_ticket)
     app.router.add_post("/v1/calls/{call_id}/say", say)
+    app.router.add_post("/v1/calls/{call_id}/secure", set_secure)
     return app
 
 

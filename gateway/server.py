@@ -256,6 +256,9 @@ class Gateway:
     def say(self, call_id: str, text: str, *, barge_in: bool, source: str) -> Reply:
         return self.calls.say(call_id, text, barge_in=barge_in, source=source)
 
+    def set_secure(self, call_id: str, secure: bool, *, by: str) -> bool:
+        return self.calls.set_secure(call_id, secure, by=by)
+
     def subscribe(self, listener: Callable[[Envelope], object]) -> None:
         self.events.subscribe(listener)
 

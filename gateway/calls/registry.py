@@ -19,12 +19,20 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gateway.calls.commands import SecureRefusal, SecureRefused
 from gateway.calls.conversation import CallConversation, Conversations
 from gateway.calls.lifecycle import CallPhase, Lifecycle, Trigger
+from gateway.calls.timeline import RECORDING_RATE_HZ, ChannelSink
 from gateway.calls.voice import CallVoice, Voices
 from gateway.config import GatewayConfig
 from gateway.events.bus import EventBus
-from gateway.events.types import CallAnswered, CallEnded, CallMediaChanged, DtmfReceived
+from gateway.events.types import (
+    CallAnswered,
+    CallEnded,
+    CallMediaChanged,
+    CallSecureChanged,
+    DtmfReceived,
+)
 from gateway.logs import get_logger
 from gateway.media.ports import PortAllocator, PortsExhausted
 from gateway.media.session import CallMedia
@@ -69,9 +77,11 @@ class Call:
     media: CallMedia | None = None
     voice: CallVoice | None = None
     answered_at: float | None = None
+    secure: bool = False        # keypad secure mode (POST /v1/calls/{id}/secure)
 
     def summary(self) -> dict[str, Any]:
         return {**self.meta.to_dict(), "state": self.lifecycle.phase.value,
+                "secure": self.secure,
                 "conversation_id": self.talk.conversation_id,
                 "channels": self.talk.channels, "participants": self.talk.participants,
                 "legs": self.media.stats() if self.media else []}
@@ -185,6 +195,22 @@ class CallManager:
         """Queue a spoken reply; :class:`~gateway.calls.commands.SayRefused` if it cannot be."""
         return self.voices.say(call_id, text, barge_in=barge_in, source=source)
 
+    # ----------------------------------------------------------------- secure (keypad) mode
+    def set_secure(self, call_id: str, secure: bool, *, by: str) -> bool:
+        """Secure mode on or off: ``call.secure_changed`` goes out and True comes back; False
+        (and no event) when the call already was in that mode. :class:`~gateway.calls.commands.
+        SecureRefused` for an unknown call or one that is ending."""
+        call = self.calls.get(call_id)
+        if call is None:
+            raise SecureRefused(SecureRefusal.UNKNOWN_CALL)
+        if call.lifecycle.phase in (CallPhase.ENDING, CallPhase.ENDED):
+            raise SecureRefused(SecureRefusal.ENDING)
+        if call.secure == secure:
+            return False
+        call.secure = secure
+        self._events.emit(CallSecureChanged(call_id=call_id, secure=secure, by=by))
+        return True
+
     @staticmethod
     def _heard_audio(call: Call, pcm: npt.NDArray[np.int16]) -> None:
         if call.voice is not None:
@@ -196,8 +222,26 @@ class CallManager:
             call.voice.heard_words()
 
     def _on_dtmf(self, call_id: str, leg: MediaLeg, ev: DtmfEvent) -> None:
+        start_s = self._dtmf_start_s(call_id, leg, ev)
+        end_s = None if start_s is None else round(start_s + ev.duration_ms / 1000, 4)
         self._events.emit(DtmfReceived(call_id=call_id, channel=leg.channel, digit=ev.digit,
-                                       duration_ms=ev.duration_ms, end_seen=ev.end_seen))
+                                       duration_ms=ev.duration_ms, end_seen=ev.end_seen,
+                                       start_s=start_s, end_s=end_s))
+
+    def _dtmf_start_s(self, call_id: str, leg: MediaLeg, ev: DtmfEvent) -> float | None:
+        """Where the tone began on the conversation timeline, in seconds, where the recorder
+        put the leg's audio of that instant: the event's RTP timestamp mapped through the leg's
+        audio (exact). Before the leg played any audio, the time it was reported less its
+        duration (``position_at``; late by the network delay, by up to the decoder's end
+        timeout when the end packets were lost). None for a call no longer registered."""
+        position = leg.pipeline.position_of(ev.rtp_ts)
+        if position is not None and isinstance(leg.sink, ChannelSink):
+            return round(max(0.0, leg.sink.offset_s + position / RECORDING_RATE_HZ), 4)
+        call = self.calls.get(call_id)
+        if call is None:
+            return None
+        heard_s = call.talk.media.position_at(self._loop.time()) / RECORDING_RATE_HZ
+        return round(max(0.0, heard_s - ev.duration_ms / 1000), 4)
 
     # ----------------------------------------------------------------- media clock
     async def _ticker(self) -> None:

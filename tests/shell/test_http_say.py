@@ -53,6 +53,9 @@ class SayingControl:
         self.said.append((call_id, text, barge_in, source))
         return Reply(text, barge_in, 0.0, source, reply_id="r-77")
 
+    def set_secure(self, call_id: str, secure: bool, *, by: str) -> bool:
+        return False
+
     def subscribe(self, listener: Callable[[Envelope], object]) -> None:
         return None
 
