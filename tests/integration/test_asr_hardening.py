@@ -26,6 +26,7 @@ from gateway.metrics import Metrics
 from gateway.triton_launcher import TritonProcess
 from tests.conftest import GatewayFactory
 from tests.media_tools import packets
+from tests.peers.cuttable_proxy import CuttableProxy
 from tests.peers.ports import distinct_tcp_ports
 from tests.rawsip import UdpPeer, request, response_to, sdp_offer
 from tests.triton.fixtures import MODEL_REPOSITORY, TRITON_VENV
@@ -145,21 +146,29 @@ async def test_after_an_outage_the_flush_ends_on_the_last_final_and_drops_are_re
         ack_triton: TritonProcess) -> None:
     """The caller talks on through a Triton restart (20 ms frames in real time), and more
     audio than the buffer holds arrives right after Triton is back, while the hub still
-    waits for its next reconnect attempt: dropped after the hub's last failed attempt."""
+    waits for its next reconnect attempt: dropped after the hub's last failed attempt.
+    The hub reaches Triton through a proxy that refuses it until the burst is in: the hub's
+    retries would otherwise find Triton ready before the test does, and the burst, arriving
+    with the stream up, would be a second loss of its own (a second asr.audio_dropped)."""
+    proxy = CuttableProxy(ack_triton.grpc_url)
+    await proxy.start()
     with capture_logs() as logs:
-        hub, metrics = await _hub(ack_triton.grpc_url, buffer_s=1.0)
+        hub, metrics = await _hub(proxy.url, buffer_s=1.0)
         heard = Heard()
         ch = hub.open("outage/customer", heard)
         try:
             await _talk(ch, 0.48)
             await _until(lambda: ch.queue.next_start == round(0.48 * RATE), 5)
             talker = asyncio.create_task(_talk(ch, 30.0, real_time=True))
+            proxy.up = False                                  # no reconnect until the burst
             await asyncio.to_thread(ack_triton.stop)          # Triton gone mid-call
             await _until(lambda: not hub.connected, 10)
             await asyncio.to_thread(ack_triton.start, 180)
             talker.cancel()
             await asyncio.gather(talker, return_exceptions=True)
             await _talk(ch, 3.0)                              # a burst, before the reconnect
+            assert not hub.connected
+            proxy.up = True
             await _until(lambda: hub.connected, 30)
             await _talk(ch, 0.5)
             started = time.monotonic()
@@ -167,6 +176,7 @@ async def test_after_an_outage_the_flush_ends_on_the_last_final_and_drops_are_re
             flush_s = time.monotonic() - started
         finally:
             await hub.close()
+            await proxy.close()
     assert flush_s < 3.0, flush_s                             # not the whole final_timeout
     total_s = ch.queue.next_start / RATE                      # everything the channel got
     dropped_s = _metric(metrics, "gateway_asr_dropped_seconds_total")

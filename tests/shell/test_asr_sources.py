@@ -11,7 +11,6 @@ the final counts the whole file again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from gateway.asr.stream import AsrChannel, AsrHub
 from gateway.config import TritonConfig
 from gateway.metrics import Metrics
 from gateway.triton_launcher import TritonProcess
+from tests.peers.cuttable_proxy import CuttableProxy
 from tests.peers.ports import distinct_tcp_ports
 from tests.shell.test_asr_stream import CLOSE_S, RATE, Heard, _metric, until
 from tests.triton.fixtures import MODEL_REPOSITORY, TRITON_VENV
@@ -32,58 +32,6 @@ from tests.triton.fixtures import MODEL_REPOSITORY, TRITON_VENV
 FILE_S = 60
 PIECE = 1600                      # 100 ms per feed() call
 BUFFER_S = 2.0
-
-
-class CuttableProxy:
-    """A loopback TCP proxy to Triton's gRPC port that can cut every connection (an outage:
-    what is connected is closed, new connections are closed at once) and be restored."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.rsplit(":", 1)
-        self._target = (host, int(port))
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.up = True
-        self.url = ""
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.url = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers |= {writer, up_writer}
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-        dst.close()
-        self._writers.discard(dst)
-
-    def cut(self) -> None:
-        self.up = False
-        for writer in list(self._writers):
-            writer.close()
-        self._writers.clear()
-
-    async def close(self) -> None:
-        self.cut()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
 
 @pytest.fixture

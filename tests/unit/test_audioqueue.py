@@ -88,6 +88,54 @@ def test_an_outage_longer_than_the_buffer_drops_the_oldest_audio_once_per_episod
     assert q.channel_s(1.0) == total / RATE
 
 
+def test_the_two_spans_of_a_burst_after_the_reconnect_are_two_losses() -> None:
+    """The failed run of test_after_an_outage_..._drops_are_reported, replayed on a fake
+    clock: 0.48 s sent, the stream lost (the hub retrying), the caller talking on to 7.26 s;
+    the stream back before the test's 3 s burst, the writer sending up to 8.98 s, then stuck
+    while the rest of the burst arrived at once. Like the hub, a span is taken on each send:
+    one for the outage, on the first send after it; the burst's overflow is a second loss,
+    after 2.72 s that were sent (and transcribed), so a second span."""
+    q = _queue(max_buffer_s=1.0)
+    spans: list[DropSpan] = []
+    sent: list[tuple[int, int]] = []
+    pushed = 0
+
+    def send(until_s: float) -> None:
+        while q.ready() and q.next_start < round(until_s * RATE):
+            chunk = q.next_chunk(max_chunks=12, now=pushed / RATE)
+            assert chunk is not None
+            sent.append((chunk.start, chunk.end))
+            spans.extend(s for s in [q.take_drop()] if s is not None)
+
+    def talk(until_s: float, *, send_until_s: float = 0.0) -> None:
+        nonlocal pushed
+        while pushed < round(until_s * RATE):
+            q.push(_ramp(pushed, FRAME), pushed / RATE)   # the clock: one frame per 20 ms
+            pushed += FRAME
+            send(send_until_s)
+
+    talk(0.48, send_until_s=0.48)                       # 3 chunks, no final yet (asr_ack)
+    for attempt_s in (1.0, 2.0, 3.5, 5.5, 7.0):         # the stream lost, then failed retries
+        q.restart()
+        talk(attempt_s)
+    q.restart()
+    talk(7.26)                                          # after the hub's last failed attempt
+    assert q.dropped_samples == round(6.26 * RATE) and not spans
+    send(8.98)                                          # the stream is back
+    assert [(s.start, s.end) for s in spans] == [(0, round(6.26 * RATE))]
+    talk(10.82, send_until_s=8.98)                      # the talk, then the burst
+    assert q.dropped_samples == round((6.26 + 0.84) * RATE)
+    send(11.32)                                         # the writer catches up
+    talk(11.32, send_until_s=11.32)                     # the last 0.5 s, sent as it comes
+    spans.extend(s for s in [q.take_drop()] if s is not None)   # and the channel closes
+    assert [(s.start / RATE, s.end / RATE, s.samples / RATE) for s in spans] == [
+        (0.0, 6.26, 6.26), (8.98, 9.82, 0.84)]
+    assert sum(s.samples for s in spans) == q.dropped_samples   # the metric's seconds
+    between = [(a, b) for a, b in sent if round(6.26 * RATE) <= a < round(8.98 * RATE)]
+    assert between[0][0] == round(6.26 * RATE) and between[-1][1] == round(8.98 * RATE)
+    assert all(b == a2 for (_a, b), (a2, _b) in zip(between, between[1:], strict=False))
+
+
 def test_audio_dropped_in_a_running_sequence_keeps_its_times_right() -> None:
     """A stalled stream: the sequence goes on, but audio was dropped between two chunks."""
     q = _queue(max_buffer_s=1.0)
