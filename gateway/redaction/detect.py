@@ -53,7 +53,13 @@ from gateway.redaction.entities import (
     CustomPattern,
     Found,
 )
-from gateway.redaction.numbers import DigitRun, digit_runs, normalise, ordinal_value
+from gateway.redaction.numbers import (
+    DigitRun,
+    digit_runs,
+    has_digits,
+    normalise,
+    ordinal_value,
+)
 
 _NOT_PII: Final = "-"        # the cue of a PII-free number (order, ticket, room ...)
 _LEAD_TOKENS: Final = 12
@@ -588,7 +594,7 @@ def _local_start(low: Sequence[str], at: int) -> int:
         spelled = len(w) == 1 and start < at and len(low[start]) == 1
         if not _LOCAL.match(w) or (w in _NOT_LOCAL and not spelled):
             break
-        if len(w) > 1:
+        if len(w) > 1 and not has_digits(w):
             words += 1
             if words > 3:
                 break
@@ -644,14 +650,11 @@ def _iban_country(u: _Utt, i: int) -> str | None:
     return code.upper() if code.upper() in _IBAN_LENGTHS else None
 
 
-def _iban_at(u: _Utt, i: int) -> Found | None:
-    """An IBAN written or spelled from token ``i`` (letters alone, numerals, digit words)."""
-    country = _iban_country(u, i)
-    if country is None:
-        return None
-    length, text, j = _IBAN_LENGTHS[country], "", i
+def _iban_text(u: _Utt, i: int, length: int, run_at: dict[int, DigitRun]) -> tuple[str, int]:
+    """The characters spelled from token ``i`` on (at most ``length``), and the end token."""
+    text, j = "", i
     while j < len(u.low) and len(text) < length:
-        run, w = u.run_at.get(j), u.low[j]
+        run, w = run_at.get(j), u.low[j]
         if run is not None:
             text, j = text + run.digits, run.end
         elif _ALNUM.match(w) and (len(w) <= 4 or any(c.isdigit() for c in w)):
@@ -661,15 +664,37 @@ def _iban_at(u: _Utt, i: int) -> Found | None:
         else:
             break
         if len(text) >= 4 and not text[2:4].isdigit():
-            return None
-    return Found(IBAN, i, j, "checksum") if iban_ok(text) else None
+            break
+    return text, j
+
+
+def _iban_at(u: _Utt, i: int, letter_o: dict[int, DigitRun]) -> Found | None:
+    """An IBAN written or spelled from token ``i`` (letters alone, numerals, digit words);
+    a spelled ``o`` is tried as zero, then as the letter."""
+    country = _iban_country(u, i)
+    if country is None:
+        return None
+    length = _IBAN_LENGTHS[country]
+    for run_at in (u.run_at, letter_o):
+        text, j = _iban_text(u, i, length, run_at)
+        if iban_ok(text):
+            return Found(IBAN, i, j, "checksum")
+    return None
+
+
+def _runs_with_letter_o(u: _Utt) -> dict[int, DigitRun]:
+    if "o" not in u.low:
+        return u.run_at
+    tokens = ["letter-o" if w == "o" else t for t, w in zip(u.tokens, u.low, strict=True)]
+    return {r.start: r for r in digit_runs(tokens)}
 
 
 def _iban_finds(u: _Utt) -> list[Found]:
     out: list[Found] = []
+    letter_o = _runs_with_letter_o(u)
     i = 0
     while i < len(u.low):
-        found = _iban_at(u, i)
+        found = _iban_at(u, i, letter_o)
         if found is not None:
             out.append(found)
             i = found.end
