@@ -375,10 +375,42 @@ def _tail(run: DigitRun, cues: frozenset[str], head: str) -> list[Found] | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def _token_digits(token: str) -> int:
+    """How many digits ``token`` spells alone (``forty`` 2, ``4111`` 4, ``uh`` 0)."""
+    return sum(len(r.digits) for r in digit_runs((token,)))
+
+
+_TENS_WORDS: Final = frozenset({"twenty", "thirty", "forty", "fifty", "sixty", "seventy",
+                               "eighty", "ninety"})
+_UNIT_WORDS: Final = frozenset({"one", "two", "three", "four", "five", "six", "seven",
+                               "eight", "nine"})
+
+
+def _heads(u: _Utt, run: DigitRun, card: bool) -> list[int]:
+    """Token boundaries where a card (13-19 digits) or an expiry (3-6) may end with a tail
+    (3-4 digits, or after a card an expiry and a CVV) after it, longest head first. Digits
+    are counted per token (``forty one`` 2), which a quantity (``hundred``) may overcount."""
+    counts = []
+    for k in range(run.start, run.end):
+        tens_unit = u.low[k] in _UNIT_WORDS and u.word(k - 1) in _TENS_WORDS
+        counts.append(0 if tens_unit else _token_digits(u.tokens[k]))
+    total, left, out = sum(counts), 0, []
+    for k in range(run.start + 1, run.end):
+        left += counts[k - 1 - run.start]
+        right = total - left
+        as_card = card and 13 <= left <= 19 and 3 <= right <= 12
+        if as_card or (3 <= left <= 6 and 3 <= right <= 4):
+            out.append(k)
+    return out[::-1]
+
+
 def _split(u: _Utt, run: DigitRun, cues: frozenset[str], card: bool = True) -> list[Found]:
     """A run that is a card, then an expiry and/or a CVV, said without a break between
     them (``4111 1111 1111 1111 123``, ``twelve twenty seven one two three``); else []."""
-    for k in range(run.end - 1, run.start, -1):         # the longest head first
+    if len(run.digits) > 30:
+        return []
+    for k in _heads(u, run, card):
         left, right = _sub_run(u, run.start, k), _sub_run(u, k, run.end)
         if left is None or right is None:
             continue
@@ -406,7 +438,7 @@ def _judge_run(u: _Utt, run: DigitRun, floor: int) -> list[Found]:
     if negative:
         return []
     anywhere = u.everywhere | u.context
-    if len(run.digits) >= 6 and anywhere & {CARD, EXPIRY, CVV}:
+    if len(run.digits) >= 16 or (len(run.digits) >= 6 and anywhere & {CARD, EXPIRY, CVV}):
         parts = _split(u, run, local | anywhere)
         if parts:
             return parts

@@ -115,6 +115,15 @@ def test_a_card_with_cvv_and_expiry_in_one_breath_is_split() -> None:
         (EXPIRY, "twelve twenty seven"), (CVV, "one two three")]
 
 
+def test_a_luhn_valid_card_run_on_into_more_digits_is_split_without_context() -> None:
+    card = "four" + " one" * 15
+    text = card + " twelve twenty seven one two three"
+    assert spans(text) == [(CARD, card),
+                           (EXPIRY, "twelve twenty seven"), (CVV, "one two three")]
+    assert spans("4111 1111 1111 1111 123") == [(CARD, "4111 1111 1111 1111"), (CVV, "123")]
+    assert spans("12 27 123") == []
+
+
 def test_card_in_a_full_sentence() -> None:
     text = ("my card number is 4111 1111 1111 1111 and it expires 12/27 "
             "and the cvv is 123")
