@@ -593,7 +593,15 @@ _NOT_LOCAL: Final = frozenset({
     "from", "hi", "hello", "mine", "our", "us", "here", "there", "called", "name", "use",
     "using", "try", "just", "also", "then", "now", "can", "could", "will", "would", "do",
     "uh", "um", "er", "erm", "actually", "under", "'s", "",
+    # verbs and places before an "at" that is not an address's
+    "look", "looking", "arrived", "arrive", "stay", "staying", "meet", "live", "lives",
+    "living", "work", "works", "working", "based", "located", "available", "find", "found",
+    "visit", "online", "website", "site", "them", "him", "her", "we", "they", "go", "shop",
+    "buy", "bought", "order", "ordered", "sign", "signed", "log", "logged", "login",
+    "register", "registered", "check", "home", "office", "details",
 })
+_PROVIDERS: Final = frozenset({"gmail", "googlemail", "yahoo", "hotmail", "outlook", "icloud",
+                               "aol", "protonmail", "proton", "live", "msn", "me", "mac"})
 
 
 def _domain_end(low: Sequence[str], j: int) -> int | None:
@@ -609,6 +617,8 @@ def _domain_end(low: Sequence[str], j: int) -> int | None:
             want_label = False
         elif not want_label and w in ("dot", "period", "."):
             want_label = True
+        elif labels == 1 and low[k - 1] in _PROVIDERS and w in _TLDS:     # gmail com
+            labels, end = 2, k + 1
         elif not want_label and w in ("dash", "hyphen", "-"):
             want_label, labels = True, labels - 1
         else:

@@ -320,6 +320,7 @@ def test_not_a_phone(text: str) -> None:
     ("john.smith at example dot com", "john.smith at example dot com"),
     ("mary dash jones at my dash company dot org", "mary dash jones at my dash company dot org"),
     ("sure, it's bob@example.com, yes", "bob@example.com,"),
+    ("john smith at gmail com", "john smith at gmail com"),          # the dot went missing
 ])
 def test_email(text: str, span: str) -> None:
     assert spans(text) == [(EMAIL, span)]
@@ -327,7 +328,8 @@ def test_email(text: str, span: str) -> None:
 
 @pytest.mark.parametrize("text", [
     "meet me at the office", "i'm at home dot", "look at this", "at gmail dot", "at 5 pm",
-    "email me at",
+    "email me at", "look at www dot example dot com", "we are based at example dot com",
+    "i work at acme com",
 ])
 def test_not_an_email(text: str) -> None:
     assert spans(text) == []
