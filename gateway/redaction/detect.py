@@ -9,23 +9,28 @@ How a digit run (:func:`gateway.redaction.numbers.digit_runs`) is judged, first 
 
 1. 13-19 digits, Luhn-valid, with a known IIN: a card, whatever the context.
 2. A run followed by a unit (``dollars``, ``pm``, ``minutes`` ...) is a quantity.
-3. The cues in the words just before the run (since the previous run, at most 12 tokens:
-   ``card``, ``security code``, ``expires``, ``social``, ``routing``, ``account``,
-   ``phone``, ``born`` ...) decide; when the nearest cue names a PII-free number
-   (``order``, ``ticket``, ``reference``, ``room`` ...) nothing below applies.
-4. Else the cues anywhere in the utterance and the caller's ``context`` decide.
-5. Else the shape alone: an SSN written 3-2-4 or spoken (valid area, group, serial); a
-   NANP number (``(555) 123-4567``, 10 digits, optional leading 1); ``+``/``plus`` and
-   10-15 digits; a UK number (11 digits, ``01``/``02``/``03``/``07``).
-
-Under a cue or context: expiry (MMYY, MYY, MMYYYY; under card context only when written
-with a slash), a numeric date of birth, a CVV (3-4 digits), an SSN (9 digits, or 4 for
-"the last four"), a routing number (9 digits, ABA checksum), a card (4+ digits: groups read
-one at a time), a bank account (6-17 digits), a phone number (7-15 digits).
+3. When the nearest cue before the run (since the previous run, at most 12 tokens back)
+   names a PII-free number (``order``, ``ticket``, ``reference``, ``room`` ...), nothing.
+4. A card run on into an expiry and/or a CVV in one breath (``4111 1111 1111 1111 123``;
+   ``twelve twenty seven one two three`` under an expiry cue) is split at a token boundary.
+5. The cues just before the run (``card``, ``security code``, ``expires``, ``social``,
+   ``routing``, ``account``, ``phone``, ``born`` ...) decide; else the cues anywhere in the
+   utterance and the caller's ``context``; under them, in this order: an expiry (MMYY, MYY,
+   MMYYYY; under a card cue only written with a slash or said as a month and a year from
+   20 to 39, ``oh nine twenty six``), a numeric date of birth, a CVV (3-4 digits), an SSN
+   (9 digits, or 4: "the last four"), a routing number (9 digits, ABA checksum), a card
+   (4+ digits: groups read one at a time, or a garbled number), a bank account (6-17
+   digits), a phone number (7-15 digits).
+6. Else the shape alone: an SSN written 3-2-4 or read digit by digit (valid area, group,
+   serial); a NANP number (``(555) 123-4567``, 10 digits, optional leading 1); ``+`` or
+   ``plus`` and 10-15 digits; a UK number (11 digits, ``01``/``02``/``03``/``07``).
 
 Dates with a month name (``march fourteenth nineteen eighty five``, ``the 14th of march``,
 ``september twenty twenty six``) are a date of birth under a birth cue, an expiry under an
 expiry or card cue (month and year only), else a plain date that no digit rule may claim.
+E-mail addresses are written (``a@b.com``) or spoken (``john dot smith at example dot com``:
+up to three words of local part before ``at``, a domain ending in a known TLD); an IBAN is
+a known country code, its length, and mod 97, written or spelled letter by letter.
 Layer: pure core.
 """
 
