@@ -17,11 +17,10 @@ from gateway.triton_launcher import TritonProcess
 from tests.conftest import GatewayFactory
 from tests.gateway_proc import GatewayProcess
 from tests.media_tools import packets
-from tests.peers.ports import distinct_tcp_ports
 from tests.peers.softphone import PhoneOptions, Softphone
 from tests.rawsip import UdpPeer, request, sdp_offer
 from tests.speech import piper_wavs, read_pcm, word_error_rate, write_wav
-from tests.triton.fixtures import MODEL_REPOSITORY, TRITON_VENV
+from tests.triton.fixtures import private_triton
 
 pytestmark = pytest.mark.slow
 SENTENCES = [
@@ -109,13 +108,8 @@ def test_nemo_model_gets_the_digits(triton: TritonProcess, gateway_factory: Gate
 @pytest.fixture
 def own_triton(tmp_path: Path) -> Iterator[TritonProcess]:
     """A Triton of this test's own (it gets killed); the session one stays untouched."""
-    http, grpc, metrics = distinct_tcp_ports(3)
-    server = TritonProcess(MODEL_REPOSITORY, venv=TRITON_VENV, workdir=tmp_path / "triton",
-                           http_port=http, grpc_port=grpc, metrics_port=metrics,
-                           models=["asr_cpu_default"], log_path=tmp_path / "triton.log")
-    server.start(180)
-    yield server
-    server.stop()
+    with private_triton(tmp_path, ["asr_cpu_default"]) as server:
+        yield server
 
 
 def _restart(server: TritonProcess) -> None:

@@ -27,9 +27,8 @@ from gateway.triton_launcher import TritonProcess
 from tests.conftest import GatewayFactory
 from tests.media_tools import packets
 from tests.peers.cuttable_proxy import CuttableProxy
-from tests.peers.ports import distinct_tcp_ports
 from tests.rawsip import UdpPeer, request, response_to, sdp_offer
-from tests.triton.fixtures import MODEL_REPOSITORY, TRITON_VENV
+from tests.triton.fixtures import MODEL_REPOSITORY, private_triton
 
 pytestmark = pytest.mark.slow
 RATE = 16000
@@ -49,13 +48,9 @@ def ack_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProce
     (model / "config.pbtxt").write_text(config.replace(
         "max_sequence_idle_microseconds: 60000000",
         f"max_sequence_idle_microseconds: {int(IDLE_S * 1e6)}"))
-    work = tmp_path_factory.mktemp("ack_work")
-    http, grpc, metrics = distinct_tcp_ports(3)
-    server = TritonProcess(root, venv=TRITON_VENV, workdir=work, http_port=http, grpc_port=grpc,
-                           metrics_port=metrics, models=["asr_ack"], log_path=work / "triton.log")
-    server.start(180)
-    yield server
-    server.stop()
+    with private_triton(tmp_path_factory.mktemp("ack_work"), ["asr_ack"],
+                        repository=root) as server:
+        yield server
 
 
 class Heard:
@@ -219,13 +214,8 @@ def _answer_byes(peer: UdpPeer, gw_port: int, stop: threading.Event) -> None:
 
 @pytest.fixture
 def own_ack_triton(tmp_path: Path) -> Iterator[TritonProcess]:
-    http, grpc, metrics = distinct_tcp_ports(3)
-    server = TritonProcess(MODEL_REPOSITORY, venv=TRITON_VENV, workdir=tmp_path / "triton",
-                           http_port=http, grpc_port=grpc, metrics_port=metrics,
-                           models=["asr_ack"], log_path=tmp_path / "triton.log")
-    server.start(180)
-    yield server
-    server.stop()
+    with private_triton(tmp_path, ["asr_ack"]) as server:
+        yield server
 
 
 def test_sigterm_with_live_calls_ends_every_sequence_and_triton_stays_up(
@@ -287,12 +277,7 @@ def test_asr_histograms_of_a_call_count_its_transcripts_and_requests(
         tmp_path: Path, gateway_factory: GatewayFactory) -> None:
     """A quiet call through asr_cpu_default (Whisper): the END final of a stream with
     nothing said is empty, no transcript event, so no latency observation either."""
-    http, grpc, metrics = distinct_tcp_ports(3)
-    triton = TritonProcess(MODEL_REPOSITORY, venv=TRITON_VENV, workdir=tmp_path / "triton",
-                           http_port=http, grpc_port=grpc, metrics_port=metrics,
-                           models=["asr_cpu_default"], log_path=tmp_path / "triton.log")
-    triton.start(180)
-    try:
+    with private_triton(tmp_path, ["asr_cpu_default"]) as triton:
         gw = gateway_factory({"triton": {"url": triton.grpc_url, "asr_model": "asr_cpu_default"},
                               "tts": {"enabled": False}})
         gw.wait_log("triton.ready", 20)
@@ -310,8 +295,6 @@ def test_asr_histograms_of_a_call_count_its_transcripts_and_requests(
         status, body = gw.http("/metrics")
         assert status == 200
         text = body.decode()
-    finally:
-        triton.stop()
     assert ended["asr_finals_flushed"] is True
     for kind in ("final", "partial"):
         events = [e for e in gw.events(f"transcript.{kind}") if e["call_id"] == call_id]

@@ -25,9 +25,8 @@ from gateway.config import TritonConfig
 from gateway.metrics import Metrics
 from gateway.triton_launcher import TritonProcess
 from tests.peers.cuttable_proxy import CuttableProxy
-from tests.peers.ports import distinct_tcp_ports
 from tests.shell.test_asr_stream import CLOSE_S, RATE, Heard, _metric, until
-from tests.triton.fixtures import MODEL_REPOSITORY, TRITON_VENV
+from tests.triton.fixtures import private_triton
 
 FILE_S = 60
 PIECE = 1600                      # 100 ms per feed() call
@@ -39,15 +38,8 @@ def outage_triton(tmp_path: Path) -> Iterator[TritonProcess]:
     """A Triton of the test's own (asr_ack only) behind the proxy: connections cut with
     sequences open can make the bundled Triton 2.51 crash a little later (its gRPC
     cancellation races), which must not take the tier's shared Triton down with it."""
-    http, grpc, metrics = distinct_tcp_ports(3)
-    server = TritonProcess(MODEL_REPOSITORY, venv=TRITON_VENV, workdir=tmp_path / "triton",
-                           http_port=http, grpc_port=grpc, metrics_port=metrics,
-                           models=["asr_ack"], log_path=tmp_path / "triton.log")
-    server.start(180)
-    try:
+    with private_triton(tmp_path, ["asr_ack"]) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ path that does not exist, left unloaded for the load-failure test.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -79,6 +80,24 @@ def _start(repository: Path, workdir: Path, attempt: int) -> TritonProcess:
                            grpc_port=grpc, metrics_port=metrics, models=asr_models(),
                            log_path=workdir / f"triton-{attempt}.log")
     return triton.start(timeout_s=REPLY_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def private_triton(tmp_path: Path, models: Sequence[str], *,
+                   repository: Path = MODEL_REPOSITORY,
+                   start_timeout_s: float = REPLY_TIMEOUT_S) -> Iterator[TritonProcess]:
+    """A started Triton of one test's own, serving ``models`` of ``repository`` on free ports,
+    its workdir and log in ``tmp_path``; stopped on leaving. For a test that stops or kills
+    its Triton, or whose Triton may crash: the session's shared one stays untouched."""
+    http, grpc, metrics = distinct_tcp_ports(3)
+    server = TritonProcess(repository, venv=TRITON_VENV, workdir=tmp_path / "triton",
+                           http_port=http, grpc_port=grpc, metrics_port=metrics,
+                           models=list(models), log_path=tmp_path / "triton.log")
+    server.start(start_timeout_s)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
