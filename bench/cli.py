@@ -13,6 +13,7 @@ from bench import (
     asr_latency,
     capacity,
     event_stage,
+    redaction,
     report,
     rtp_codec,
     soak,
@@ -170,6 +171,26 @@ def _run_event_stage(args: argparse.Namespace, workdir: Path, results: Path
     return event_stage.run(params, workdir, results)
 
 
+def _redaction(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("redaction",
+                       help="PII redaction recall/precision on the corpus, time per final")
+    defaults = redaction.RedactionParams()
+    p.add_argument("--repeats", type=int, default=defaults.repeats,
+                   help="passes of the corpus for the time per final (recall: the first)")
+    p.add_argument("--calls", action="store_true",
+                   help="also through real calls: piper voice, Whisper, the gateway")
+    p.add_argument("--call-items", type=int, default=defaults.call_items,
+                   help="corpus items spoken in call mode (2/3 with PII)")
+    p.add_argument("--model", default=defaults.model, help="ASR model of the call mode")
+    p.set_defaults(runner=_run_redaction)
+
+
+def _run_redaction(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
+    params = redaction.RedactionParams(repeats=args.repeats, calls=args.calls,
+                                       call_items=args.call_items, model=args.model)
+    return redaction.run(params, workdir, results)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR,
@@ -184,6 +205,7 @@ def parser() -> argparse.ArgumentParser:
     _soak(sub)
     _rtp_codec(sub)
     _event_stage(sub)
+    _redaction(sub)
     return p
 
 
