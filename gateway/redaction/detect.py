@@ -67,18 +67,26 @@ from gateway.redaction.numbers import (
 )
 
 _NOT_PII: Final = "-"        # the cue of a PII-free number (order, ticket, room ...)
+_CARD_WORD: Final = "card?"  # "card", "visa" ...: a card cue, but not a request on its own
+_CODE_WORD: Final = "code?"  # "the code": a CVV cue where cards are talked about
+_ASIDE: Final = "~"          # "on the account", "of the card": masks the cues inside it
+_CARD_TALK: Final = frozenset({CARD, _CARD_WORD, CVV, EXPIRY})
 _LEAD_TOKENS: Final = 12
 
 _CUE_PHRASES: Final[dict[str, tuple[str, ...]]] = {
-    CARD: ("card", "cards", "visa", "mastercard", "master card", "amex", "american express",
-           "credit", "debit", "long number", "on the front", "sixteen digit",
-           "sixteen digits", "16 digit", "16 digits", "card number", "pan number"),
+    CARD: ("long number", "sixteen digit", "sixteen digits", "16 digit", "16 digits",
+           "card number", "pan number", "number on the card", "number on your card",
+           "number on the front", "card details", "card no"),
+    _CARD_WORD: ("card", "cards", "visa", "mastercard", "master card", "amex",
+                 "american express", "credit", "debit", "on the front"),
     CVV: ("cvv", "cvc", "cvv2", "cvc2", "csc", "cid", "security code", "security digits",
           "verification code", "verification number", "three digits", "three digit",
-          "3 digits", "3 digit", "three-digit", "3-digit", "on the back", "four digit code"),
+          "3 digits", "3 digit", "three-digit", "3-digit", "on the back", "digit code",
+          "code on the front", "code on the back"),
+    _CODE_WORD: ("the code", "that code"),
     EXPIRY: ("expiry", "expires", "expire", "expired", "expiring", "expiration", "exp",
              "valid thru", "valid through", "valid until", "good thru", "good through",
-             "end date"),
+             "valid-thru", "valid-through", "end date"),
     SSN: ("ssn", "social", "social security", "s s n", "s.s.n"),
     ROUTING: ("routing", "aba", "transit number"),
     BANK_ACCOUNT: ("account", "accounts", "acct", "sort code", "checking", "savings"),
@@ -95,6 +103,9 @@ _CUE_PHRASES: Final[dict[str, tuple[str, ...]]] = {
                "seat", "floor", "suite", "apartment", "apt", "street", "avenue", "road",
                "price", "cost", "costs", "total", "balance", "amount", "quantity", "chapter",
                "episode", "channel", "platform", "route", "bus", "train", "score"),
+    _ASIDE: ("on the account", "on your account", "on my account", "on the card",
+             "on your card", "on my card", "of the card", "of your card", "on file",
+             "for the account", "to the account"),
 }
 
 _UNITS_AFTER: Final = frozenset({
@@ -120,21 +131,46 @@ _CUES: Final = _cue_index()
 
 
 def _cue_hits(low: Sequence[str]) -> list[tuple[int, str]]:
-    """(token index, entity) for every cue phrase in the normalised tokens, in order."""
+    """(token index, cue) for every cue phrase in the normalised tokens, in order, less
+    those inside an aside (``the mobile number on the account``: no account cue)."""
     hits: list[tuple[int, str]] = []
+    masked: set[int] = set()
     for i, word in enumerate(low):
         for words, entity in _CUES.get(word, ()):
             if tuple(low[i:i + len(words)]) == words:
-                hits.append((i, entity))
+                if entity == _ASIDE:
+                    masked.update(range(i + 1, i + len(words)))
+                else:
+                    hits.append((i, entity))
+    return [h for h in hits if h[0] not in masked] if masked else hits
+
+
+def _positives(cues: Iterable[str]) -> frozenset[str]:
+    """The entities among cues (a card word counts as a card, "the code" as a CVV)."""
+    named = {CARD if c == _CARD_WORD else CVV if c == _CODE_WORD else c for c in cues}
+    named.discard(_NOT_PII)
+    return frozenset(named)
+
+
+def _card_talk(hits: list[tuple[int, str]], context: Collection[str]) -> list[tuple[int, str]]:
+    """The hits, less "the code" unless cards are talked about (here or in the context)."""
+    if any(c == _CODE_WORD for _, c in hits) and not _CARD_TALK.intersection(
+            {c for _, c in hits}.union(context)):
+        return [h for h in hits if h[1] != _CODE_WORD]
     return hits
 
 
 def asked_for(tokens: Sequence[str]) -> frozenset[str]:
     """The entities an utterance names or asks for (``"can I have your card number"`` ->
     ``{"card"}``; ``"and the three digits on the back"`` -> ``{"cvv"}``; ``"last four of
-    your social"`` -> ``{"ssn"}``). The caller passes them as ``context`` to :func:`detect`
-    for the other party's next utterances."""
-    return frozenset(e for _, e in _cue_hits([normalise(t) for t in tokens]) if e != _NOT_PII)
+    your social"`` -> ``{"ssn"}``). A card word beside a CVV or expiry request is not a
+    request for the card number (``"when does the card expire"`` -> ``{"expiry"}``). The
+    caller passes them as ``context`` to :func:`detect` for the other party's next
+    utterances."""
+    cues = {c for _, c in _card_talk(_cue_hits([normalise(t) for t in tokens]), ())}
+    if _CARD_WORD in cues and cues & {CVV, EXPIRY}:
+        cues.discard(_CARD_WORD)
+    return _positives(cues)
 
 
 # ------------------------------------------------------------------ the utterance
@@ -164,15 +200,14 @@ class _Utt:
             return frozenset(), False
         if near[-1] == _NOT_PII:
             return frozenset(), True
-        return frozenset(e for e in near if e != _NOT_PII), False
+        return _positives(near), False
 
 
 def _utterance(tokens: Sequence[str], context: Collection[str]) -> _Utt:
     low = [normalise(t) for t in tokens]
-    hits = _cue_hits(low)
+    hits = _card_talk(_cue_hits(low), context)
     runs = _trim_counts(tokens, low, digit_runs(tokens))
-    u = _Utt(tokens, low, hits, runs, frozenset(context),
-             frozenset(e for _, e in hits if e != _NOT_PII))
+    u = _Utt(tokens, low, hits, runs, frozenset(context), _positives(c for _, c in hits))
     u.run_at = {r.start: r for r in runs}
     u.run_ending = {r.end: r for r in runs}
     return u
@@ -323,24 +358,38 @@ def _slashy(u: _Utt, run: DigitRun) -> bool:
     return any("/" in u.low[i] or u.low[i] == "slash" for i in range(run.start, run.end))
 
 
-def _by_context(run: DigitRun, cues: frozenset[str], local: bool, slashy: bool) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What the words around a run say about it, beyond its digits."""
+
+    slashy: bool            # written or said with a slash: a date, never a card
+    phone: bool             # NANP, UK or +/plus shaped
+    after_expiry: bool      # an expiry came earlier in the utterance: 3-4 digits are a CVV
+
+
+def _by_context(run: DigitRun, cues: frozenset[str], local: bool, shape: _Shape) -> str | None:
     """The entity ``cues`` make of the run, or None."""
     d, n = run.digits, len(run.digits)
-    as_expiry = EXPIRY in cues or (CARD in cues and (slashy or _spoken_expiry(run)))
-    if as_expiry and _expiry_ok(d):
+    cvv_next = shape.after_expiry and n in (3, 4) and bool(cues & _CARD_TALK)
+    card_expiry = CARD in cues and CVV not in cues and (shape.slashy or _spoken_expiry(run))
+    if not cvv_next and (EXPIRY in cues or card_expiry) and _expiry_ok(d):
         return EXPIRY
     if DOB in cues and _numeric_date(run):
         return DOB
-    if slashy:
+    if shape.slashy:
         return None
-    if CVV in cues and (n == 3 or (n == 4 and (local or CARD not in cues))):
+    if cvv_next or (CVV in cues and (n == 3 or (n == 4 and (local or CARD not in cues)))):
         return CVV
-    if SSN in cues and n in (4, 9):
+    if SSN in cues and 2 <= n <= 9:
         return SSN
     if ROUTING in cues and aba_ok(d):
         return ROUTING
+    if PHONE in cues and shape.phone:
+        return PHONE
     if CARD in cues and n >= 4:
         return CARD
+    if IBAN in cues and n >= 4:
+        return IBAN
     if BANK_ACCOUNT in cues and 6 <= n <= 17:
         return BANK_ACCOUNT
     if PHONE in cues and 7 <= n <= 15:
@@ -348,16 +397,22 @@ def _by_context(run: DigitRun, cues: frozenset[str], local: bool, slashy: bool) 
     return None
 
 
+def _plus(u: _Utt, run: DigitRun) -> bool:
+    """``+44 ...`` or ``plus four four ...``."""
+    return u.word(run.start - 1) == "plus" or u.tokens[run.start].strip().startswith("+")
+
+
+def _phone_found(u: _Utt, run: DigitRun, evidence: str) -> Found:
+    """A phone number's span, with the ``plus`` said before it."""
+    return Found(PHONE, run.start - (u.word(run.start - 1) == "plus"), run.end, evidence)
+
+
 def _by_shape(u: _Utt, run: DigitRun) -> Found | None:
     """What the run is without any cue: an SSN or a phone number by its shape."""
     if _ssn_shape(run):
         return _found(SSN, run, "pattern")
-    spoken_plus = u.word(run.start - 1) == "plus"
-    plus = spoken_plus or u.tokens[run.start].strip().startswith("+")
-    if plus and 10 <= len(run.digits) <= 15:
-        return Found(PHONE, run.start - spoken_plus, run.end, "pattern")
-    if _nanp(run) or _uk_phone(run):
-        return _found(PHONE, run, "pattern")
+    if (_plus(u, run) and 10 <= len(run.digits) <= 15) or _nanp(run) or _uk_phone(run):
+        return _phone_found(u, run, "pattern")
     return None
 
 
@@ -421,7 +476,7 @@ def _split(u: _Utt, run: DigitRun, cues: frozenset[str], card: bool = True) -> l
             continue
         if card and _is_card_number(left.digits):
             head, evidence = CARD, "luhn"
-        elif (EXPIRY in cues or CARD in cues) and _expiry_ok(left.digits):
+        elif EXPIRY in cues and _expiry_ok(left.digits):
             head, evidence = EXPIRY, "context"
         else:
             continue
@@ -432,7 +487,7 @@ def _split(u: _Utt, run: DigitRun, cues: frozenset[str], card: bool = True) -> l
     return []
 
 
-def _judge_run(u: _Utt, run: DigitRun, floor: int) -> list[Found]:
+def _judge_run(u: _Utt, run: DigitRun, floor: int, after_expiry: bool) -> list[Found]:
     """The entity (or entities, see :func:`_split`) a digit run is: see the module
     docstring."""
     if _is_card_number(run.digits):
@@ -447,21 +502,25 @@ def _judge_run(u: _Utt, run: DigitRun, floor: int) -> list[Found]:
         parts = _split(u, run, local | anywhere)
         if parts:
             return parts
-    slashy = _slashy(u, run)
-    entity = _by_context(run, local, True, slashy) if local else None
-    entity = entity or _by_context(run, anywhere, False, slashy)
+    phone = (_plus(u, run) and 10 <= len(run.digits) <= 15) or _nanp(run) or _uk_phone(run)
+    shape = _Shape(_slashy(u, run), phone, after_expiry)
+    entity = _by_context(run, local, True, shape) if local else None
+    entity = entity or _by_context(run, anywhere, False, shape)
     if entity is None:
-        found = None if slashy else _by_shape(u, run)
+        found = None if shape.slashy else _by_shape(u, run)
         return [] if found is None else [found]
+    if entity == PHONE:
+        return [_phone_found(u, run, "context")]
     return [_found(entity, run, "checksum" if entity == ROUTING else "context")]
 
 
-def _run_finds(u: _Utt, blocked: set[int]) -> list[Found]:
+def _run_finds(u: _Utt, blocked: set[int], dates: list[Found]) -> list[Found]:
     out: list[Found] = []
     floor = 0
     for run in u.runs:
         if not all(i in blocked for i in range(run.start, run.end)):
-            out += _judge_run(u, run, floor)
+            after_expiry = any(f.entity == EXPIRY and f.start < run.start for f in dates + out)
+            out += _judge_run(u, run, floor, after_expiry)
         floor = run.end
     return out
 
@@ -526,8 +585,8 @@ def _after_month(u: _Utt, m: int) -> tuple[int, bool, bool]:
     if run is None:
         return m + 1, False, False
     d = run.digits
-    if len(d) <= 2:
-        return run.end, 1 <= int(d) <= 31, False
+    if len(d) <= 2:                        # "march fourteen", or "march thirty two"
+        return run.end, 1 <= int(d) <= 31, int(d) > 31
     if len(d) == 4 and _year_like(d):
         return run.end, False, True
     if len(d) in (3, 4) or (len(d) in (5, 6) and _year_like(d[-4:])):
@@ -535,9 +594,20 @@ def _after_month(u: _Utt, m: int) -> tuple[int, bool, bool]:
     return m + 1, False, False
 
 
+def _year_before(u: _Utt, m: int) -> int | None:
+    """Where ``nineteen ninety four, may twenty eighth`` starts, for the month at ``m``."""
+    run = u.run_ending.get(m)
+    if run is not None and len(run.digits) == 4 and _year_like(run.digits):
+        return run.start
+    return None
+
+
 def _date_at(u: _Utt, m: int) -> _Date | None:
     before = _day_before(u, m)
     end, day, year = _after_month(u, m)
+    year_first = _year_before(u, m) if before is None and day and not year else None
+    if year_first is not None:
+        return _Date(year_first, end, True, True)
     if before is not None:
         day = True
     if not (day or year):
@@ -631,12 +701,29 @@ def _domain_end(low: Sequence[str], j: int) -> int | None:
     return end
 
 
+_SPELLING_ASIDES: Final = (("all", "one", "word"), ("one", "word"), ("no", "spaces"),
+                           ("that's",), ("thats",), ("that", "is"), ("spelled",), ("spelt",))
+
+
+def _aside_before(low: Sequence[str], k: int) -> int:
+    """How many tokens ending at ``k`` say how an address is spelled (``all one word``)."""
+    for phrase in _SPELLING_ASIDES:
+        n = len(phrase)
+        if k - n + 1 >= 0 and tuple(low[k - n + 1:k + 1]) == phrase:
+            return n
+    return 0
+
+
 def _local_start(low: Sequence[str], at: int) -> int:
-    """Where the local part before ``at`` starts (``at`` itself when there is none)."""
-    start, words = at, 0
-    for k in range(at - 1, max(-1, at - 17), -1):
+    """Where the local part before ``at`` starts (``at`` itself when there is none): up to
+    three words, any letters spelled, digits, joiners (``dot``, ``underscore``), and
+    spelling asides (``john smith, all one word, at ...``)."""
+    start, words, k = at, 0, at - 1
+    while k >= 0 and at - k <= 24:
         w = low[k]
-        if w in _JOINERS:
+        aside = _aside_before(low, k)
+        if aside or w in _JOINERS:
+            k, words = k - max(aside, 1), 0 if aside else words
             continue
         spelled = len(w) == 1 and start < at and len(low[start]) == 1
         if not _LOCAL.match(w) or (w in _NOT_LOCAL and not spelled):
@@ -645,8 +732,11 @@ def _local_start(low: Sequence[str], at: int) -> int:
             words += 1
             if words > 3:
                 break
-        start = k
+        start, k = k, k - 1
     return start
+
+
+_HALF_EMAIL: Final = re.compile(r"^[\w.+-]+@[a-z0-9-]+$")     # michael@example dot com
 
 
 def _email_finds(u: _Utt) -> list[Found]:
@@ -654,6 +744,10 @@ def _email_finds(u: _Utt) -> list[Found]:
     for i, w in enumerate(u.low):
         if _EMAIL.match(w):
             out.append(Found(EMAIL, i, i + 1, "pattern"))
+        elif _HALF_EMAIL.match(w):
+            end = _domain_end([w.partition("@")[2], *u.low[i + 1:i + 12]], 0)
+            if end is not None:
+                out.append(Found(EMAIL, i, i + end, "spoken"))
         elif w in ("at", "@"):
             end = _domain_end(u.low, i + 1)
             start = _local_start(u.low, i) if end is not None else i
@@ -726,6 +820,9 @@ def _iban_at(u: _Utt, i: int, letter_o: dict[int, DigitRun]) -> Found | None:
         text, j = _iban_text(u, i, length, run_at)
         if iban_ok(text):
             return Found(IBAN, i, j, "checksum")
+    asked = IBAN in u.context or IBAN in u.everywhere
+    if asked and 8 <= len(text) < length and text[2:4].isdigit():
+        return Found(IBAN, i, j, "context")            # the first part, read in two turns
     return None
 
 
@@ -814,6 +911,6 @@ def detect(tokens: Sequence[str], *, context: Collection[str] = (),
     emails, ibans = _email_finds(u), _iban_finds(u)
     dates, date_tokens = _date_finds(u)
     blocked = date_tokens.union(*(range(f.start, f.end) for f in emails + ibans))
-    builtin = [f for f in emails + ibans + dates + _run_finds(u, blocked)
+    builtin = [f for f in emails + ibans + dates + _run_finds(u, blocked, dates)
                if f.entity in entities]
     return _resolve(builtin + _custom_finds(tokens, custom), len(tokens))

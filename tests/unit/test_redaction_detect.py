@@ -168,6 +168,8 @@ def test_three_digits_without_a_cvv_cue_stay(text: str) -> None:
     ("september twenty twenty six", {CARD}, "september twenty twenty six"),
     ("it expires september 2026", (), "september 2026"),
     ("march twenty seven", {EXPIRY}, "march twenty seven"),
+    ("it's march thirty two.", {EXPIRY}, "march thirty two."),
+    ("july thirty.", {EXPIRY}, "july thirty."),
 ])
 def test_expiry(text: str, context: Collection[str], span: str) -> None:
     assert spans(text, context) == [(EXPIRY, span)]
@@ -321,6 +323,10 @@ def test_not_a_phone(text: str) -> None:
     ("mary dash jones at my dash company dot org", "mary dash jones at my dash company dot org"),
     ("sure, it's bob@example.com, yes", "bob@example.com,"),
     ("john smith at gmail com", "john smith at gmail com"),          # the dot went missing
+    ("update my email to michaels7@example dot com?", "michaels7@example dot com?"),
+    ("john smith, all one word, at gmail dot com.", "john smith, all one word, at gmail dot com."),
+    ("it's k dot obrien, that's o b r i e n, at outlook dot com.",
+     "k dot obrien, that's o b r i e n, at outlook dot com."),
 ])
 def test_email(text: str, span: str) -> None:
     assert spans(text) == [(EMAIL, span)]
@@ -352,6 +358,8 @@ def test_not_an_email(text: str) -> None:
      "oh three one four nineteen eighty five"),
     ("3/14/85", {DOB}, "3/14/85"),
     ("march fourteenth", {DOB}, "march fourteenth"),
+    ("sure, it's nineteen ninety four, may twenty eighth?", {DOB},
+     "nineteen ninety four, may twenty eighth?"),
 ])
 def test_dob(text: str, context: Collection[str], span: str) -> None:
     assert spans(text, context) == [(DOB, span)]
@@ -441,6 +449,40 @@ def test_disabled_entities_are_not_reported_and_do_not_block_others() -> None:
     text = "my card is 4111 1111 1111 1111 and my email is bob@example.com"
     assert spans(text, entities={EMAIL}) == [(EMAIL, "bob@example.com")]
     assert spans(text, entities=()) == []
+
+
+def test_the_code_is_a_cvv_only_where_cards_are_talked_about() -> None:
+    assert spans("the code is 123") == []
+    assert spans("the code is 123", {CARD}) == [(CVV, "123")]
+    assert spans("january twenty five, and the code is 1 8 8.", {EXPIRY}) == [
+        (EXPIRY, "january twenty five,"), (CVV, "1 8 8.")]
+
+
+def test_three_or_four_digits_after_an_expiry_are_the_cvv() -> None:
+    assert spans("06 32 and nine oh nine.", {EXPIRY}) == [(EXPIRY, "06 32"),
+                                                          (CVV, "nine oh nine.")]
+    assert spans("02/26 and 805.", {EXPIRY}) == [(EXPIRY, "02/26"), (CVV, "805.")]
+
+
+def test_groups_read_in_card_context_are_not_split_into_expiry_and_cvv() -> None:
+    assert spans("two nine eight one four three", {CARD}) == [
+        (CARD, "two nine eight one four three")]
+
+
+def test_a_phone_shaped_number_is_a_phone_when_phone_and_account_are_asked() -> None:
+    assert spans("the number is 207 555 0180 thanks", {PHONE, BANK_ACCOUNT}) == [
+        (PHONE, "207 555 0180")]
+    assert spans("it's 12345678", {PHONE, BANK_ACCOUNT}) == [(BANK_ACCOUNT, "12345678")]
+    assert spans("it's plus four four two oh seven nine four six oh two four one", {PHONE}) == [
+        (PHONE, "plus four four two oh seven nine four six oh two four one")]
+
+
+def test_a_number_read_over_several_turns_in_context() -> None:
+    assert spans("five three six, two two...", {SSN}) == [(SSN, "five three six, two two...")]
+    assert spans("four seven one nine.", {SSN}) == [(SSN, "four seven one nine.")]
+    assert spans("GB29 NWBK 6016...", {IBAN}) == [(IBAN, "GB29 NWBK 6016...")]
+    assert spans("GB29 NWBK 6016...") == []
+    assert spans("1331 9268 19.", {IBAN}) == [(IBAN, "1331 9268 19.")]
 
 
 # ------------------------------------------------------------------ custom patterns
@@ -597,6 +639,15 @@ def test_checksums() -> None:
     ("what's the best phone number to reach you", {PHONE}),
     ("and your email address", {EMAIL}),
     ("card number and expiry please", {CARD, EXPIRY}),
+    ("and when does the card expire?", {EXPIRY}),
+    ("what's the expiration date on the card?", {EXPIRY}),
+    ("i'll just need the security code on the back of the card", {CVV}),
+    ("and the four digit code on the front?", {CVV}),
+    ("could you read me the number on the card?", {CARD}),
+    ("which card will you be using today?", {CARD}),
+    ("great. the valid-thru date?", {EXPIRY}),
+    ("what's the mobile number on the account?", {PHONE}),
+    ("and the code?", set()),
     ("how can I help you today", set()),
     ("what's your order number", set()),
 ])
