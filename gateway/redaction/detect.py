@@ -14,13 +14,15 @@ How a digit run (:func:`gateway.redaction.numbers.digit_runs`) is judged, first 
 4. A card run on into an expiry and/or a CVV in one breath (``4111 1111 1111 1111 123``;
    ``twelve twenty seven one two three`` under an expiry cue) is split at a token boundary.
 5. The cues just before the run (``card``, ``security code``, ``expires``, ``social``,
-   ``routing``, ``account``, ``phone``, ``born`` ...) decide; else the cues anywhere in the
-   utterance and the caller's ``context``; under them, in this order: an expiry (MMYY, MYY,
-   MMYYYY; under a card cue only written with a slash or said as a month and a year from
-   20 to 39, ``oh nine twenty six``), a numeric date of birth, a CVV (3-4 digits), an SSN
-   (9 digits, or 4: "the last four"), a routing number (9 digits, ABA checksum), a card
-   (4+ digits: groups read one at a time, or a garbled number), a bank account (6-17
-   digits), a phone number (7-15 digits).
+   ``routing``, ``account``, ``phone``, ``born`` ...; ``the code`` only where cards are
+   talked about) decide; else the cues anywhere in the utterance and the caller's
+   ``context``; under them, in this order: an expiry (MMYY, MYY, MMYYYY; under a card cue
+   only written with a slash or said as a month and a year from 20 to 39, ``oh nine twenty
+   six``), a numeric date of birth, a CVV (3-4 digits; also any 3-4 digits after an expiry
+   in card talk), an SSN (2-9 digits: whole, "the last four", or one group of it), a
+   routing number (9 digits, ABA checksum), a phone number of phone shape, a card (4+
+   digits: groups read one at a time, or a garbled number), part of an IBAN (4+ digits), a
+   bank account (6-17 digits), a phone number (7-15 digits).
 6. Else the shape alone: an SSN written 3-2-4 or read digit by digit (valid area, group,
    serial); a NANP number (``(555) 123-4567``, 10 digits, optional leading 1); ``+`` or
    ``plus`` and 10-15 digits; a UK number (11 digits, ``01``/``02``/``03``/``07``).
@@ -30,7 +32,12 @@ Dates with a month name (``march fourteenth nineteen eighty five``, ``the 14th o
 expiry or card cue (month and year only), else a plain date that no digit rule may claim.
 E-mail addresses are written (``a@b.com``) or spoken (``john dot smith at example dot com``:
 up to three words of local part before ``at``, a domain ending in a known TLD); an IBAN is
-a known country code, its length, and mod 97, written or spelled letter by letter.
+a known country code, its length, and mod 97, written or spelled letter by letter (its
+first part alone, 8+ characters, when an IBAN was asked for).
+
+:func:`asked_for` drops a card word beside a CVV or expiry question (``when does the card
+expire`` asks for the expiry only) and cues inside an aside (``the mobile number on the
+account`` asks for a phone number only).
 Layer: pure core.
 """
 
