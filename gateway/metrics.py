@@ -76,6 +76,10 @@ class Metrics:
             "gateway_event_processor_errors_total", "Event processor failures (the event "
             "went on unchanged, or was dropped by a fail-closed processor)", ["processor"],
             registry=r)
+        self.redactions = Counter(
+            "gateway_redactions_total", "Personal data removed from events, per entity type "
+            "(one per redacted span: a card read in four utterances counts four)", ["entity"],
+            registry=r)
 
         r.register(_LogOutputCollector())
 

@@ -44,12 +44,12 @@ from gateway.config import (
     startup_summary,
 )
 from gateway.events.bus import EventBus
-from gateway.events.processing import build_processors, reconfigures_processors
 from gateway.events.sinks import build_sinks
 from gateway.events.types import Envelope
 from gateway.http_api import HttpServer
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import Metrics
+from gateway.processors import build_processors, reconfigures_processors
 from gateway.sdnotify import Notifier
 from gateway.sip.service import SipService
 from gateway.triton_health import TritonHealth

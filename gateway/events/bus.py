@@ -30,7 +30,7 @@ from gateway.events.processing import (
     StageResult,
 )
 from gateway.events.sinks import Sink
-from gateway.events.types import Envelope, GatewayEvent
+from gateway.events.types import Envelope, GatewayEvent, RedactionApplied
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 
@@ -138,6 +138,9 @@ class EventBus:
 
     def _deliver(self, envelope: Envelope) -> None:
         self._metrics.events.labels(type=envelope.type).inc()
+        if isinstance(envelope.event, RedactionApplied):
+            for span in envelope.event.spans:
+                self._metrics.redactions.labels(entity=span.entity).inc()
         for listener in list(self._listeners):
             try:
                 listener(envelope)

@@ -42,8 +42,8 @@ Pairing: the first output of the same event type as the input is the input's suc
 event a redacting processor withholds reaches no sink, raw ones included. Events added by
 non-redacting processors after redaction (analytics) go to raw sinks as they are.
 
-Where processors come from: :func:`build_processors`, the one place that turns the config
-into the ordered list (redaction first, then analytics).
+Where processors come from: :func:`gateway.processors.build_processors`, the one place that
+turns the config into the ordered list (redaction first, then analytics).
 """
 
 from __future__ import annotations
@@ -52,22 +52,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.config import GatewayConfig
 from gateway.events.types import CallEnded, GatewayEvent
 
 TIMER = "timer"
 """``ProcessorFailure.event_type`` of a failure in ``next_deadline``/``on_timer``."""
-
-PROCESSOR_CONFIG_KEYS: tuple[str, ...] = ("redaction",)
-"""Config sections :func:`build_processors` reads; a SIGHUP that changes one of them
-rebuilds the processors (they must also be live keys in ``gateway.config``)."""
-
-
-def reconfigures_processors(changed: Sequence[str]) -> bool:
-    """Whether a reload that changed these config keys must rebuild the processors."""
-    return any(key == section or key.startswith(section + ".")
-               for key in changed for section in PROCESSOR_CONFIG_KEYS)
-
 
 class Processor(Protocol):
     """One step of the stage: pure and synchronous, called once per event."""
@@ -83,6 +71,11 @@ class Processor(Protocol):
     def on_timer(self, now: float) -> Sequence[GatewayEvent]: ...
 
     def forget_call(self, call_id: str) -> None: ...
+
+    def raw_of(self, event: GatewayEvent) -> GatewayEvent | None:
+        """For a redacting processor: the input event an output of its last call was made
+        from (``None``: use the default pairing below). Lets a redactor that held an event
+        and releases it later still give raw sinks the right original."""
 
 
 class ProcessorBase:
@@ -102,6 +95,9 @@ class ProcessorBase:
         return ()
 
     def forget_call(self, call_id: str) -> None:
+        return None
+
+    def raw_of(self, event: GatewayEvent) -> GatewayEvent | None:
         return None
 
 
@@ -211,17 +207,23 @@ def _apply(processor: Processor, items: list[_Item], now: float,
             if not processor.fail_closed:
                 passed.append((event, raw))
             continue
-        passed.extend(_paired(processor.redacting, event, raw, out))
+        passed.extend(_paired(processor, event, raw, out))
     return passed
 
 
-def _paired(redacting: bool, event: GatewayEvent, raw: GatewayEvent | None,
+def _paired(processor: Processor, event: GatewayEvent, raw: GatewayEvent | None,
             out: list[GatewayEvent]) -> list[_Item]:
     """Each output with its raw counterpart: the input's successor keeps the input's (a
     redacting processor's change makes the input itself the raw one); added events have
-    none."""
+    none. A redacting processor that names the original of an output (``raw_of``) is
+    believed."""
     if len(out) == 1 and out[0] is event:
         return [(event, raw)]
+    redacting = processor.redacting
+    if redacting:
+        named = [(e, processor.raw_of(e)) for e in out]
+        if any(r is not None for _e, r in named):
+            return [(e, raw if (raw is not None and r is event) else r) for e, r in named]
     successor = next((e for e in out if type(e) is type(event)), None)
     paired: list[_Item] = []
     for e in out:
@@ -244,15 +246,3 @@ def _checked(out: Sequence[GatewayEvent]) -> list[GatewayEvent]:
         if not isinstance(item, GatewayEvent):
             raise TypeError(f"processor returned {type(item).__name__}, not an event")
     return items
-
-
-def build_processors(config: GatewayConfig,
-                     previous: Sequence[Processor] = ()) -> list[Processor]:
-    """The ordered processors for a config. None yet: PII redaction goes first here, then
-    conversation analytics (which must see redacted text).
-
-    ``previous`` are the processors running now when a SIGHUP rebuilds them: a builder may
-    hand a call's state over to its replacement (a redaction context window mid-card-number);
-    otherwise calls in progress start afresh with the new processors."""
-    del config, previous
-    return []

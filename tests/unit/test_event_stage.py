@@ -21,7 +21,6 @@ from gateway.events.processing import (
     TIMER,
     ProcessingStage,
     ProcessorBase,
-    reconfigures_processors,
 )
 from gateway.events.sinks import JsonlSink, RawSink, build_sinks
 from gateway.events.types import (
@@ -34,6 +33,7 @@ from gateway.events.types import (
     TranscriptPartial,
 )
 from gateway.metrics import Metrics
+from gateway.processors import reconfigures_processors
 
 
 def _final(text: str, call_id: str = "c1") -> TranscriptFinal:
@@ -330,9 +330,9 @@ async def test_processors_are_rebuilt_between_two_events() -> None:
 
 def test_only_processor_config_keys_rebuild_the_processors(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.events import processing
+    from gateway import processors
+    monkeypatch.setattr(processors, "PROCESSOR_CONFIG_KEYS", ("redaction",))
     assert not reconfigures_processors(("events.sinks", "logging.level"))
-    monkeypatch.setattr(processing, "PROCESSOR_CONFIG_KEYS", ("redaction",))
     assert reconfigures_processors(("redaction.card.keep_last",))
     assert reconfigures_processors(("redaction",))
     assert not reconfigures_processors(("redactions", "events"))

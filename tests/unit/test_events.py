@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.bot import BotAction, BotClient
 from gateway.config import BotConfig
 from gateway.events.bus import EventBus
-from gateway.events.processing import ProcessingStage, ProcessorBase, build_processors
+from gateway.events.processing import ProcessingStage, ProcessorBase
 from gateway.events.sinks import CallFilesSink, JsonlSink
 from gateway.events.types import (
     CallEnded,
@@ -26,6 +26,7 @@ from gateway.events.types import (
     TranscriptFinal,
 )
 from gateway.metrics import Metrics
+from gateway.processors import build_processors
 
 
 def _final(text: str, call_id: str = "c1", channel: str = "customer") -> TranscriptFinal:
@@ -178,9 +179,11 @@ def test_a_processor_returning_something_else_than_events_is_a_failure() -> None
     assert "processor returned dict, not an event" in out.failures[0].error
 
 
-def test_no_processors_configured_yet() -> None:
+def test_the_default_config_runs_the_redactor_alone() -> None:
     from gateway.config import GatewayConfig
-    assert build_processors(GatewayConfig()) == []
+    from gateway.redaction.processor import Redactor
+    (processor,) = build_processors(GatewayConfig())
+    assert isinstance(processor, Redactor) and processor.fail_closed and processor.redacting
 
 
 # ------------------------------------------------------------------ the bus

@@ -47,7 +47,8 @@ PURE: frozenset[str] = frozenset({
     "gateway/events/processing.py",
     "gateway/events/schema.py",
     "gateway/events/types.py",
-    *(f"gateway/redaction/{m}.py" for m in ("entities", "numbers", "detect")),
+    "gateway/processors.py",
+    *(f"gateway/redaction/{m}.py" for m in ("entities", "numbers", "detect", "processor")),
     *(f"gateway/media/{m}.py" for m in (
         "dtmf", "g711", "jitter", "leg", "masking", "packetizer", "ports", "resample", "rtcp",
         "rtp", "rtpstats", "timeout", "vad")),
@@ -58,7 +59,7 @@ PURE: frozenset[str] = frozenset({
 
 TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("gateway/__init__.py", "gateway/config.py", "gateway/logs.py",
-                    "gateway/metrics.py", "gateway/sdnotify.py", "gateway/events/",
+                    "gateway/metrics.py", "gateway/sdnotify.py", "gateway/events/", "gateway/processors.py",
                     "gateway/redaction/")),
     ("protocols and media", ("gateway/sip/", "gateway/media/", "gateway/asr/", "gateway/tts/",
                              "gateway/triton_health.py")),
@@ -71,7 +72,8 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 # What a pure module may import of the project besides its own package.
-FOUNDATION_PURE = frozenset({"gateway", "gateway.config", "gateway.events.types"})
+FOUNDATION_PURE = frozenset({"gateway", "gateway.config", "gateway.events.types",
+                             "gateway.events.processing"})
 # ... and the pure packages of the foundation, whole (the event stage builds the redactor).
 FOUNDATION_PURE_PACKAGES = ("gateway.redaction",)
 

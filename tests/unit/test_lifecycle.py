@@ -178,7 +178,7 @@ async def test_a_taken_sip_port_stops_what_had_started_and_leaves_nothing_runnin
 
 async def test_a_reload_that_changes_processor_keys_rebuilds_them_between_events(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.events import processing
+    from gateway import processors
     from gateway.events.processing import ProcessorBase
 
     class Named(ProcessorBase):
@@ -194,7 +194,7 @@ async def test_a_reload_that_changes_processor_keys_rebuilds_them_between_events
         return [Named(f"gen-{len(built)}")]
 
     monkeypatch.setattr(server, "build_processors", build)
-    monkeypatch.setattr(processing, "PROCESSOR_CONFIG_KEYS", ("bot",))
+    monkeypatch.setattr(processors, "PROCESSOR_CONFIG_KEYS", ("bot",))
     gw = Gateway(_config(asr=False, tts=False))
     monkeypatch.setattr(gw.sip, "apply_config", lambda config: None)   # not started here
     monkeypatch.setattr(gw.calls, "apply_config", lambda config: None)

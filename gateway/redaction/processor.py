@@ -1,0 +1,448 @@
+"""The redacting processor: follows each call's channels and removes personal data from
+every event before any sink sees it.
+
+- **Finals** are tokenised (their words, and their text separately) and run through
+  :func:`gateway.redaction.detect.detect`; each entity found becomes its tag (``[CARD]``,
+  ``[CARD ****1111]`` with ``last4``), keeping the word timing (the tag's word spans the
+  entity's words). The event gets a ``redaction`` block and is followed by a
+  :class:`RedactionApplied` with the spans (the recorder masks that audio).
+- **Across finals**: a final that ends in digits (a card number read in groups, one
+  utterance each) is *held* for up to ``hold_s``; the channel's next final is detected
+  together with it, so the whole number is found. Held finals go out, redacted, when a
+  final does not continue the digits, when ``hold_s`` passes (:meth:`on_timer`), or at
+  ``call.ended`` (before it).
+- **Context**: an agent's final that asks for a card number, security code, date of birth,
+  SSN ... (:func:`gateway.redaction.detect.asked_for`) makes the customer's digits within
+  ``context_window_s`` count as that entity even when short.
+- **Partials** never show a digit run a final could redact: every run of three or more
+  digits (any digits while a context is open or a final is held) is replaced by
+  ``[DIGITS]``, and entities found in the partial by their tags.
+- **Keypad**: in secure mode (``call.secure_changed``, or the ``secure_dtmf`` rule) a DTMF
+  event's digit becomes the ``dtmf`` tag and its time span is reported for the recording.
+- **Spoken replies** (``tts.*`` text) are redacted too (a bot reading a number back).
+
+The processor is ``redacting`` (raw sinks get the event as it was) and ``fail_closed`` (an
+event it fails on is dropped, never passed on unredacted).
+
+Layer: pure core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway.config import RedactionConfig
+from gateway.events.types import (
+    CallEnded,
+    CallSecureChanged,
+    DtmfReceived,
+    GatewayEvent,
+    Redaction,
+    RedactionApplied,
+    RedactionSpan,
+    ReplyInterrupted,
+    ReplyStarted,
+    TranscriptFinal,
+    TranscriptPartial,
+    TranscriptWord,
+)
+from gateway.redaction.detect import asked_for, detect
+from gateway.redaction.entities import BUILTIN_ENTITIES, CARD, CVV, DTMF, CustomPattern, Found
+from gateway.redaction.numbers import digit_runs
+
+PARTIAL_MASK = "[DIGITS]"
+MAX_HELD = 8
+"""At most this many finals of a channel are held together; the next one releases them."""
+PARTIAL_RUN = 3
+"""Digit runs at least this long are masked in partials (any length in a context)."""
+HOLD_RUN = (3, 15)
+"""A final whose trailing digit run (joined with the finals held before it) has this many
+digits (inclusive) is held: fewer than a card, more than a quantity."""
+AGENT = "agent"
+
+Transcript = TranscriptFinal | TranscriptPartial
+
+
+# ------------------------------------------------------------------ policy
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the config says, in the form the detectors and the replacer use."""
+
+    entities: tuple[str, ...]
+    last4: bool
+    tags: dict[str, str]
+    custom: tuple[CustomPattern, ...]
+    context_window_s: float
+    hold_s: float
+    secure_dtmf: str
+
+    @classmethod
+    def from_config(cls, config: RedactionConfig) -> Policy:
+        actions = {name: getattr(config.entities, name) for name in BUILTIN_ENTITIES}
+        tags = {f.name: getattr(config.tags, f.name) for f in dataclasses.fields(config.tags)}
+        for c in config.custom:
+            tags[c.name] = c.tag or f"[{c.name.upper()}]"
+        return cls(entities=tuple(e for e, a in actions.items() if a != "off"),
+                   last4=actions[CARD] == "last4", tags=tags,
+                   custom=tuple(CustomPattern(c.name, c.pattern) for c in config.custom),
+                   context_window_s=config.context_window_s, hold_s=config.hold_s,
+                   secure_dtmf=config.secure_dtmf)
+
+    def tag(self, found: Found, show_last4: bool) -> str:
+        tag = self.tags.get(found.entity, f"[{found.entity.upper()}]")
+        if found.entity == CARD and self.last4 and show_last4 and found.last4:
+            stem = tag[:-1] if tag.endswith("]") else tag + " "
+            return f"{stem} ****{found.last4}]" if tag.endswith("]") else f"{stem}****{found.last4}"
+        return tag
+
+
+# ------------------------------------------------------------------ per-call state
+
+@dataclass(slots=True)
+class _Channel:
+    held: list[TranscriptFinal] = field(default_factory=list)
+    deadline: float | None = None
+
+
+@dataclass(slots=True)
+class _Call:
+    channels: dict[str, _Channel] = field(default_factory=dict)
+    context: dict[str, float] = field(default_factory=dict)   # entity -> open until (now)
+    secure: bool = False
+
+    def open_context(self, now: float) -> frozenset[str]:
+        return frozenset(e for e, until in self.context.items() if until > now)
+
+    def channel(self, name: str) -> _Channel:
+        ch = self.channels.get(name)
+        if ch is None:
+            ch = self.channels[name] = _Channel()
+        return ch
+
+
+# ------------------------------------------------------------------ text replacement
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """One event's tokens inside a joined detection: tokens [offset, offset + count)."""
+
+    offset: int
+    count: int
+
+
+def _tokens_of_words(event: Transcript) -> list[str]:
+    return [w.word for w in event.words]
+
+
+def _tokens_of_text(event: Transcript | ReplyStarted | ReplyInterrupted) -> list[str]:
+    return event.text.split()
+
+
+def _found_in(found: Sequence[Found], seg: _Segment) -> list[tuple[Found, int, int, bool]]:
+    """The entities overlapping one segment, clipped to it: (found, start, end, is_last_part)
+    with start/end relative to the segment."""
+    out = []
+    lo, hi = seg.offset, seg.offset + seg.count
+    for f in found:
+        if f.end <= lo or f.start >= hi:
+            continue
+        out.append((f, max(f.start, lo) - lo, min(f.end, hi) - lo, f.end <= hi))
+    return out
+
+
+def _replace_tokens(tokens: Sequence[str], parts: Sequence[tuple[Found, int, int, bool]],
+                    policy: Policy) -> list[str]:
+    out: list[str] = []
+    cursor = 0
+    for found, start, end, last in parts:
+        out.extend(tokens[cursor:start])
+        out.append(policy.tag(found, last))
+        cursor = end
+    out.extend(tokens[cursor:])
+    return out
+
+
+def _replace_words(words: Sequence[TranscriptWord], parts: Sequence[tuple[Found, int, int, bool]],
+                   policy: Policy) -> tuple[list[TranscriptWord], list[RedactionSpan]]:
+    out: list[TranscriptWord] = []
+    spans: list[RedactionSpan] = []
+    cursor = 0
+    for found, start, end, last in parts:
+        out.extend(words[cursor:start])
+        first, final = words[start], words[end - 1]
+        out.append(TranscriptWord(word=policy.tag(found, last), start_s=first.start_s,
+                                  end_s=final.end_s,
+                                  confidence=min(w.confidence for w in words[start:end])))
+        spans.append(RedactionSpan(entity=found.entity, start_s=first.start_s,
+                                   end_s=final.end_s))
+        cursor = end
+    out.extend(words[cursor:])
+    return out, spans
+
+
+def _segments(tokens: Sequence[Sequence[str]]) -> list[_Segment]:
+    segs, offset = [], 0
+    for toks in tokens:
+        segs.append(_Segment(offset, len(toks)))
+        offset += len(toks)
+    return segs
+
+
+@dataclass(frozen=True, slots=True)
+class _Redacted:
+    event: Transcript
+    spans: tuple[RedactionSpan, ...]
+
+
+def _redact_group(events: Sequence[Transcript], context: frozenset[str], policy: Policy
+                  ) -> list[_Redacted]:
+    """Detect over the events' tokens joined (words and text separately) and redact each."""
+    word_tokens = [_tokens_of_words(e) for e in events]
+    text_tokens = [_tokens_of_text(e) for e in events]
+    word_found = _detect([t for toks in word_tokens for t in toks], context, policy)
+    text_found = _detect([t for toks in text_tokens for t in toks], context, policy)
+    word_segs = _segments(word_tokens)
+    text_segs = _segments(text_tokens)
+    out = []
+    for i, event in enumerate(events):
+        out.append(_redact_one(event, _found_in(word_found, word_segs[i]),
+                               _found_in(text_found, text_segs[i]), text_tokens[i], policy))
+    return out
+
+
+def _detect(tokens: Sequence[str], context: frozenset[str], policy: Policy) -> list[Found]:
+    if not tokens:
+        return []
+    return detect(tokens, context=context, custom=policy.custom, entities=policy.entities)
+
+
+def _redact_one(event: Transcript, in_words: Sequence[tuple[Found, int, int, bool]],
+                in_text: Sequence[tuple[Found, int, int, bool]], text_tokens: Sequence[str],
+                policy: Policy) -> _Redacted:
+    if not in_words and not in_text:
+        return _Redacted(event, ())
+    words, spans = _replace_words(event.words, in_words, policy)
+    text = " ".join(_replace_tokens(text_tokens, in_text, policy))
+    covered = {s.entity for s in spans}
+    # Found in the text but not in the words (or no words): the utterance's whole span.
+    spans += [RedactionSpan(entity=f.entity, start_s=event.start_s, end_s=event.end_s)
+              for f, _s, _e, _l in in_text if f.entity not in covered]
+    entities = tuple(dict.fromkeys([f.entity for f, *_ in in_words] +
+                                   [f.entity for f, *_ in in_text]))
+    redacted = dataclasses.replace(event, text=text, words=tuple(words),
+                                   redaction=Redaction(entities=entities, spans=tuple(spans)))
+    return _Redacted(redacted, tuple(spans))
+
+
+def _applied(event: Transcript | DtmfReceived, spans: Sequence[RedactionSpan],
+             segment: int | None) -> RedactionApplied:
+    return RedactionApplied(call_id=event.call_id,
+                            conversation_id=getattr(event, "conversation_id", None),
+                            channel=event.channel, source=event.TYPE, segment=segment,
+                            spans=tuple(spans))
+
+
+def _mask_partial(event: TranscriptPartial, context: frozenset[str], held: bool,
+                  policy: Policy) -> TranscriptPartial:
+    """Entities by their tags, then every remaining digit run of ``PARTIAL_RUN`` digits (any
+    digits in a context or while a final is held) as ``[DIGITS]``."""
+    (done,) = _redact_group([event], context, policy)
+    partial = done.event
+    assert isinstance(partial, TranscriptPartial)
+    shortest = 1 if (context or held) else PARTIAL_RUN
+    text_tokens = partial.text.split()
+    text_runs = [r for r in digit_runs(text_tokens) if len(r.digits) >= shortest]
+    word_runs = [r for r in digit_runs([w.word for w in partial.words])
+                 if len(r.digits) >= shortest]
+    if not text_runs and not word_runs:
+        return partial
+    text = " ".join(_collapse(text_tokens, [(r.start, r.end) for r in text_runs]))
+    words = _collapse_words(partial.words, [(r.start, r.end) for r in word_runs])
+    return dataclasses.replace(partial, text=text, words=tuple(words))
+
+
+def _collapse(tokens: Sequence[str], runs: Sequence[tuple[int, int]]) -> list[str]:
+    out: list[str] = []
+    cursor = 0
+    for start, end in runs:
+        out.extend(tokens[cursor:start])
+        out.append(PARTIAL_MASK)
+        cursor = end
+    out.extend(tokens[cursor:])
+    return out
+
+
+def _collapse_words(words: Sequence[TranscriptWord], runs: Sequence[tuple[int, int]]
+                    ) -> list[TranscriptWord]:
+    out: list[TranscriptWord] = []
+    cursor = 0
+    for start, end in runs:
+        out.extend(words[cursor:start])
+        out.append(TranscriptWord(word=PARTIAL_MASK, start_s=words[start].start_s,
+                                  end_s=words[end - 1].end_s,
+                                  confidence=words[start].confidence))
+        cursor = end
+    out.extend(words[cursor:])
+    return out
+
+
+def _ends_in_digits(events: Sequence[TranscriptFinal], context: frozenset[str]) -> bool:
+    """Whether the finals' joined text ends in a digit run that could be the start of a
+    longer number (a card read in groups): ``HOLD_RUN`` digits, or any short run while a
+    context is open."""
+    tokens = [t for e in events for t in e.text.split()]
+    runs = digit_runs(tokens)
+    if not runs or runs[-1].end < len(tokens):
+        return False
+    lo, hi = HOLD_RUN
+    return (1 if context else lo) <= len(runs[-1].digits) <= hi
+
+
+# ------------------------------------------------------------------ the processor
+
+class Redactor:
+    """The redaction processor (see the module docstring)."""
+
+    name = "redaction"
+    fail_closed = True
+    redacting = True
+
+    def __init__(self, config: RedactionConfig, previous: Redactor | None = None) -> None:
+        self.policy = Policy.from_config(config)
+        self._calls: dict[str, _Call] = previous._calls if previous is not None else {}
+        self._raw: dict[int, GatewayEvent] = {}
+
+    # -------------------------------------------------------------- Processor
+    def process(self, event: GatewayEvent, now: float) -> Sequence[GatewayEvent]:
+        self._raw.clear()
+        if isinstance(event, TranscriptFinal):
+            return self._final(event, now)
+        if isinstance(event, TranscriptPartial):
+            return self._partial(event, now)
+        if isinstance(event, DtmfReceived):
+            return self._dtmf(event, now)
+        if isinstance(event, CallSecureChanged):
+            self._call(event.call_id).secure = event.secure
+            return (event,)
+        if isinstance(event, ReplyStarted | ReplyInterrupted):
+            return (self._reply(event),)
+        if isinstance(event, CallEnded):
+            return [*self._release_call(event.call_id, now), event]
+        return (event,)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [ch.deadline for call in self._calls.values()
+                     for ch in call.channels.values() if ch.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def on_timer(self, now: float) -> Sequence[GatewayEvent]:
+        self._raw.clear()
+        out: list[GatewayEvent] = []
+        for call in self._calls.values():
+            for ch in call.channels.values():
+                if ch.deadline is not None and ch.deadline <= now:
+                    out += self._release(call, ch, [], now)
+        return out
+
+    def forget_call(self, call_id: str) -> None:
+        self._calls.pop(call_id, None)
+
+    def raw_of(self, event: GatewayEvent) -> GatewayEvent | None:
+        """The event as it came in, for an output of the last call that changed it."""
+        return self._raw.get(id(event))
+
+    # -------------------------------------------------------------- events
+    def _call(self, call_id: str) -> _Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._calls[call_id] = _Call()
+        return call
+
+    def _final(self, event: TranscriptFinal, now: float) -> list[GatewayEvent]:
+        call = self._call(event.call_id)
+        if event.channel == AGENT:
+            self._learn_context(call, event, now)
+        ch = call.channel(event.channel)
+        context = self._context_for(call, event.channel, now)
+        if (self.policy.hold_s > 0 and len(ch.held) < MAX_HELD
+                and _ends_in_digits([*ch.held, event], context)):
+            ch.held.append(event)
+            if ch.deadline is None:
+                ch.deadline = now + self.policy.hold_s
+            return []
+        return self._release(call, ch, [event], now)
+
+    def _release(self, call: _Call, ch: _Channel, more: list[TranscriptFinal], now: float
+                 ) -> list[GatewayEvent]:
+        group: list[Transcript] = [*ch.held, *more]
+        ch.held, ch.deadline = [], None
+        if not group:
+            return []
+        context = self._context_for(call, group[-1].channel, now)
+        out: list[GatewayEvent] = []
+        for original, done in zip(group, _redact_group(group, context, self.policy),
+                                  strict=True):
+            out.append(done.event)
+            if done.event is not original:
+                self._raw[id(done.event)] = original
+            if done.spans:
+                out.append(_applied(done.event, done.spans, done.event.segment))
+        return out
+
+    def _release_call(self, call_id: str, now: float) -> list[GatewayEvent]:
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        out: list[GatewayEvent] = []
+        for ch in call.channels.values():
+            out += self._release(call, ch, [], now)
+        return out
+
+    def _partial(self, event: TranscriptPartial, now: float) -> list[GatewayEvent]:
+        call = self._call(event.call_id)
+        held = bool(call.channel(event.channel).held)
+        masked = _mask_partial(event, self._context_for(call, event.channel, now), held,
+                               self.policy)
+        if masked is not event:
+            self._raw[id(masked)] = event
+        return [masked]
+
+    def _dtmf(self, event: DtmfReceived, now: float) -> list[GatewayEvent]:
+        if not self._secure(self._call(event.call_id), now):
+            return [event]
+        start, end = event.start_s, event.end_s
+        spans = (() if start is None or end is None else
+                 (RedactionSpan(entity=DTMF, start_s=start, end_s=end),))
+        tag = self.policy.tags.get(DTMF, "[DTMF]")
+        masked = dataclasses.replace(event, digit=tag)
+        self._raw[id(masked)] = event
+        return [masked, _applied(masked, spans, None)] if spans else [masked]
+
+    def _reply(self, event: ReplyStarted | ReplyInterrupted) -> GatewayEvent:
+        tokens = _tokens_of_text(event)
+        found = _detect(tokens, frozenset(), self.policy)
+        if not found:
+            return event
+        parts = [(f, f.start, f.end, True) for f in found]
+        redacted = dataclasses.replace(event, text=" ".join(
+            _replace_tokens(tokens, parts, self.policy)))
+        self._raw[id(redacted)] = event
+        return redacted
+
+    # -------------------------------------------------------------- context
+    def _learn_context(self, call: _Call, event: TranscriptFinal, now: float) -> None:
+        for entity in asked_for(event.text.split()):
+            call.context[entity] = now + self.policy.context_window_s
+
+    def _context_for(self, call: _Call, channel: str, now: float) -> frozenset[str]:
+        """The agent's open questions count for the other channels, not for the agent."""
+        return frozenset() if channel == AGENT else call.open_context(now)
+
+    def _secure(self, call: _Call, now: float) -> bool:
+        rule = self.policy.secure_dtmf
+        if call.secure or rule == "always":
+            return True
+        return rule == "after_card_request" and bool(call.open_context(now) & {CARD, CVV})

@@ -1,0 +1,259 @@
+"""The redacting processor over typed events: finals, holds across finals, context, partials,
+keypad secure mode, replies, raw pairing through the stage, and state handover."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+import pytest
+
+from gateway.config import GatewayConfig, RedactionConfig, RedactionEntities, parse_config
+from gateway.events.processing import ProcessingStage
+from gateway.events.types import (
+    CallEnded,
+    CallSecureChanged,
+    DtmfReceived,
+    GatewayEvent,
+    RedactionApplied,
+    ReplyStarted,
+    TranscriptFinal,
+    TranscriptPartial,
+    TranscriptWord,
+)
+from gateway.processors import build_processors
+from gateway.redaction.processor import PARTIAL_MASK, Redactor
+
+CALL = "call-1"
+VISA = "4111 1111 1111 1111"
+
+
+def _words(text: str, start: float) -> tuple[TranscriptWord, ...]:
+    return tuple(TranscriptWord(word=w, start_s=start + 0.3 * i, end_s=start + 0.3 * i + 0.25,
+                                confidence=0.9) for i, w in enumerate(text.split()))
+
+
+def final(text: str, channel: str = "customer", segment: int = 0, start: float = 1.0
+          ) -> TranscriptFinal:
+    words = _words(text, start)
+    return TranscriptFinal(call_id=CALL, channel=channel, participant=None,
+                           conversation_id="conv-1", text=text, segment=segment,
+                           start_s=start, end_s=words[-1].end_s if words else start,
+                           words=words, latency_s=0.2)
+
+
+def partial(text: str, channel: str = "customer") -> TranscriptPartial:
+    f = final(text, channel)
+    return TranscriptPartial(**{k.name: getattr(f, k.name) for k in dataclasses.fields(f)})
+
+
+def ended() -> CallEnded:
+    return CallEnded(call_id=CALL, reason="bye", by="remote", answered=True, duration_s=9.0,
+                     sip_call_id="s", conversation_id="conv-1", channels=("customer",),
+                     legs=(), asr_finals_flushed=True, recording=None)
+
+
+def dtmf(digit: str) -> DtmfReceived:
+    return DtmfReceived(call_id=CALL, channel="customer", digit=digit, duration_ms=100,
+                        end_seen=True)
+
+
+def redactor(**changes: object) -> Redactor:
+    return Redactor(dataclasses.replace(RedactionConfig(), **changes))  # type: ignore[arg-type]
+
+
+def all_text(events: Sequence[GatewayEvent]) -> str:
+    parts = []
+    for e in events:
+        if isinstance(e, TranscriptFinal | TranscriptPartial):
+            parts += [e.text, *(w.word for w in e.words)]
+    return " ".join(parts)
+
+
+def digits_of(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+# ------------------------------------------------------------------ one final
+
+def test_a_card_in_one_final_becomes_its_tag_with_timing_and_spans() -> None:
+    r = redactor()
+    out = r.process(final(f"my card number is {VISA} thanks", start=2.0), 10.0)
+    redacted, applied = out
+    assert isinstance(redacted, TranscriptFinal) and isinstance(applied, RedactionApplied)
+    assert redacted.text == "my card number is [CARD] thanks"
+    tag = next(w for w in redacted.words if w.word == "[CARD]")
+    assert (tag.start_s, tag.end_s) == (pytest.approx(2.0 + 0.3 * 4),
+                                        pytest.approx(2.0 + 0.3 * 7 + 0.25))
+    assert redacted.redaction is not None and redacted.redaction.entities == ("card",)
+    assert applied.spans == redacted.redaction.spans
+    assert (applied.channel, applied.segment, applied.source) == ("customer", 0,
+                                                                  "transcript.final")
+    assert "1111" not in all_text(out)
+
+
+def test_a_final_without_personal_data_passes_as_the_same_object() -> None:
+    r = redactor()
+    event = final("i would like to change my delivery address please")
+    assert r.process(event, 1.0) == (event,) or list(r.process(event, 1.0)) == [event]
+
+
+def test_last4_keeps_the_last_four_digits_only() -> None:
+    r = Redactor(dataclasses.replace(RedactionConfig(),
+                                     entities=RedactionEntities(card="last4")))
+    redacted = r.process(final(f"it is {VISA}"), 1.0)[0]
+    assert isinstance(redacted, TranscriptFinal)
+    assert redacted.text == "it is [CARD ****1111]"
+    assert digits_of(redacted.text) == "1111"
+
+
+def test_an_entity_turned_off_stays_in_the_text() -> None:
+    r = Redactor(dataclasses.replace(RedactionConfig(), entities=RedactionEntities(email="off")))
+    event = final("write to john.smith@example.com please")
+    out = r.process(event, 1.0)
+    assert [e for e in out if isinstance(e, TranscriptFinal)][0].text == event.text
+
+
+# ------------------------------------------------------------------ across finals
+
+def test_a_card_read_in_four_finals_after_the_agent_asks_never_shows_a_digit() -> None:
+    r = redactor()
+    out: list[GatewayEvent] = []
+    out += r.process(final("can i have the long card number please", "agent", 0, 0.0), 1.0)
+    for i, group in enumerate(VISA.split()):
+        out += r.process(final(group, segment=i, start=3.0 + 2 * i), 3.0 + 2 * i)
+    out += r.process(final("is that right", segment=4, start=12.0), 12.0)
+    finals = [e for e in out if isinstance(e, TranscriptFinal) and e.channel == "customer"]
+    assert [f.segment for f in finals] == [0, 1, 2, 3, 4]
+    assert digits_of(all_text(out)) == ""
+    applied = [e for e in out if isinstance(e, RedactionApplied)]
+    assert [a.segment for a in applied] == [0, 1, 2, 3]
+    assert all(a.spans[0].entity == "card" for a in applied)
+
+
+def test_a_held_final_goes_out_when_the_hold_passes() -> None:
+    r = redactor(hold_s=2.0)
+    event = final("my order number is 5 5 3 2 1")
+    assert list(r.process(event, 10.0)) == []
+    assert r.next_deadline() == pytest.approx(12.0)
+    assert list(r.on_timer(11.0)) == []
+    released = list(r.on_timer(12.0))
+    assert released == [event]           # order numbers are not personal data
+    assert r.next_deadline() is None
+
+
+def test_held_finals_go_out_before_call_ended() -> None:
+    r = redactor()
+    assert list(r.process(final("it is 4111 1111"), 1.0)) == []
+    out = list(r.process(ended(), 2.0))
+    assert isinstance(out[-1], CallEnded)
+    assert any(isinstance(e, TranscriptFinal) for e in out[:-1])
+
+
+def test_no_hold_when_hold_is_zero() -> None:
+    r = redactor(hold_s=0.0)
+    out = r.process(final("it is 1234"), 1.0)
+    assert len(out) == 1
+
+
+# ------------------------------------------------------------------ partials
+
+def test_partials_mask_digit_runs_a_final_could_redact() -> None:
+    r = redactor()
+    (p,) = r.process(partial("my card is 4111 1111 11"), 1.0)
+    assert isinstance(p, TranscriptPartial)
+    assert digits_of(p.text) == "" and digits_of(" ".join(w.word for w in p.words)) == ""
+    assert PARTIAL_MASK in p.text or "[CARD]" in p.text
+
+
+def test_partials_keep_short_numbers_outside_a_context() -> None:
+    r = redactor()
+    event = partial("i need 2 boxes")
+    assert list(r.process(event, 1.0)) == [event]
+
+
+def test_partials_mask_any_digits_once_the_agent_asked_for_a_card() -> None:
+    r = redactor()
+    r.process(final("what is your card number", "agent", 0, 0.0), 1.0)
+    (p,) = r.process(partial("41"), 2.0)
+    assert isinstance(p, TranscriptPartial) and digits_of(p.text) == ""
+
+
+# ------------------------------------------------------------------ keypad
+
+def test_secure_mode_masks_dtmf_until_it_is_turned_off() -> None:
+    r = redactor(secure_dtmf="never")
+    assert list(r.process(dtmf("4"), 1.0)) == [dtmf("4")]
+    r.process(CallSecureChanged(call_id=CALL, secure=True, by="api"), 2.0)
+    (masked, *_rest) = r.process(dtmf("4"), 3.0)
+    assert isinstance(masked, DtmfReceived) and masked.digit == "[DTMF]"
+    r.process(CallSecureChanged(call_id=CALL, secure=False, by="api"), 4.0)
+    assert list(r.process(dtmf("5"), 5.0)) == [dtmf("5")]
+
+
+def test_the_rule_masks_dtmf_after_the_agent_asks_for_a_card() -> None:
+    r = redactor(secure_dtmf="after_card_request", context_window_s=30.0)
+    r.process(final("please key in your card number now", "agent", 0, 0.0), 1.0)
+    masked = r.process(dtmf("4"), 5.0)[0]
+    assert isinstance(masked, DtmfReceived) and masked.digit == "[DTMF]"
+    assert r.process(dtmf("4"), 40.0)[0] == dtmf("4")        # the window closed
+
+
+# ------------------------------------------------------------------ replies
+
+def test_a_spoken_reply_reading_a_card_back_is_redacted() -> None:
+    r = redactor()
+    reply = ReplyStarted(call_id=CALL, reply_id="r1", source="bot",
+                         text=f"I have {VISA}, is that right?", barge_in=True, latency_s=0.1)
+    (out,) = r.process(reply, 1.0)
+    assert isinstance(out, ReplyStarted) and "1111" not in out.text and "[CARD]" in out.text
+
+
+# ------------------------------------------------------------------ the stage
+
+def test_the_stage_gives_raw_sinks_each_final_s_own_original() -> None:
+    (processor,) = build_processors(GatewayConfig())
+    stage = ProcessingStage([processor])
+    first = final("the number is 4111 1111", segment=0)
+    second = final("1111 1111", segment=1, start=5.0)
+    assert stage.run(first, 1.0).events == ()
+    result = stage.run(second, 2.0)
+    finals = [(e, r) for e, r in zip(result.events, result.raw, strict=True)
+              if isinstance(e, TranscriptFinal)]
+    assert [(e.segment, r) for e, r in finals] == [(0, first), (1, second)]
+    assert digits_of(all_text(result.events)) == ""
+
+
+def test_a_processor_bug_drops_the_event_rather_than_leak_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (processor,) = build_processors(GatewayConfig())
+
+    def broken(*_a: object, **_k: object) -> object:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("gateway.redaction.processor.detect", broken)
+    result = ProcessingStage([processor]).run(final(f"card {VISA}", start=1.0), 1.0)
+    assert result.events == () and result.failures[0].dropped
+
+
+def test_a_reload_hands_held_finals_to_the_new_redactor() -> None:
+    old = build_processors(GatewayConfig())
+    assert list(old[0].process(final("card 4111 1111"), 1.0)) == []
+    new_config = parse_config({"redaction": {"hold_s": 5.0}}, {}, __import__("pathlib").Path("."))
+    (new,) = build_processors(new_config, old)
+    out = new.process(final("1111 1111", segment=1), 2.0)
+    assert digits_of(all_text(out)) == "" and len([e for e in out
+                                                   if isinstance(e, TranscriptFinal)]) == 2
+
+
+def test_redaction_off_builds_no_processor() -> None:
+    config = parse_config({"redaction": {"enabled": False}}, {}, __import__("pathlib").Path("."))
+    assert build_processors(config) == []
+
+
+def test_forget_call_frees_the_call() -> None:
+    r = redactor()
+    r.process(final("card 4111 1111"), 1.0)
+    r.forget_call(CALL)
+    assert r.next_deadline() is None
