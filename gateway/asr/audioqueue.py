@@ -249,11 +249,13 @@ class ChannelAudioQueue:
 
     def arrival_of(self, end_s: float) -> float | None:
         """When the audio at ``end_s`` (sequence time) reached the gateway; None when that
-        audio is no longer held."""
+        audio is no longer held. Searched from the newest chunk: the unconfirmed chunks are
+        in channel order and apart, and a hypothesis is usually about the newest audio (a
+        model that confirms nothing before END holds the whole buffer unconfirmed)."""
         position = self.channel_position(end_s)
-        for chunk in self._unconfirmed:
-            if chunk.start < position <= chunk.end:
-                return chunk.pushed_at
+        for chunk in reversed(self._unconfirmed):
+            if chunk.start < position:
+                return chunk.pushed_at if position <= chunk.end else None
         return None
 
     def restart(self) -> None:

@@ -313,3 +313,25 @@ def test_file_replay_starts_at_the_last_final() -> None:
     replay = _drain(q, final=True)
     assert np.array_equal(np.concatenate(replay), _ramp(40000, 4 * RATE - 40000))
     assert q.dropped_samples == 0
+
+
+
+def test_arrival_of_is_the_held_chunk_around_each_position_across_a_gap() -> None:
+    """Checked against a plain search of the held chunks at every 10 ms of sequence time,
+    with audio dropped between two of them (the sequence's time map breaks there)."""
+    q = _queue(max_buffer_s=1.0)
+    for k in range(4):                                  # sent one by one, none confirmed
+        q.push(_ramp(k * CHUNK, CHUNK), float(k))
+        assert q.next_chunk() is not None
+    q.push(_ramp(4 * CHUNK, RATE + 2 * CHUNK), 10.0)    # forgets sent audio, drops unsent
+    assert q.next_chunk(max_chunks=1) is not None
+    assert q.next_chunk(max_chunks=1) is not None
+    assert q.dropped_samples > 0 and len(q._unconfirmed) >= 2
+    held = [(c.start, c.end, c.pushed_at) for c in q._unconfirmed]
+    found = set()
+    for step in range(200):
+        position = q.channel_position(step / 100)
+        expected = next((at for start, end, at in held if start < position <= end), None)
+        assert q.arrival_of(step / 100) == expected, step
+        found.add(expected)
+    assert found == {at for _s, _e, at in held} | {None}
