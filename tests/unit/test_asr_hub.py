@@ -42,8 +42,8 @@ class FakeStream:
                             "start": params["sequence_start"].bool_param,
                             "end": params["sequence_end"].bool_param,
                             "samples": request.inputs[0].shape[1], "id": request.id,
-                            "empty_final": params["triton_enable_empty_final_response"]
-                            .bool_param})
+                            "empty_final": "triton_enable_empty_final_response" in params
+                            and params["triton_enable_empty_final_response"].bool_param})
             self.hub.pump(ch)
         self.sent += out
         return out
@@ -57,9 +57,11 @@ class FakeStream:
         return out
 
     def answer(self, request: dict[str, Any], *results: dict[str, Any],
-               complete: bool = True) -> None:
+               complete: bool | None = None) -> None:
+        """Triton marks the last response complete only for a request that asked for it."""
         raw = tuple(json.dumps(r).encode() for r in results)
-        self.hub._on_response(StreamReply(RequestId.parse(request["id"]), raw, None, complete))
+        final = request["empty_final"] if complete is None else complete
+        self.hub._on_response(StreamReply(RequestId.parse(request["id"]), raw, None, final))
 
 
 def _result(kind: str, text: str, start_s: float, end_s: float, audio_s: float,
@@ -90,7 +92,7 @@ async def test_latency_and_send_delay_observe_each_event_once() -> None:
     ch = hub.open("call/customer", lambda _c, hyp, lat: heard.append((hyp, lat)))
     requests = stream.push(ch, 1.0)
     assert [r["samples"] for r in requests] == [2560] * 6
-    assert all(r["empty_final"] for r in requests), "the hub must see each request complete"
+    assert not any(r["empty_final"] for r in requests), "only END asks for the empty final"
     for r in requests:
         stream.answer(r, _result("partial", "", 0, 0, 0))            # nothing heard yet
     stream.answer(requests[3], _result("partial", "hello", 0.1, 0.6, 0.64))
@@ -99,6 +101,7 @@ async def test_latency_and_send_delay_observe_each_event_once() -> None:
     await asyncio.sleep(0)
     end = stream.drain()
     assert len(end) == 1 and end[0]["end"] and end[0]["samples"] == 640
+    assert end[0]["empty_final"], "the hub must see the END request complete"
     # the END final of a model with nothing pending has empty text: it is no transcript
     stream.answer(end[0], _result("final", "", 1.0, 1.0, 1.0, segment=1))
     assert await closing is True
