@@ -112,7 +112,7 @@ _CUE_PHRASES: Final[dict[str, tuple[str, ...]]] = {
                "episode", "channel", "platform", "route", "bus", "train", "score"),
     _ASIDE: ("on the account", "on your account", "on my account", "on the card",
              "on your card", "on my card", "of the card", "of your card", "on file",
-             "for the account", "to the account"),
+             "for the account", "to the account", "direct debit"),
 }
 
 _UNITS_AFTER: Final = frozenset({
@@ -192,6 +192,7 @@ class _Utt:
     runs: list[DigitRun]
     context: frozenset[str]
     everywhere: frozenset[str] = frozenset()
+    newest: frozenset[str] = frozenset()      # the last entity of an ordered context
     run_at: dict[int, DigitRun] = field(default_factory=dict)
     run_ending: dict[int, DigitRun] = field(default_factory=dict)
 
@@ -214,7 +215,9 @@ def _utterance(tokens: Sequence[str], context: Collection[str]) -> _Utt:
     low = [normalise(t) for t in tokens]
     hits = _card_talk(_cue_hits(low), context)
     runs = _trim_counts(tokens, low, digit_runs(tokens))
-    u = _Utt(tokens, low, hits, runs, frozenset(context), _positives(c for _, c in hits))
+    newest = frozenset(context[-1:]) if isinstance(context, Sequence) else frozenset()
+    u = _Utt(tokens, low, hits, runs, frozenset(context), _positives(c for _, c in hits),
+             newest)
     u.run_at = {r.start: r for r in runs}
     u.run_ending = {r.end: r for r in runs}
     return u
@@ -378,8 +381,11 @@ def _by_context(run: DigitRun, cues: frozenset[str], local: bool, shape: _Shape)
     """The entity ``cues`` make of the run, or None."""
     d, n = run.digits, len(run.digits)
     cvv_next = shape.after_expiry and n in (3, 4) and bool(cues & _CARD_TALK)
-    card_expiry = CARD in cues and CVV not in cues and (shape.slashy or _spoken_expiry(run))
-    if not cvv_next and (EXPIRY in cues or card_expiry) and _expiry_ok(d):
+    said_as_expiry = shape.slashy or _spoken_expiry(run)
+    card_expiry = CARD in cues and CVV not in cues and said_as_expiry
+    cvv_not_expiry = CVV in cues and n == 3 and not said_as_expiry
+    if (not (cvv_next or cvv_not_expiry) and (EXPIRY in cues or card_expiry)
+            and _expiry_ok(d)):
         return EXPIRY
     if DOB in cues and _numeric_date(run):
         return DOB
@@ -512,6 +518,8 @@ def _judge_run(u: _Utt, run: DigitRun, floor: int, after_expiry: bool) -> list[F
     phone = (_plus(u, run) and 10 <= len(run.digits) <= 15) or _nanp(run) or _uk_phone(run)
     shape = _Shape(_slashy(u, run), phone, after_expiry)
     entity = _by_context(run, local, True, shape) if local else None
+    if entity is None and u.newest:
+        entity = _by_context(run, u.newest, False, shape)
     entity = entity or _by_context(run, anywhere, False, shape)
     if entity is None:
         found = None if shape.slashy else _by_shape(u, run)
@@ -908,7 +916,9 @@ def detect(tokens: Sequence[str], *, context: Collection[str] = (),
            entities: Collection[str] = BUILTIN_ENTITIES) -> list[Found]:
     """The PII in one utterance's tokens: sorted, non-overlapping spans of token indices.
 
-    ``context`` holds the entities the other party just asked for (:func:`asked_for`);
+    ``context`` holds the entities the other party just asked for (:func:`asked_for`); a
+    sequence is taken as oldest to newest, and its last entity is tried first (the card
+    asked for a minute ago, then the CVV: four digits now are the CVV, not a card group).
     ``entities`` the built-in entities to look for; ``custom`` patterns always apply.
     Priority where spans meet: e-mail, IBAN, dates, digit runs, custom patterns (a later
     span keeps the tokens left free)."""

@@ -477,6 +477,21 @@ def test_a_phone_shaped_number_is_a_phone_when_phone_and_account_are_asked() -> 
         (PHONE, "plus four four two oh seven nine four six oh two four one")]
 
 
+def test_an_ordered_context_tries_the_newest_ask_first() -> None:
+    assert spans("seven oh eight oh.", {CARD, EXPIRY, CVV}) == [(CARD, "seven oh eight oh.")]
+    assert spans("seven oh eight oh.", (CARD, EXPIRY, CVV)) == [(CVV, "seven oh eight oh.")]
+    assert spans("it's 993680003", (ROUTING, BANK_ACCOUNT)) == [(BANK_ACCOUNT, "993680003")]
+    assert spans("it's 993680003", (BANK_ACCOUNT, ROUTING)) == [(ROUTING, "993680003")]
+    # the newest ask does not hide the others: a card number still is one
+    assert spans("4111 1111 1111 1112", (CARD, CVV)) == [(CARD, "4111 1111 1111 1112")]
+
+
+def test_three_digits_are_a_cvv_not_an_expiry_when_both_were_asked() -> None:
+    assert spans("eight zero nine.", {CARD, EXPIRY, CVV}) == [(CVV, "eight zero nine.")]
+    assert spans("836.", {EXPIRY, CVV}) == [(CVV, "836.")]
+    assert spans("nine twenty six", {EXPIRY, CVV}) == [(EXPIRY, "nine twenty six")]
+
+
 def test_a_number_read_over_several_turns_in_context() -> None:
     assert spans("five three six, two two...", {SSN}) == [(SSN, "five three six, two two...")]
     assert spans("four seven one nine.", {SSN}) == [(SSN, "four seven one nine.")]
@@ -648,6 +663,7 @@ def test_checksums() -> None:
     ("great. the valid-thru date?", {EXPIRY}),
     ("what's the mobile number on the account?", {PHONE}),
     ("and the code?", set()),
+    ("for the direct debit what's the routing number?", {ROUTING}),
     ("how can I help you today", set()),
     ("what's your order number", set()),
 ])
