@@ -162,6 +162,9 @@ class EventBus:
         await self._drain(old, timeout_s)
 
     async def close(self, timeout_s: float = 10.0) -> None:
+        if not self._closed and self._stage.processors:
+            now = self._clock()
+            self._publish(self._stage.flush(now), now)  # what processors still hold
         self._closed = True
         self._rearm()                                  # cancels the stage's timer
         old, self._workers = self._workers, []

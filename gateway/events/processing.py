@@ -48,6 +48,7 @@ turns the config into the ordered list (redaction first, then analytics).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -156,6 +157,21 @@ class ProcessingStage:
             deadline = self._deadline(index, processor, failures)
             if deadline is not None and deadline <= now:
                 items.extend((e, None) for e in self._fire(index, processor, now, failures))
+        return _result(items, failures)
+
+    def flush(self, now: float) -> StageResult:
+        """At close: every processor's deadlines are due (``on_timer(inf)``), so whatever a
+        processor holds (a redactor's held finals of calls that never ended) goes out
+        instead of being lost with the process."""
+        items: list[_Item] = []
+        failures: list[ProcessorFailure] = []
+        for processor in self.processors:
+            if items:
+                items = _apply(processor, items, now, failures)
+            try:
+                items.extend((e, None) for e in _checked(processor.on_timer(math.inf)))
+            except Exception as exc:
+                failures.append(ProcessorFailure(processor.name, TIMER, repr(exc)[:300], False))
         return _result(items, failures)
 
     def _fire(self, index: int, processor: Processor, now: float,

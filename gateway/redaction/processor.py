@@ -113,8 +113,11 @@ class _Call:
     context: dict[str, float] = field(default_factory=dict)   # entity -> open until (now)
     secure: bool = False
 
-    def open_context(self, now: float) -> frozenset[str]:
-        return frozenset(e for e, until in self.context.items() if until > now)
+    def open_context(self, now: float) -> tuple[str, ...]:
+        """The entities asked for and still open, oldest question first (the detectors try
+        the newest first: "and the security code?" after the card number)."""
+        return tuple(e for e, until in sorted(self.context.items(), key=lambda kv: kv[1])
+                     if until > now)
 
     def channel(self, name: str) -> _Channel:
         ch = self.channels.get(name)
@@ -197,7 +200,7 @@ class _Redacted:
     spans: tuple[RedactionSpan, ...]
 
 
-def _redact_group(events: Sequence[Transcript], context: frozenset[str], policy: Policy
+def _redact_group(events: Sequence[Transcript], context: tuple[str, ...], policy: Policy
                   ) -> list[_Redacted]:
     """Detect over the events' tokens joined (words and text separately) and redact each."""
     word_tokens = [_tokens_of_words(e) for e in events]
@@ -213,7 +216,7 @@ def _redact_group(events: Sequence[Transcript], context: frozenset[str], policy:
     return out
 
 
-def _detect(tokens: Sequence[str], context: frozenset[str], policy: Policy) -> list[Found]:
+def _detect(tokens: Sequence[str], context: tuple[str, ...], policy: Policy) -> list[Found]:
     if not tokens:
         return []
     return detect(tokens, context=context, custom=policy.custom, entities=policy.entities)
@@ -245,7 +248,7 @@ def _applied(event: Transcript | DtmfReceived, spans: Sequence[RedactionSpan],
                             spans=tuple(spans))
 
 
-def _mask_partial(event: TranscriptPartial, context: frozenset[str], held: bool,
+def _mask_partial(event: TranscriptPartial, context: tuple[str, ...], held: bool,
                   policy: Policy) -> TranscriptPartial:
     """Entities by their tags, then every remaining digit run of ``PARTIAL_RUN`` digits (any
     digits in a context or while a final is held) as ``[DIGITS]``."""
@@ -289,7 +292,7 @@ def _collapse_words(words: Sequence[TranscriptWord], runs: Sequence[tuple[int, i
     return out
 
 
-def _ends_in_digits(events: Sequence[TranscriptFinal], context: frozenset[str]) -> bool:
+def _ends_in_digits(events: Sequence[TranscriptFinal], context: tuple[str, ...]) -> bool:
     """Whether the finals' joined text ends in a digit run that could be the start of a
     longer number (a card read in groups): ``HOLD_RUN`` digits, or any short run while a
     context is open."""
@@ -344,7 +347,8 @@ class Redactor:
         for call in self._calls.values():
             for ch in call.channels.values():
                 if ch.deadline is not None and ch.deadline <= now:
-                    out += self._release(call, ch, [], now)
+                    # judged at the deadline: a flush at close (now = inf) keeps the context
+                    out += self._release(call, ch, [], ch.deadline)
         return out
 
     def forget_call(self, call_id: str) -> None:
@@ -363,7 +367,13 @@ class Redactor:
 
     def _final(self, event: TranscriptFinal, now: float) -> list[GatewayEvent]:
         call = self._call(event.call_id)
+        before: list[GatewayEvent] = []
         if event.channel == AGENT:
+            # The agent speaking ends the customer's answer: what the customer's finals held
+            # goes out first, judged under the question it answered.
+            for name, other in call.channels.items():
+                if name != AGENT:
+                    before += self._release(call, other, [], now)
             self._learn_context(call, event, now)
         ch = call.channel(event.channel)
         context = self._context_for(call, event.channel, now)
@@ -372,8 +382,8 @@ class Redactor:
             ch.held.append(event)
             if ch.deadline is None:
                 ch.deadline = now + self.policy.hold_s
-            return []
-        return self._release(call, ch, [event], now)
+            return before
+        return before + self._release(call, ch, [event], now)
 
     def _release(self, call: _Call, ch: _Channel, more: list[TranscriptFinal], now: float
                  ) -> list[GatewayEvent]:
@@ -423,7 +433,7 @@ class Redactor:
 
     def _reply(self, event: ReplyStarted | ReplyInterrupted) -> GatewayEvent:
         tokens = _tokens_of_text(event)
-        found = _detect(tokens, frozenset(), self.policy)
+        found = _detect(tokens, (), self.policy)
         if not found:
             return event
         parts = [(f, f.start, f.end, True) for f in found]
@@ -437,12 +447,12 @@ class Redactor:
         for entity in asked_for(event.text.split()):
             call.context[entity] = now + self.policy.context_window_s
 
-    def _context_for(self, call: _Call, channel: str, now: float) -> frozenset[str]:
+    def _context_for(self, call: _Call, channel: str, now: float) -> tuple[str, ...]:
         """The agent's open questions count for the other channels, not for the agent."""
-        return frozenset() if channel == AGENT else call.open_context(now)
+        return () if channel == AGENT else call.open_context(now)
 
     def _secure(self, call: _Call, now: float) -> bool:
         rule = self.policy.secure_dtmf
         if call.secure or rule == "always":
             return True
-        return rule == "after_card_request" and bool(call.open_context(now) & {CARD, CVV})
+        return rule == "after_card_request" and bool({CARD, CVV}.intersection(call.open_context(now)))

@@ -257,3 +257,23 @@ def test_forget_call_frees_the_call() -> None:
     r.process(final("card 4111 1111"), 1.0)
     r.forget_call(CALL)
     assert r.next_deadline() is None
+
+
+def test_the_stage_flush_at_close_releases_what_calls_that_never_ended_held() -> None:
+    stage = ProcessingStage(build_processors(GatewayConfig()))
+    assert stage.run(final("my card number is 4111 1111"), 1.0).events == ()
+    result = stage.flush(2.0)
+    finals = [e for e in result.events if isinstance(e, TranscriptFinal)]
+    assert len(finals) == 1 and digits_of(all_text(finals)) == ""
+    assert stage.next_deadline() is None
+
+
+def test_an_agent_turn_releases_the_customer_s_digits_under_the_question_they_answered(
+        ) -> None:
+    r = redactor()
+    r.process(final("what is the card number", "agent", 0, 0.0), 1.0)
+    assert list(r.process(final("4111 1111", segment=0, start=2.0), 2.0)) == []
+    out = r.process(final("and the three digits on the back", "agent", 1, 6.0), 6.0)
+    released = [e for e in out if isinstance(e, TranscriptFinal) and e.channel == "customer"]
+    assert [e.text for e in released] == ["[CARD]"]
+    assert isinstance(out[-1], TranscriptFinal) and out[-1].channel == "agent"
