@@ -202,12 +202,15 @@ class Conversations:
     def _sink(self, talk: CallConversation, channel: str, on_audio: AudioHook,
               on_words: Callable[[], None]) -> ChannelSink:
         asr = None
+        box: list[ChannelSink] = []
         if self._asr is not None:
             key = f"{talk.call_id}/{channel}"
             asr = self._asr.open(key, lambda ch, hyp, lat: self._transcript(
-                talk, channel, hyp, lat, on_words), self.config.triton.phrases)
+                talk, channel, hyp, lat, on_words, box[0].offset_s if box else 0.0),
+                self.config.triton.phrases)
             talk.asr.append(asr)
-        return ChannelSink(talk.media, channel, asr, on_audio)
+        box.append(ChannelSink(talk.media, channel, asr, on_audio))
+        return box[0]
 
     def leave(self, talk: CallConversation) -> Path | None:
         """The call is gone; the last call out closes the recording (its path). A masked
@@ -229,7 +232,11 @@ class Conversations:
 
     # ----------------------------------------------------------------- ASR
     def _transcript(self, talk: CallConversation, channel: str, hyp: Hypothesis,
-                    latency_s: float | None, on_words: Callable[[], None]) -> None:
+                    latency_s: float | None, on_words: Callable[[], None],
+                    offset_s: float) -> None:
+        """One hypothesis as a transcript event; its times move from the channel's stream
+        time (from the leg's first audio) onto the conversation timeline (``offset_s``, where
+        that audio starts in the recording)."""
         if not hyp.text:    # nothing heard, or an empty END final: no event (nor latency
             return          # metric, which gateway.asr.stream observes per event)
         if not hyp.is_final:
@@ -239,8 +246,10 @@ class Conversations:
             call_id=talk.call_id, channel=channel,
             participant=Party.from_dict(talk.participant_of(channel)),
             conversation_id=talk.conversation_id,
-            text=hyp.text, segment=hyp.segment, start_s=hyp.start_s, end_s=hyp.end_s,
-            words=tuple(TranscriptWord(word=w.word, start_s=w.start_s, end_s=w.end_s,
+            text=hyp.text, segment=hyp.segment, start_s=_on(hyp.start_s, offset_s),
+            end_s=_on(hyp.end_s, offset_s),
+            words=tuple(TranscriptWord(word=w.word, start_s=_on(w.start_s, offset_s),
+                                       end_s=_on(w.end_s, offset_s),
                                        confidence=w.confidence) for w in hyp.words),
             latency_s=None if latency_s is None else round(latency_s, 3)))
 
@@ -282,3 +291,8 @@ def _offered(meta: CallMetadata, conversation_id: str, channel: str | None,
         to_uri=meta.to_uri, request_uri=meta.request_uri,
         remote=f"{meta.remote_addr[0]}:{meta.remote_addr[1]}", transport=meta.transport,
         headers=dict(meta.headers))
+
+
+def _on(stream_s: float, offset_s: float) -> float:
+    """A stream time on the conversation timeline (ms resolution: no float noise)."""
+    return round(stream_s + offset_s, 3) if offset_s else stream_s

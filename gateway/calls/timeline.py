@@ -96,10 +96,9 @@ class RecordingMasks:
     ``recording.mask_failed``, a span that was already on disk as ``recording.redaction_late``
     (warning, with the seconds that had been written unmasked and the seconds patched).
 
-    Time base: a transcript's spans carry the transcript's times, which are that call
-    channel's ASR stream time (0 at the leg's first audio), so the leg's offset on the
-    conversation timeline (:attr:`ChannelSink.offset_s`) is added; spans of other sources
-    (``dtmf``) are already on the conversation timeline.
+    Time base: every span is on the conversation timeline (transcripts are put there by
+    :class:`~gateway.calls.conversation.Conversations`, DTMF by the call registry), the
+    recording's own time base.
 
     Teardown: the last call to leave hands its recording to :meth:`close_after_end` instead of
     closing it. The call's ``call.ended`` goes out right after (the processor releases the
@@ -180,14 +179,14 @@ class RecordingMasks:
             self.close(event.conversation_id)
 
     def _mask(self, event: RedactionApplied) -> None:
-        media, offset_s = self._target(event)
+        media = self._target(event)
         if media is None or media.recorder is None:
             return
         padding_s = self._padding_s()
         for span in event.spans:
             try:
-                result = media.recorder.mask(event.channel, span.start_s + offset_s,
-                                             span.end_s + offset_s, padding_s=padding_s)
+                result = media.recorder.mask(event.channel, span.start_s, span.end_s,
+                                             padding_s=padding_s)
             except Exception as exc:
                 self._log.error("recording.mask_failed", call_id=event.call_id,
                                 conversation_id=media.conversation_id, channel=event.channel,
@@ -196,15 +195,12 @@ class RecordingMasks:
             if result.late:
                 self._late(event, span, result, media.recorder.sample_rate_hz)
 
-    def _target(self, event: RedactionApplied) -> tuple[ConversationMedia | None, float]:
-        """The recording a span goes to, and what to add to its times (see the class)."""
-        media, sinks = self._calls.get(event.call_id, (None, ()))
+    def _target(self, event: RedactionApplied) -> ConversationMedia | None:
+        """The recording a span goes to."""
+        media, _sinks = self._calls.get(event.call_id, (None, ()))
         if media is None:
-            return self._media.get(event.conversation_id or ""), 0.0
-        if not event.source.startswith("transcript."):
-            return media, 0.0
-        offsets = [s.offset_s for s in sinks if s.channel == event.channel]
-        return media, offsets[0] if offsets else 0.0
+            return self._media.get(event.conversation_id or "")
+        return media
 
     def _late(self, event: RedactionApplied, span: RedactionSpan, result: MaskResult,
               rate_hz: int) -> None:

@@ -162,17 +162,18 @@ async def test_redaction_applied_masks_the_recording_mid_call_and_at_teardown(
         nonlocal offset_s
         offset_s = sink.offset_s                           # where the leg starts on the timeline
         assert offset_s > 0
-        # a transcript span is in the channel's stream time: the wiring adds the leg's offset
-        side.bus.emit(applied("c-1", conv, "customer", "transcript.final", (0.3, 0.5)))
+        # every span is on the conversation timeline (transcripts are put there when made)
+        side.bus.emit(applied("c-1", conv, "customer", "transcript.final",
+                              (offset_s + 0.3, offset_s + 0.5)))
         # a keypad span is on the conversation timeline already
         side.bus.emit(applied("c-1", conv, "customer", "dtmf",
                               (offset_s + 1.2, offset_s + 1.3)))
         # a bad channel, another conversation: logged / ignored, never raised into the bus
         side.bus.emit(applied("c-1", conv, "bogus", "transcript.final", (0.0, 3.0)))
         side.bus.emit(applied("c-9", "other", "customer", "transcript.final", (0.0, 3.0)))
+        side.processor.held["c-1"] = applied("c-1", conv, "customer", "transcript.final",
+                                             (offset_s + 2.3, offset_s + 2.5))
 
-    side.processor.held["c-1"] = applied("c-1", conv, "customer", "transcript.final",
-                                         (2.3, 2.5))
     await send_rtp(port, speech, at_s=1.6, action=mid_call)
     await asyncio.sleep(0.3)
     side.calls.ended("c-1", "bye", "remote", True)
