@@ -4,8 +4,9 @@ partial, for real ASR models, at 1 and at 10 simultaneous calls.
 Each call plays piper sentences in real time from the bench's RTP sender; the sender
 knows when each sentence's speech started and ended (from the audio, bench.audio), and
 the gateway's events carry their wall-clock ``ts``. A transcript belongs to the sentence
-whose speech interval is nearest to the transcript's ``end_s`` (stream time, which
-starts at the call's first packet). Calls start staggered so sentence ends spread out.
+whose speech interval is nearest to the transcript's ``end_s`` (conversation timeline: the
+call's first packet is at its leg's offset, a fraction of a second, small next to the pauses
+between sentences). Calls start staggered so sentence ends spread out.
 """
 
 from __future__ import annotations

@@ -299,9 +299,13 @@ class RedactionConfig:
     audio: str = "tone"
     """Redacted spans in recordings: ``tone`` (1 kHz), ``silence`` or ``off``."""
     audio_padding_ms: int = 250
-    audio_delay_s: float = 10.0
+    audio_delay_s: float = 20.0
     """Audio the recorder keeps in memory before writing, so that spans of finals that
-    arrive up to this late are masked before the audio reaches disk."""
+    arrive up to this late are masked before the audio reaches disk. It must cover a whole
+    redacted stretch from its first word to its final's release: a card number read in four
+    groups, each final held up to ``hold_s``, takes 10-15 s. 20 s of stereo 8 kHz is 640 KB
+    per recorded conversation; a later span is patched in the WAV file and logged as
+    ``recording.redaction_late``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,7 +149,7 @@ async def test_redaction_applied_masks_the_recording_mid_call_and_at_teardown(
     call = side.calls.calls["c-1"]
     assert call.media is not None
     recorder = call.talk.media.recorder
-    assert recorder is not None and recorder.memory_window_s == 10.0
+    assert recorder is not None and recorder.memory_window_s == 20.0
     assert side.calls.conversations.masks.subscribed
     (port,) = side.sip.answers["c-1"]
     assert port is not None
