@@ -111,8 +111,8 @@ def check(items: Sequence[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def build() -> list[dict[str, Any]]:
-    rng = random.Random(SEED)
+def build(seed: int = SEED) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
     items: list[Item] = []
     for generate in (*GENERATORS, clean_items):
         items += [Item(i, kind, turns, tags) for i, kind, turns, tags in generate(rng)]
@@ -134,14 +134,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true",
                    help="compare with the committed files instead of writing them")
+    p.add_argument("--seed", type=int, default=SEED,
+                   help="another seed: a held-out variant of the generated items (new "
+                        "values and choices, same forms), written to --out")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write the items here instead (not the committed corpus)")
     args = p.parse_args(argv)
-    items = build()
+    items = build(args.seed)
     problems = check(items)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
         return 1
     text, patterns = render(items), patterns_json()
+    if args.out is not None:
+        args.out.write_text(text)
+        print(f"{len(items)} items written to {args.out}")
+        return 0
+    if args.seed != SEED:
+        print("a held-out seed needs --out (the committed corpus is seed 16)", file=sys.stderr)
+        return 2
     if args.check:
         same = CORPUS.read_text() == text and PATTERNS.read_text() == patterns
         print("up to date" if same else "utterances.jsonl differs from build.py's output")

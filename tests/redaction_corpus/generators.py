@@ -309,6 +309,10 @@ def _account_pii(rng: random.Random, form: str) -> Pii:
     return Pii("bank_account", value, f.digit_surface(groups, form, rng), form)
 
 
+def _share_four(a: str, b: str) -> bool:
+    return any(a[k:k + 4] in b for k in range(len(a) - 3))
+
+
 def bank_items(rng: random.Random) -> Iterator[Generated]:
     for n, form in enumerate(BANK_FORMS[:6], 1):
         yield (f"routing-{n:02d}", "pii",
@@ -328,6 +332,8 @@ def bank_items(rng: random.Random) -> Iterator[Generated]:
                ["routing", "bank_account", "agent_context"])
     for n in range(1, 4):
         routing, account = _routing_pii(rng, "plain"), _account_pii(rng, pick(rng, BANK_FORMS))
+        while _share_four(routing.value, account.value):     # one number's digits in the other
+            account = _account_pii(rng, pick(rng, BANK_FORMS))
         yield (f"bank-oneturn-{n:02d}", "pii",
                [agent("Where should we send the refund?"),
                 customer("To my checking account, routing number ", routing,

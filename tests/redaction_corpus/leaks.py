@@ -8,7 +8,8 @@ ASR writes numbers: numerals with any separators (``4,111, 111``, ``4111-1111``,
 ``(415) 555-0132``), words (``four one one one``, ``oh``, ``double one``, ``triple five``,
 ``forty one eleven``, ``nineteen eighty five``, ``two thousand and five``, ordinals) and
 mixtures; consecutive number tokens, whatever separates them (spaces, ``, - / . ( ) + :``,
-"and", "slash", "dash", "plus"), make one digit run.
+"and", "slash", "dash", "plus"), make one digit run (for the parts of a date, the runs
+split at those separators count too).
 
 What counts as a leak (deliberately strict):
 
@@ -21,8 +22,8 @@ What counts as a leak (deliberately strict):
 - date of birth: the year inside a run, the month and day together (``MMDD``, ``DDMM``,
   ``MDD`` inside a run, or the month's name with the day as a run or an ordinal);
 - e-mail: the local part (or the whole address) in the text with the spoken words mapped
-  (``dot`` ``at`` ``underscore`` ``dash``, number words to digits) and spaces removed, so
-  ``john dot smith at example dot com`` and ``j o h n`` both leak ``john``.
+  (``dot`` ``at`` ``underscore`` ``dash``, number words to digits) and spaces and commas
+  removed, so ``john dot smith at example dot com`` and ``j o h n`` both leak ``john``.
 
 Plain Python, no project imports: usable from the unit tests, the bench and the
 integration tests alike.
@@ -135,7 +136,7 @@ def _joins(toks: Sequence[str], i: int) -> bool:
     return j < len(toks) and _is_number_token(toks[j])
 
 
-def _runs_of(toks: Sequence[str]) -> Iterator[str]:
+def _runs_of(toks: Sequence[str], join: bool = True) -> Iterator[str]:
     run: list[str] = []
     i = 0
     while i < len(toks):
@@ -150,7 +151,7 @@ def _runs_of(toks: Sequence[str]) -> Iterator[str]:
             run.append(spoken[0])
             i = spoken[1]
             continue
-        if run and (tok in SEPARATOR_CHARS or tok in SEPARATOR_WORDS) and _joins(toks, i):
+        if join and run and (tok in SEPARATOR_CHARS or tok in SEPARATOR_WORDS) and _joins(toks, i):
             i += 1
             continue
         if run:
@@ -161,9 +162,10 @@ def _runs_of(toks: Sequence[str]) -> Iterator[str]:
         yield "".join(run)
 
 
-def digit_runs(text: str) -> list[str]:
-    """Every maximal run of number tokens in ``text`` as one digit string."""
-    return list(_runs_of(tokens(text)))
+def digit_runs(text: str, join: bool = True) -> list[str]:
+    """Every maximal run of number tokens in ``text`` as one digit string (with ``join``
+    false, separators end a run: ``October twenty four, fifty four`` is ``24``, ``54``)."""
+    return list(_runs_of(tokens(text), join))
 
 
 # --------------------------------------------------------------------------- the checks
@@ -216,8 +218,12 @@ _EMAIL_WORDS: Final = {"dot": ".", "at": "@", "underscore": "_", "dash": "-", "h
                        "period": "."}
 
 
+_EMAIL_SYMBOLS: Final = frozenset(".@_-+")
+
+
 def _spoken_compact(text: str) -> str:
-    """The text with e-mail words and number words mapped and every space removed."""
+    """The text with e-mail words and number words mapped, and spaces and punctuation
+    other than ``. @ _ - +`` removed."""
     toks = tokens(text)
     out: list[str] = []
     i = 0
@@ -227,7 +233,9 @@ def _spoken_compact(text: str) -> str:
             out.append(spoken[0])
             i = spoken[1]
             continue
-        out.append(_EMAIL_WORDS.get(toks[i], toks[i]))
+        tok = _EMAIL_WORDS.get(toks[i], toks[i])
+        if tok.isalnum() or tok in _EMAIL_SYMBOLS:
+            out.append(tok)
         i += 1
     return "".join(out)
 
@@ -245,10 +253,11 @@ def leaks(value: str, text: str) -> bool:
     runs = digit_runs(text)
     if "@" in value:
         return _email_leak(value, text)
+    both = runs + digit_runs(text, join=False)   # a date's parts next to other numbers
     if re.fullmatch(r"\d\d/\d\d", value):
-        return _expiry_leak(value, runs)
+        return _expiry_leak(value, both)
     if re.fullmatch(r"\d{4}-\d\d-\d\d", value):
-        return _dob_leak(value, text, runs)
+        return _dob_leak(value, text, both)
     if value.isdigit():
         return _digits_leak(value, runs)
     return _alnum_leak(value.upper(), text, runs)
