@@ -182,12 +182,15 @@ def _redaction(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--call-items", type=int, default=defaults.call_items,
                    help="corpus items spoken in call mode (2/3 with PII)")
     p.add_argument("--model", default=defaults.model, help="ASR model of the call mode")
+    p.add_argument("--corpus", type=Path, default=None,
+                   help="text mode on this JSONL instead (a held-out build.py --seed variant)")
     p.set_defaults(runner=_run_redaction)
 
 
 def _run_redaction(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
     params = redaction.RedactionParams(repeats=args.repeats, calls=args.calls,
-                                       call_items=args.call_items, model=args.model)
+                                       call_items=args.call_items, model=args.model,
+                                       corpus=args.corpus)
     return redaction.run(params, workdir, results)
 
 

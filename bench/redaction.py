@@ -63,6 +63,7 @@ class RedactionParams:
     calls: bool = False
     call_items: int = 24
     model: str = "asr_cpu_default"
+    corpus: Path | None = None          # text mode on another JSONL (held-out variant)
 
 
 def redaction_config(patterns: Sequence[Pattern] | None = None) -> RedactionConfig:
@@ -101,7 +102,7 @@ def final_event(call_id: str, channel: str, text: str, segment: int, start_s: fl
                            words=words, latency_s=ASR_LATENCY_S)
 
 
-def _ended(call_id: str, duration_s: float) -> CallEnded:
+def ended_event(call_id: str, duration_s: float) -> CallEnded:
     return CallEnded(call_id=call_id, reason="bye", by="remote", answered=True,
                      duration_s=duration_s, sip_call_id=call_id, conversation_id=call_id,
                      channels=("agent", "customer"), legs=(), asr_finals_flushed=True,
@@ -116,6 +117,15 @@ class ItemRun:
     extra: int = 0                  # finals that matched no turn
 
 
+def fire_timers(processor: Processor, now: float, sink: list[GatewayEvent]) -> None:
+    """What the event stage does before an event at ``now``: every deadline passed fires."""
+    for _ in range(MAX_TIMER_FIRES):
+        deadline = processor.next_deadline()
+        if deadline is None or deadline > now:
+            return
+        sink += processor.on_timer(deadline)
+
+
 class _Feeder:
     """Drives one Redactor the way the event stage does, for one item at a time."""
 
@@ -123,11 +133,7 @@ class _Feeder:
         self.redactor = redactor
 
     def _fire_timers(self, now: float, sink: list[GatewayEvent]) -> None:
-        for _ in range(MAX_TIMER_FIRES):
-            deadline = self.redactor.next_deadline()
-            if deadline is None or deadline > now:
-                return
-            sink += self.redactor.on_timer(deadline)
+        fire_timers(self.redactor, now, sink)
 
     def run(self, item: CorpusItem, call_id: str, base: float) -> ItemRun:
         run = ItemRun([None] * len(item.turns))
@@ -144,7 +150,7 @@ class _Feeder:
             out += result
         now += END_AFTER_S
         self._fire_timers(now, out)
-        out += self.redactor.process(_ended(call_id, cursor), now)
+        out += self.redactor.process(ended_event(call_id, cursor), now)
         self.redactor.forget_call(call_id)
         self._collect(item, out, run)
         return run
@@ -346,11 +352,12 @@ def show(title: str, result: dict[str, Any], columns: Sequence[str] = TEXT_COLUM
 
 def run(params: RedactionParams, workdir: Path, results_dir: Path) -> dict[str, Any]:
     started_at, t0 = report.now_iso(), time.monotonic()
-    text = text_mode(repeats=params.repeats)
+    text = text_mode(load(params.corpus) if params.corpus else None, repeats=params.repeats)
     show("redaction (text)", text)
     document: dict[str, Any] = {
         "benchmark": NAME, "started_at": started_at, "environment": report.environment(),
         "parameters": {"repeats": params.repeats, "calls": params.calls,
+                       "corpus": str(params.corpus or "tests/redaction_corpus/utterances.jsonl"),
                        "call_items": params.call_items, "model": params.model,
                        "config": "default [redaction] + tests/redaction_corpus custom patterns"},
         "text": text,
@@ -358,8 +365,11 @@ def run(params: RedactionParams, workdir: Path, results_dir: Path) -> dict[str, 
     if params.calls:
         from bench import redaction_calls
         calls = redaction_calls.run_calls_mode(params, workdir, document)
-        show("redaction (calls, Whisper)", calls, CALL_COLUMNS)
         document["calls"] = calls
+        report.write_result(NAME, document, results_dir)
+        for view in ("gateway", "whisper_text_one_call"):
+            calls[view]["goals"] = goals(calls[view], None)
+            show(f"redaction (calls, Whisper, {view})", calls[view], CALL_COLUMNS)
     document["duration_s"] = round(time.monotonic() - t0, 1)
     report.write_result(NAME, document, results_dir)
     return document

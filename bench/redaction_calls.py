@@ -37,8 +37,11 @@ import numpy.typing as npt
 
 from bench import report, stack
 from bench.corpus import Utterance, utterances
-from bench.redaction import RedactionParams
+from bench.redaction import RedactionParams, ended_event, fire_timers, redaction_config
 from bench.rtpcall import RawCall, Stream, play, rtp_packets
+from gateway.config import RedactionConfig
+from gateway.events.types import GatewayEvent, TranscriptFinal, TranscriptWord
+from gateway.redaction.processor import Redactor
 from tests.gateway_proc import GatewayProcess
 from tests.redaction_corpus.corpus import CorpusItem, Label, custom_patterns, load
 from tests.redaction_corpus.forms import DIGIT_WORDS
@@ -277,20 +280,6 @@ def _key(e: Event) -> tuple[Any, ...]:
     return (e.get("call_id"), e.get("channel"), e.get("segment"))
 
 
-def _read_raw(path: Path) -> dict[tuple[Any, ...], str]:
-    out: dict[tuple[Any, ...], str] = {}
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if e.get("type") == "transcript.final":
-            out[_key(e)] = str(e.get("text", ""))
-    return out
-
-
 # --------------------------------------------------------------------------- scoring
 def _score_conversation(conv: Conversation, texts: dict[tuple[int, int], TurnText]
                         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -351,6 +340,86 @@ def summarise(labels: Sequence[dict[str, Any]], turns: Sequence[dict[str, Any]],
     }
 
 
+def replay(raw_finals: Sequence[Event], config: RedactionConfig) -> list[Event]:
+    """Whisper's finals of one conversation (both legs) through a fresh Redactor as ONE
+    call, in arrival order: what the detectors make of real ASR text when the agent's
+    questions reach the customer's channel. Each output replaces its input's text."""
+    redactor = Redactor(config)
+    ordered = sorted(raw_finals, key=lambda e: float(e["ts"]))
+    out: list[GatewayEvent] = []
+    now = 0.0
+    for e in ordered:
+        now = float(e["ts"])
+        fire_timers(redactor, now, out)
+        out += redactor.process(_final_of(e), now)
+    out += redactor.process(ended_event("replay", 0.0), now + 1.0)
+    done = {(f.channel, f.segment): f for f in out if isinstance(f, TranscriptFinal)}
+    replayed = []
+    for e in ordered:
+        f = done.get((str(e["channel"]), int(e["segment"])))
+        replayed.append({**e, "text": "" if f is None else f.text,
+                         "redaction": None if f is None or f.redaction is None else True})
+    return replayed
+
+
+def _final_of(e: Event) -> TranscriptFinal:
+    words = tuple(TranscriptWord(word=str(w["word"]), start_s=float(w["start_s"]),
+                                 end_s=float(w["end_s"]), confidence=float(w["confidence"]))
+                  for w in e.get("words", []))
+    return TranscriptFinal(call_id="replay", channel=str(e["channel"]), participant=None,
+                           conversation_id="replay", text=str(e["text"]),
+                           segment=int(e["segment"]), start_s=float(e["start_s"]),
+                           end_s=float(e["end_s"]), words=words, latency_s=None)
+
+
+def read_events(path: Path, type_: str) -> list[Event]:
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if e.get("type") == type_:
+                out.append(e)
+    return out
+
+
+def score_calls(convs: Sequence[Conversation], leg_ids: Sequence[set[str]], workdir: Path,
+                clean_ids: set[str], config: RedactionConfig) -> dict[str, Any]:
+    """Both views of the calls: what the gateway wrote, and Whisper's text replayed."""
+    finals = read_events(workdir / "events.jsonl", "transcript.final")
+    partials = read_events(workdir / "events.jsonl", "transcript.partial")
+    raw_finals = read_events(workdir / "raw-events.jsonl", "transcript.final")
+    raw = {_key(e): str(e.get("text", "")) for e in raw_finals}
+    views: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
+        "gateway": ([], []), "whisper_text_one_call": ([], [])}
+    for conv, ids in zip(convs, leg_ids, strict=True):
+        mine = [f for f in finals if f.get("call_id") in ids]
+        offset = estimate_offset(conv.placed, mine)
+        sources = {"gateway": (mine, [p for p in partials if p.get("call_id") in ids]),
+                   "whisper_text_one_call": (
+                       replay([f for f in raw_finals if f.get("call_id") in ids], config), [])}
+        for view, (got, got_partials) in sources.items():
+            by_turn = _texts_by_turn(conv, got, raw, got_partials, offset)
+            labels, turns = _score_conversation(conv, by_turn)
+            views[view][0].extend(labels)
+            views[view][1].extend(turns)
+    return {view: summarise(labels, turns, clean_ids) for view, (labels, turns) in views.items()}
+
+
+def _gateway_extra(params: RedactionParams, workdir: Path) -> dict[str, Any]:
+    return {
+        "triton": {"asr_model": params.model, "final_timeout_s": 60.0, "buffer_s": 120.0},
+        "events": {"sinks": [{"type": "log"},
+                             {"type": "jsonl", "path": str(workdir / "events.jsonl")},
+                             {"type": "jsonl", "raw": True,
+                              "path": str(workdir / "raw-events.jsonl")}]},
+        "redaction": {"custom": [{"name": p.name, "pattern": p.pattern, "tag": p.tag}
+                                 for p in custom_patterns()]},
+    }
+
+
 def run_calls_mode(params: RedactionParams, workdir: Path, document: dict[str, Any]
                    ) -> dict[str, Any]:
     items = load()
@@ -358,32 +427,13 @@ def run_calls_mode(params: RedactionParams, workdir: Path, document: dict[str, A
     texts = sorted({spoken_text(i, k) for i in (*pii, *clean) for k in range(len(i.turns))})
     voice = dict(zip(texts, utterances(tuple(texts)), strict=True))
     convs = [build_conversation(pii, voice), build_conversation(clean, voice)]
-    extra = {
-        "triton": {"asr_model": params.model, "final_timeout_s": 60.0, "buffer_s": 120.0},
-        "events": {"sinks": [{"type": "log"}, {"type": "jsonl", "raw": True,
-                                               "path": str(workdir / "raw-events.jsonl")}]},
-        "redaction": {"custom": [{"name": p.name, "pattern": p.pattern, "tag": p.tag}
-                                 for p in custom_patterns()]},
-    }
     with stack.triton([params.model], workdir / "triton") as server:
         document["environment"] = report.environment(server.http_url)
         with stack.gateway(workdir / "gw-redaction", server.grpc_url, max_calls=10,
-                           extra=extra) as gw:
+                           extra=_gateway_extra(params, workdir)) as gw:
             legs, _wall0 = place_and_play(gw, convs)
-            finals = gw.events("transcript.final")
-            partials = gw.events("transcript.partial")
-    raw = _read_raw(workdir / "raw-events.jsonl")
-    labels, turns = [], []
-    for conv, pair in zip(convs, legs, strict=True):
-        ids = {leg.call_id for leg in pair}
-        mine = [f for f in finals if f.get("call_id") in ids]
-        offset = estimate_offset(conv.placed, mine)
-        by_turn = _texts_by_turn(conv, mine, raw, [p for p in partials
-                                                    if p.get("call_id") in ids], offset)
-        got_labels, got_turns = _score_conversation(conv, by_turn)
-        labels += got_labels
-        turns += got_turns
-    result = summarise(labels, turns, {i.id for i in clean})
+    leg_ids = [{leg.call_id for leg in pair if leg.call_id is not None} for pair in legs]
+    result = score_calls(convs, leg_ids, workdir, {i.id for i in clean}, redaction_config())
     result.update({"items": len(pii) + len(clean), "pii_items": len(pii),
                    "clean_items": len(clean), "customer_turns": sum(
                        t.channel == "customer" for i in (*pii, *clean) for t in i.turns),

@@ -9,6 +9,7 @@ harness finds every label when nothing is redacted (a pass-through stand-in)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,6 +52,22 @@ def test_precision_on_pii_free_items_is_at_least_95pct(result: dict[str, Any]) -
     false = "\n".join(f"{r['id']} turn {r['turn']}: {r['text']!r} -> {r['output']!r}"
                       for r in clean["false_redactions"])
     assert clean["precision"] >= 0.95, false
+
+
+HELD_OUT_SEEDS = (1016, 2016)
+
+
+@pytest.mark.parametrize("seed", HELD_OUT_SEEDS)
+def test_goals_hold_on_held_out_variants(seed: int, tmp_path: Path) -> None:
+    """The same forms with other values and choices (``build.py --seed``): detectors tuned
+    on the committed file must not owe their figures to its particular numbers."""
+    path = tmp_path / "heldout.jsonl"
+    path.write_text(build.render(build.build(seed)))
+    held = text_mode(load(path))
+    low = {r["entity"]: r["recall"] for r in held["entities"]
+           if r["recall"] < (1.0 if r["entity"] == "card" else 0.95)}
+    assert not low and held["clean"]["precision"] >= 0.95, (
+        f"seed {seed}: {low}, precision {held['clean']['precision']}\n{_leaks_of(held)}")
 
 
 def test_every_turn_comes_out_once(result: dict[str, Any]) -> None:
