@@ -291,10 +291,91 @@ class ReplyFailed(GatewayEvent):
     error: str
 
 
+# ------------------------------------------------------------------ rules: categories, compliance, hints
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """The utterance a phrase rule matched: a redacted final, and where the phrase was."""
+
+    call_id: str
+    channel: str
+    segment: Annotated[int, Doc("the final's segment")]
+    text: Annotated[str, Doc("the final's text, as the sinks got it (redacted)")]
+    phrase: Annotated[str, Doc("the rule's phrase that matched, as configured")]
+    matched: Annotated[str, Doc("the words that matched it, as recognised")]
+    score: Annotated[float, Doc("word similarity of the match: 1 exact, lower fuzzy")]
+    start_s: Annotated[float, Doc("the final's start, seconds on the conversation timeline")]
+    end_s: Annotated[float, Doc("the final's end, seconds on the conversation timeline")]
+    match_start_s: Annotated[float, Doc("where the matched words begin (the final's start "
+                                        "when it has no word times)")]
+    match_end_s: Annotated[float, Doc("where the matched words end")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CategoryMatched(GatewayEvent):
+    """A category rule matched (``[[analytics.rules]]`` with ``kind = "category"``)."""
+
+    TYPE: ClassVar[str] = "category.matched"
+    call_id: str
+    conversation_id: str | None
+    rule: Annotated[str, Doc("the rule's name")]
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompliancePassed(GatewayEvent):
+    """A compliance rule was met: a required phrase was said in time (``evidence``), or a
+    forbidden one was not said in the conversation (``evidence`` null)."""
+
+    TYPE: ClassVar[str] = "compliance.passed"
+    call_id: str
+    conversation_id: str | None
+    rule: Annotated[str, Doc("the rule's name")]
+    check: Annotated[str, Doc("required or forbidden")]
+    evidence: Annotated[Evidence | None, Doc("where the required phrase was said")]
+    trigger: Annotated[Evidence | None, Doc("the match of the ``after`` rule that started "
+                                            "the check; null: from the conversation's start")]
+    deadline_s: Annotated[float | None, Doc("by when it had to be said, seconds on the "
+                                            "conversation timeline; null: by the end")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComplianceMissed(GatewayEvent):
+    """A compliance rule was broken: a required phrase not said by its deadline or by the
+    conversation's end, or a forbidden phrase said (``evidence``)."""
+
+    TYPE: ClassVar[str] = "compliance.missed"
+    call_id: str
+    conversation_id: str | None
+    rule: Annotated[str, Doc("the rule's name")]
+    check: Annotated[str, Doc("required or forbidden")]
+    reason: Annotated[str, Doc("deadline (not said by deadline_s), ended (the conversation "
+                               "ended first) or said (a forbidden phrase)")]
+    evidence: Annotated[Evidence | None, Doc("where the forbidden phrase was said")]
+    trigger: Annotated[Evidence | None, Doc("the match of the ``after`` rule that started "
+                                            "the check; null: from the conversation's start")]
+    deadline_s: Annotated[float | None, Doc("by when it had to be said, seconds on the "
+                                            "conversation timeline; null: by the end")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssistHint(GatewayEvent):
+    """Guidance for the agent's screen: a hint rule matched (the retention offer when the
+    customer says "cancel")."""
+
+    TYPE: ClassVar[str] = "assist.hint"
+    call_id: Annotated[str, Doc("the conversation's agent call (where the agent's screen "
+                                "listens), else the call of the utterance")]
+    conversation_id: str | None
+    rule: Annotated[str, Doc("the rule's name")]
+    hint: Annotated[str, Doc("the text to show the agent")]
+    evidence: Evidence
+
+
 EVENT_CLASSES: tuple[type[GatewayEvent], ...] = (
     CallOffered, CallRejected, CallAnswered, CallMediaChanged, SiprecMetadataUpdated, CallEnded,
     DtmfReceived, TranscriptPartial, TranscriptFinal, CallSecureChanged, RedactionApplied,
     ReplyStarted, ReplyFinished, ReplyInterrupted, ReplyFailed,
+    CategoryMatched, CompliancePassed, ComplianceMissed, AssistHint,
 )
 EVENT_TYPES: Mapping[str, type[GatewayEvent]] = {c.TYPE: c for c in EVENT_CLASSES}
 
