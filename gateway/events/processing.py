@@ -156,7 +156,7 @@ class ProcessingStage:
                 items = _apply(processor, items, now, failures)
             deadline = self._deadline(index, processor, failures)
             if deadline is not None and deadline <= now:
-                items.extend((e, None) for e in self._fire(index, processor, now, failures))
+                items.extend(_timed(processor, self._fire(index, processor, now, failures)))
         return _result(items, failures)
 
     def flush(self, now: float) -> StageResult:
@@ -169,7 +169,7 @@ class ProcessingStage:
             if items:
                 items = _apply(processor, items, now, failures)
             try:
-                items.extend((e, None) for e in _checked(processor.on_timer(math.inf)))
+                items.extend(_timed(processor, _checked(processor.on_timer(math.inf))))
             except Exception as exc:
                 failures.append(ProcessorFailure(processor.name, TIMER, repr(exc)[:300], False))
         return _result(items, failures)
@@ -250,6 +250,14 @@ def _paired(processor: Processor, event: GatewayEvent, raw: GatewayEvent | None,
         else:
             paired.append((e, raw))
     return paired
+
+
+def _timed(processor: Processor, out: list[GatewayEvent]) -> list[_Item]:
+    """What a timer released, each with the original a redacting processor names for it
+    (a held final let out at its deadline keeps its raw counterpart)."""
+    if not processor.redacting:
+        return [(e, None) for e in out]
+    return [(e, processor.raw_of(e)) for e in out]
 
 
 def _result(items: list[_Item], failures: list[ProcessorFailure]) -> StageResult:

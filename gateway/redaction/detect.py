@@ -752,12 +752,22 @@ def _local_start(low: Sequence[str], at: int) -> int:
 
 
 _HALF_EMAIL: Final = re.compile(r"^[\w.+-]+@[a-z0-9-]+$")     # michael@example dot com
+_DOTTED: Final = re.compile(r"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+){2,}\.?$")   # john.smith.example.com
+
+
+def _lost_at(u: _Utt, w: str) -> bool:
+    """``john.smith.example.com`` where the ASR dropped the "at": an address when e-mail is
+    being talked about (a cue in the utterance or the agent's question) and it ends in a
+    top-level domain."""
+    if EMAIL not in u.everywhere and EMAIL not in u.context:
+        return False
+    return bool(_DOTTED.match(w)) and w.rstrip(".").rsplit(".", 1)[-1] in _TLDS
 
 
 def _email_finds(u: _Utt) -> list[Found]:
     out: list[Found] = []
     for i, w in enumerate(u.low):
-        if _EMAIL.match(w):
+        if _EMAIL.match(w) or _lost_at(u, w):
             out.append(Found(EMAIL, i, i + 1, "pattern"))
         elif _HALF_EMAIL.match(w):
             end = _domain_end([w.partition("@")[2], *u.low[i + 1:i + 12]], 0)

@@ -49,10 +49,22 @@ from gateway.events.types import (
     TranscriptWord,
 )
 from gateway.redaction.detect import asked_for, detect
-from gateway.redaction.entities import BUILTIN_ENTITIES, CARD, CVV, DTMF, CustomPattern, Found
+from gateway.redaction.entities import (
+    BUILTIN_ENTITIES,
+    CARD,
+    CVV,
+    DTMF,
+    EMAIL,
+    CustomPattern,
+    Found,
+)
 from gateway.redaction.numbers import digit_runs
 
 PARTIAL_MASK = "[DIGITS]"
+PARTIAL_PENDING = "[PENDING]"
+"""What a partial shows after an e-mail cue (``my email is [PENDING]``) or for a word with
+an ``@``: an address is only found once it is complete, so its pieces never show early."""
+_EMAIL_CUES = frozenset({"email", "e-mail", "emails", "mail", "address"})
 MAX_HELD = 8
 """At most this many finals of a channel are held together; the next one releases them."""
 PARTIAL_RUN = 3
@@ -222,17 +234,72 @@ def _detect(tokens: Sequence[str], context: tuple[str, ...], policy: Policy) -> 
     return detect(tokens, context=context, custom=policy.custom, entities=policy.entities)
 
 
-def _redact_one(event: Transcript, in_words: Sequence[tuple[Found, int, int, bool]],
-                in_text: Sequence[tuple[Found, int, int, bool]], text_tokens: Sequence[str],
-                policy: Policy) -> _Redacted:
+Part = tuple[Found, int, int, bool]
+
+
+def _char_ranges(tokens: Sequence[str]) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for t in tokens:
+        out.append((pos, pos + len(t)))
+        pos += len(t)
+    return out
+
+
+def _aligned(text_tokens: Sequence[str], words: Sequence[str], in_text: Sequence[Part]
+             ) -> list[Part] | None:
+    """The text's entities on the words, by characters (spaces removed: Whisper's word pieces
+    ``'4539,' '1488' '-0343'`` are the text ``4539, 1488-0343``); ``None`` when the two do not
+    spell the same characters."""
+    pieces = [w.strip() for w in words]
+    if "".join(text_tokens).lower() != "".join(pieces).lower():
+        return None
+    text_at, word_at = _char_ranges(text_tokens), _char_ranges(pieces)
+    out: list[Part] = []
+    for found, start, end, last in in_text:
+        lo, hi = text_at[start][0], text_at[end - 1][1]
+        hit = [i for i, (a, b) in enumerate(word_at) if a < hi and b > lo]
+        if not hit:
+            return None
+        out.append((found, hit[0], hit[-1] + 1, last))
+    return out
+
+
+def _merged(parts: Sequence[Part]) -> list[Part]:
+    """Overlapping parts as one (the first's entity), in order."""
+    out: list[Part] = []
+    for part in sorted(parts, key=lambda p: (p[1], -p[2])):
+        if out and part[1] < out[-1][2]:
+            f, s, e, last = out[-1]
+            out[-1] = (f, s, max(e, part[2]), last or part[3])
+        else:
+            out.append(part)
+    return out
+
+
+def _word_parts(event: Transcript, in_words: Sequence[Part], in_text: Sequence[Part],
+                text_tokens: Sequence[str]) -> list[Part]:
+    """What to replace in the words: what the words' own detection found, plus what the
+    text's found, carried over by characters; when that cannot be done and the text found
+    something, every word (better no word timing than a leaked number)."""
+    if not in_text or not event.words:
+        return list(in_words)
+    carried = _aligned(text_tokens, [w.word for w in event.words], in_text)
+    if carried is None:
+        return [(in_text[0][0], 0, len(event.words), True)]
+    return _merged([*in_words, *carried])
+
+
+def _redact_one(event: Transcript, in_words: Sequence[Part], in_text: Sequence[Part],
+                text_tokens: Sequence[str], policy: Policy) -> _Redacted:
     if not in_words and not in_text:
         return _Redacted(event, ())
-    words, spans = _replace_words(event.words, in_words, policy)
+    words, spans = _replace_words(event.words,
+                                  _word_parts(event, in_words, in_text, text_tokens), policy)
     text = " ".join(_replace_tokens(text_tokens, in_text, policy))
     covered = {s.entity for s in spans}
-    # Found in the text but not in the words (or no words): the utterance's whole span.
+    # Found in the text but not in the words (no words at all): the utterance's whole span.
     spans += [RedactionSpan(entity=f.entity, start_s=event.start_s, end_s=event.end_s)
-              for f, _s, _e, _l in in_text if f.entity not in covered]
+              for f, _s, _e, _l in in_text if f.entity not in covered and not event.words]
     entities = tuple(dict.fromkeys([f.entity for f, *_ in in_words] +
                                    [f.entity for f, *_ in in_text]))
     redacted = dataclasses.replace(event, text=text, words=tuple(words),
@@ -253,7 +320,7 @@ def _mask_partial(event: TranscriptPartial, context: tuple[str, ...], held: bool
     """Entities by their tags, then every remaining digit run of ``PARTIAL_RUN`` digits (any
     digits in a context or while a final is held) as ``[DIGITS]``."""
     (done,) = _redact_group([event], context, policy)
-    partial = done.event
+    partial = _pending_email(done.event, context)
     assert isinstance(partial, TranscriptPartial)
     shortest = 1 if (context or held) else PARTIAL_RUN
     text_tokens = partial.text.split()
@@ -265,6 +332,34 @@ def _mask_partial(event: TranscriptPartial, context: tuple[str, ...], held: bool
     text = " ".join(_collapse(text_tokens, [(r.start, r.end) for r in text_runs]))
     words = _collapse_words(partial.words, [(r.start, r.end) for r in word_runs])
     return dataclasses.replace(partial, text=text, words=tuple(words))
+
+
+def _email_tail(tokens: Sequence[str], asked: bool) -> int | None:
+    """Where a partial's possible e-mail address starts: after its last e-mail cue, at the
+    first word with an ``@``, or (the agent asked for the address) at its start."""
+    low = [t.lower().strip(".,!?;:'\"") for t in tokens]
+    cues = [i for i, t in enumerate(low) if t in _EMAIL_CUES]
+    ats = [i for i, t in enumerate(tokens) if "@" in t]
+    starts = ([cues[-1] + 1] if cues else []) + ats[:1] + ([0] if asked else [])
+    start = min(starts) if starts else None
+    return start if start is not None and start < len(tokens) else None
+
+
+def _pending_email(event: Transcript, context: tuple[str, ...]) -> Transcript:
+    asked = EMAIL in context
+    text_tokens = event.text.split()
+    t_at = _email_tail(text_tokens, asked)
+    w_at = _email_tail([w.word for w in event.words], asked)
+    if t_at is None and w_at is None:
+        return event
+    text = event.text if t_at is None else " ".join([*text_tokens[:t_at], PARTIAL_PENDING])
+    words = list(event.words)
+    if w_at is not None:
+        rest = words[w_at:]
+        words = [*words[:w_at], TranscriptWord(word=PARTIAL_PENDING, start_s=rest[0].start_s,
+                                               end_s=rest[-1].end_s,
+                                               confidence=rest[0].confidence)]
+    return dataclasses.replace(event, text=text, words=tuple(words))
 
 
 def _collapse(tokens: Sequence[str], runs: Sequence[tuple[int, int]]) -> list[str]:
@@ -455,4 +550,5 @@ class Redactor:
         rule = self.policy.secure_dtmf
         if call.secure or rule == "always":
             return True
-        return rule == "after_card_request" and bool({CARD, CVV}.intersection(call.open_context(now)))
+        asked = call.open_context(now)
+        return rule == "after_card_request" and (CARD in asked or CVV in asked)

@@ -277,3 +277,60 @@ def test_an_agent_turn_releases_the_customer_s_digits_under_the_question_they_an
     released = [e for e in out if isinstance(e, TranscriptFinal) and e.channel == "customer"]
     assert [e.text for e in released] == ["[CARD]"]
     assert isinstance(out[-1], TranscriptFinal) and out[-1].channel == "agent"
+
+
+def test_a_final_held_until_its_deadline_still_reaches_raw_sinks_as_it_was() -> None:
+    stage = ProcessingStage(build_processors(GatewayConfig()))
+    held = final("my social security number is 536 22 8714")
+    assert stage.run(held, 1.0).events == ()
+    for result in (stage.tick(10.0),):
+        finals = [(e, r) for e, r in zip(result.events, result.raw, strict=True)
+                  if isinstance(e, TranscriptFinal)]
+        assert [r for _e, r in finals] == [held] and "[SSN]" in finals[0][0].text
+    stage2 = ProcessingStage(build_processors(GatewayConfig()))
+    stage2.run(held, 1.0)
+    flushed = stage2.flush(2.0)
+    assert [r for e, r in zip(flushed.events, flushed.raw, strict=True)
+            if isinstance(e, TranscriptFinal)] == [held]
+
+
+def test_whisper_word_pieces_are_redacted_when_only_the_text_shows_the_entity() -> None:
+    r = redactor()
+    pieces = ["Sure,", "it", "is", "4539,", "1488", "-0343", "-6467."]
+    event = final("Sure, it is 4539, 1488-0343-6467.")
+    event = dataclasses.replace(event, words=tuple(
+        TranscriptWord(word=w, start_s=1.0 + 0.3 * i, end_s=1.2 + 0.3 * i, confidence=0.9)
+        for i, w in enumerate(pieces)))
+    out = r.process(event, 1.0)
+    redacted = next(e for e in out if isinstance(e, TranscriptFinal))
+    assert digits_of(all_text([redacted])) == ""
+    tag = next(w for w in redacted.words if w.word == "[CARD]")
+    assert (tag.start_s, tag.end_s) == (pytest.approx(1.9), pytest.approx(3.0))
+    assert [w.word for w in redacted.words[:3]] == ["Sure,", "it", "is"]
+
+
+def test_words_that_do_not_spell_the_text_are_all_replaced_when_the_text_had_an_entity(
+        ) -> None:
+    r = redactor()
+    event = dataclasses.replace(final(f"card {VISA}"), words=_words("something else said", 1))
+    redacted = next(e for e in r.process(event, 1.0) if isinstance(e, TranscriptFinal))
+    assert [w.word for w in redacted.words] == ["[CARD]"]
+
+
+@pytest.mark.parametrize("text", [
+    "my email is john dot smith", "my email is john dot smith at",
+    "my email was John Dot Smith at Exact.", "it's john.smith@exa",
+])
+def test_partials_never_show_an_address_before_it_is_complete(text: str) -> None:
+    (p,) = redactor().process(partial(text), 1.0)
+    assert isinstance(p, TranscriptPartial)
+    shown = all_text([p]).lower()
+    assert "smith" not in shown and "john" not in shown
+    assert "[PENDING]" in p.text
+
+
+def test_partials_after_the_agent_asks_for_the_email_show_nothing_of_it() -> None:
+    r = redactor()
+    r.process(final("and what is your email address", "agent", 0, 0.0), 1.0)
+    (p,) = r.process(partial("john dot smith"), 2.0)
+    assert isinstance(p, TranscriptPartial) and p.text == "[PENDING]"
