@@ -371,11 +371,154 @@ class AssistHint(GatewayEvent):
     evidence: Evidence
 
 
+# ------------------------------------------------------------------ model-based signals
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSignal(GatewayEvent):
+    """Base of the events of signal processors (sentiment, intent ...; issue 17): a label
+    and a score for one final of a channel. The conversation summary collects every event
+    of a subclass into its ``signals``; a new signal is a subclass with its own ``TYPE``."""
+
+    call_id: str
+    conversation_id: str | None
+    channel: str
+    segment: Annotated[int, Doc("the final's segment")]
+    start_s: Annotated[float, Doc("seconds on the conversation timeline")]
+    end_s: Annotated[float, Doc("seconds on the conversation timeline")]
+    label: Annotated[str, Doc("the signal's verdict (positive, negative, neutral ...)")]
+    score: Annotated[float, Doc("strength: -1..1 for sentiment, 0..1 for a class")]
+    model: Annotated[str, Doc("what produced it (lexicon, a Triton model's name)")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SentimentScored(ModelSignal):
+    """The sentiment of one final (``[analytics] sentiment``; lexicon-based by default)."""
+
+    TYPE: ClassVar[str] = "sentiment.scored"
+
+
+# ------------------------------------------------------------------ conversation summary
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryCall:
+    """One SIP call (leg) of a summarised conversation."""
+
+    call_id: str
+    sip_call_id: str
+    channels: tuple[str, ...]
+    from_uri: Annotated[str | None, Doc("From URI"), Wire("from")]
+    to_uri: Annotated[str | None, Doc("To URI"), Wire("to")]
+    answered: bool
+    duration_s: Annotated[float, Doc("from answer to end; 0 when never answered")]
+    reason: Annotated[str | None, Doc("why it ended; null: it had not ended")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryParticipant:
+    """Who was on one channel of a call: the caller of a leg, a SIPREC participant."""
+
+    channel: str
+    call_id: str
+    name: Annotated[str | None, Doc("display name (From, or SIPREC metadata)")]
+    uri: Annotated[str | None, Doc("From URI of a leg, AOR of a SIPREC participant")]
+    participant_id: Annotated[str | None, Doc("SIPREC participant id")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryTurn:
+    """One final of the (redacted) transcript."""
+
+    speaker: Annotated[str, Doc("the channel: agent or customer")]
+    start_s: Annotated[float, Doc("seconds on the conversation timeline")]
+    end_s: Annotated[float, Doc("seconds on the conversation timeline")]
+    text: Annotated[str, Doc("as the sinks got it: redacted")]
+    confidence: Annotated[float | None, Doc("mean word confidence; null: no words")]
+    call_id: str
+    segment: int
+    redacted: Annotated[tuple[str, ...], Doc("entity types redaction removed from it")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummarySignal:
+    """One model-based signal (a ``ModelSignal`` event) of a final."""
+
+    type: Annotated[str, Doc("the event type (sentiment.scored ...)")]
+    channel: str
+    segment: int
+    start_s: float
+    end_s: float
+    label: str
+    score: float
+    model: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryCategory:
+    """A category rule that matched in the conversation, with every match."""
+
+    rule: str
+    matches: Annotated[tuple[Evidence, ...], Doc("each category.matched, in order")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryCompliance:
+    """The outcome of one compliance check (a compliance.passed or compliance.missed)."""
+
+    rule: str
+    check: Annotated[str, Doc("required or forbidden")]
+    passed: bool
+    reason: Annotated[str | None, Doc("why it was missed (deadline, ended, said); null: "
+                                      "passed")]
+    evidence: Evidence | None
+    trigger: Evidence | None
+    deadline_s: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryHint:
+    """An assist.hint shown to the agent."""
+
+    rule: str
+    hint: str
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryDocument:
+    """What happened in one conversation, as written to ``<stamp>-<id>.summary.json``."""
+
+    conversation_id: str
+    started_at: Annotated[float, Doc("Unix time of its first event")]
+    ended_at: Annotated[float, Doc("Unix time of its last call's end")]
+    duration_s: Annotated[float, Doc("ended_at - started_at")]
+    calls: tuple[SummaryCall, ...]
+    participants: tuple[SummaryParticipant, ...]
+    channels: Annotated[tuple[str, ...], Doc("channels that had a stream, first seen first")]
+    turns: Annotated[tuple[SummaryTurn, ...], Doc("finals by start time")]
+    categories: Annotated[tuple[SummaryCategory, ...], Doc("by first match")]
+    compliance: Annotated[tuple[SummaryCompliance, ...], Doc("in the order decided")]
+    hints: tuple[SummaryHint, ...]
+    signals: tuple[SummarySignal, ...]
+    redacted: Annotated[tuple[str, ...], Doc("entity types removed anywhere, each once")]
+    asr_complete: Annotated[bool, Doc("every ASR stream gave its last final in time")]
+    recording: Annotated[str | None, Doc("the conversation's recording, when recorded")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationSummary(GatewayEvent):
+    """A conversation ended (its last call): the whole summary document, just before that
+    call's ``call.ended``. Written beside the recording as JSON, text and WebVTT."""
+
+    TYPE: ClassVar[str] = "conversation.summary"
+    call_id: Annotated[str, Doc("the conversation's last call")]
+    conversation_id: str
+    summary: SummaryDocument
+
+
 EVENT_CLASSES: tuple[type[GatewayEvent], ...] = (
     CallOffered, CallRejected, CallAnswered, CallMediaChanged, SiprecMetadataUpdated, CallEnded,
     DtmfReceived, TranscriptPartial, TranscriptFinal, CallSecureChanged, RedactionApplied,
     ReplyStarted, ReplyFinished, ReplyInterrupted, ReplyFailed,
     CategoryMatched, CompliancePassed, ComplianceMissed, AssistHint,
+    SentimentScored, ConversationSummary,
 )
 EVENT_TYPES: Mapping[str, type[GatewayEvent]] = {c.TYPE: c for c in EVENT_CLASSES}
 

@@ -49,6 +49,8 @@ PURE: frozenset[str] = frozenset({
     "gateway/events/types.py",
     "gateway/processors.py",
     *(f"gateway/redaction/{m}.py" for m in ("entities", "numbers", "detect", "processor")),
+    *(f"gateway/analytics/{m}.py" for m in ("summary", "sentiment")),
+    *(f"gateway/analytics/{m}.py" for m in ("activity", "talk")),
     *(f"gateway/media/{m}.py" for m in (
         "dtmf", "g711", "jitter", "leg", "masking", "packetizer", "ports", "resample", "rtcp",
         "rtp", "rtpstats", "timeout", "vad")),
@@ -59,8 +61,9 @@ PURE: frozenset[str] = frozenset({
 
 TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("gateway/__init__.py", "gateway/config.py", "gateway/logs.py",
-                    "gateway/metrics.py", "gateway/sdnotify.py", "gateway/events/", "gateway/processors.py",
-                    "gateway/redaction/")),
+                    "gateway/metrics.py", "gateway/sdnotify.py", "gateway/events/",
+                    "gateway/processors.py",
+                    "gateway/redaction/", "gateway/analytics/")),
     ("protocols and media", ("gateway/sip/", "gateway/media/", "gateway/asr/", "gateway/tts/",
                              "gateway/triton_health.py")),
     ("calls", ("gateway/calls/", "gateway/channels.py", "gateway/bot.py")),
@@ -75,7 +78,7 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 FOUNDATION_PURE = frozenset({"gateway", "gateway.config", "gateway.events.types",
                              "gateway.events.processing"})
 # ... and the pure packages of the foundation, whole (the event stage builds the redactor).
-FOUNDATION_PURE_PACKAGES = ("gateway.redaction",)
+FOUNDATION_PURE_PACKAGES = ("gateway.redaction", "gateway.analytics")
 
 # Top-level names a pure module must not import (I/O, threads, logging, clocks, the heavy
 # network stacks). ``random``/``secrets`` are allowed: randomness is not a clock, and the
