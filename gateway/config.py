@@ -309,6 +309,47 @@ class RedactionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyticsRule:
+    """``[[analytics.rules]]``: one phrase rule (README: Analytics and agent assist)."""
+
+    name: str
+    kind: str
+    """``category`` (a ``category.matched``), ``compliance`` (``compliance.passed`` or
+    ``compliance.missed``) or ``hint`` (an ``assist.hint`` for the agent's screen)."""
+    phrases: tuple[str, ...] = ()
+    """Required, except for a category or hint with ``after``: without phrases it matches
+    where its ``after`` rule does."""
+    channel: str = "either"
+    first_s: float | None = None
+    """Only in the conversation's first N seconds; for a required phrase, its deadline."""
+    last_s: float | None = None
+    """Only in its last N seconds (decided when the conversation ends)."""
+    after: str = ""
+    """Only after another rule matched: within ``within_s`` of that match, or any time."""
+    within_s: float | None = None
+    forbidden: bool = False
+    """Compliance only: saying a phrase breaks the rule (default: not saying one does)."""
+    hint: str = ""
+    fuzzy: float | None = None
+    """Word similarity a match needs (1: the words exactly); unset: ``analytics.fuzzy``."""
+    once: bool = True
+    """Fire once per conversation (false: at every matching final)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    enabled: bool = True
+    rules: tuple[AnalyticsRule, ...] = ()
+    """The inline ``[[analytics.rules]]`` followed by those of ``rules_file``."""
+    rules_file: Path = Path("")
+    """A TOML file of more ``[[rules]]``, read with the config (and again on SIGHUP)."""
+    fuzzy: float = 0.8
+    late_s: float = 5.0
+    """How long after a deadline a final said before it may still arrive (ASR latency, a
+    final held by redaction): a ``compliance.missed`` goes out this much later."""
+
+
+@dataclass(frozen=True, slots=True)
 class SystemdConfig:
     watchdog: bool = True
 
@@ -327,6 +368,7 @@ class GatewayConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
     source_path: Path | None = None
 
@@ -820,6 +862,124 @@ _REDACTION: Final = _table(RedactionConfig, {
     "audio_delay_s": _float(0, 120),
 })
 
+_RULE_NAME: Final = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+
+
+def _is_phrase(text: str) -> bool:
+    """Words (a ``*`` inside stands for any one word), with a letter or digit."""
+    words = text.split()
+    return (re.search(r"[^\W_]", text) is not None and words[0] != "*"
+            and words[-1] != "*")
+
+
+_RULE_KINDS: Final = _variants("kind", {"hint": ("hint",), "compliance": ("forbidden",)},
+                               {"hint": ("hint",)})
+
+
+def _rule_shape(raw: Mapping[str, Any], values: dict[str, Any], path: str, ctx: _Ctx) -> None:
+    _RULE_KINDS(raw, values, path, ctx)
+    windows = [k for k in ("first_s", "last_s", "after") if raw.get(k) not in (None, "")]
+    if len(windows) > 1:
+        ctx.error(_join(path, windows[1]),
+                  f"one window per rule: first_s, last_s or after (not with {windows[0]})")
+    if not raw.get("phrases") and not (raw.get("after")
+                                       and values["kind"] in ("category", "hint")):
+        ctx.error(_join(path, "phrases"), "required (optional only for a category or hint "
+                  "with after)")
+    if "within_s" in raw and not raw.get("after"):
+        ctx.error(_join(path, "within_s"), "only with after (first_s counts from the start)")
+    if "last_s" in raw and values["kind"] == "hint":
+        ctx.error(_join(path, "last_s"),
+                  "not for a hint (last_s is decided when the conversation has ended)")
+
+
+_ANALYTICS_RULE: Final = _table(AnalyticsRule, {
+    "name": _text("lower case letters, digits, _ . - (max 64)",
+                  lambda s: _RULE_NAME.fullmatch(s) is not None),
+    "kind": _choice("category", "compliance", "hint"),
+    "phrases": _list(_text("words (a * inside for any one word) with a letter or digit",
+                           _is_phrase)),
+    "channel": _choice("agent", "customer", "either"),
+    "first_s": _float(0, 86400, above=True),
+    "last_s": _float(0, 86400, above=True),
+    "after": _text(allow_empty=True),
+    "within_s": _float(0, 86400, above=True),
+    "forbidden": _bool,
+    "hint": _text(),
+    "fuzzy": _float(0.5, 1),
+    "once": _bool,
+}, post=_rule_shape)
+_ANALYTICS_RULES: Final = _list(_ANALYTICS_RULE)
+
+
+def _rules_file(file: Path, path: str, ctx: _Ctx) -> Any:
+    """The ``[[rules]]`` of a rules file, validated; errors are named ``<file>: rules[i]...``."""
+    try:
+        data = tomllib.loads(file.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        ctx.error(path, f"cannot read {str(file)!r}: {exc.strerror or exc}")
+        return _BAD
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        ctx.error(path, f"{str(file)!r} is not valid TOML: {exc}")
+        return _BAD
+    for key in data:
+        if key != "rules":
+            ctx.error(f"{file}: {key}", "unknown key (a rules file has only [[rules]])")
+    return _ANALYTICS_RULES(data.get("rules", []), f"{file}: rules", ctx)
+
+
+def _analytics_rules(raw: Mapping[str, Any], values: dict[str, Any], path: str,
+                     ctx: _Ctx) -> None:
+    """Inline rules and the rules file's as one list; names unique, ``after`` known."""
+    inline, file = values["rules"], values["rules_file"]
+    if inline is _BAD or file is _BAD:
+        return
+    named = [(f"{_join(path, 'rules')}[{i}]", r) for i, r in enumerate(inline)]
+    if file != Path(""):
+        loaded = _rules_file(file, _join(path, "rules_file"), ctx)
+        if loaded is _BAD:
+            return
+        named += [(f"{file}: rules[{i}]", r) for i, r in enumerate(loaded)]
+        values["rules"] = inline + loaded
+    _rule_references(named, ctx)
+
+
+def _rule_references(named: list[tuple[str, AnalyticsRule]], ctx: _Ctx) -> None:
+    rules: dict[str, AnalyticsRule] = {}
+    for where, rule in named:
+        if rule.name in rules:
+            ctx.error(f"{where}.name", f"duplicate {_shown(rule.name)}")
+        rules.setdefault(rule.name, rule)
+    for where, rule in named:
+        if rule.after:
+            problem = _after_problem(rule, rules)
+            if problem:
+                ctx.error(f"{where}.after", problem)
+
+
+def _after_problem(rule: AnalyticsRule, rules: Mapping[str, AnalyticsRule]) -> str:
+    target = rules.get(rule.after)
+    if target is None:
+        return f"no rule named {_shown(rule.after)}"
+    if target.last_s is not None:
+        return f"{_shown(rule.after)} is decided at the end (last_s): nothing can follow it"
+    chain = [rule.name]
+    while target is not None and target.name not in chain:
+        chain.append(target.name)
+        target = rules.get(target.after) if target.after else None
+    if target is not None and target.name == rule.name:
+        return "a cycle: " + " -> ".join([*chain, rule.name])
+    return ""
+
+
+_ANALYTICS: Final = _table(AnalyticsConfig, {
+    "enabled": _bool,
+    "rules": _ANALYTICS_RULES,
+    "rules_file": _path(allow_empty=True),
+    "fuzzy": _float(0.5, 1),
+    "late_s": _float(0, 120),
+}, post=_analytics_rules)
+
 _ROOT: Final = _table(GatewayConfig, {
     "sip": _SIP,
     "rtp": _RTP,
@@ -861,6 +1021,7 @@ _ROOT: Final = _table(GatewayConfig, {
         "recording_format": _choice("wav", "flac"),
     }),
     "redaction": _REDACTION,
+    "analytics": _ANALYTICS,
     "systemd": _table(SystemdConfig, {"watchdog": _bool}),
 })
 
@@ -897,7 +1058,8 @@ def load_config(path: str | os.PathLike[str],
 _LIVE_KEYS: Final = ("logging.level", "logging.format", "logging.sip_trace", "events",
                      "sip.accounts", "channels",
                      "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s", "tts", "bot",
-                     "siprec.caller_labels", "siprec.fallback", "redaction")
+                     "siprec.caller_labels", "siprec.fallback", "redaction",
+                     "analytics")
 
 
 def _is_live(key: str) -> bool:

@@ -15,6 +15,7 @@ import pytest
 
 import gateway
 from gateway.config import (
+    AnalyticsRule,
     ChannelRule,
     ConfigError,
     CustomRedaction,
@@ -75,7 +76,8 @@ def test_sample_mentions_every_key() -> None:
     text = SAMPLE.read_text(encoding="utf-8")
     keys = [(section, key) for section, values in redacted_dict(GatewayConfig()).items()
             if section != "source_path" for key in values]
-    keys += [(cls.__name__, f.name) for cls in (SipAccount, ChannelRule, EventSink, CustomRedaction)
+    keys += [(cls.__name__, f.name) for cls in (SipAccount, ChannelRule, EventSink, CustomRedaction,
+                                                AnalyticsRule)
              for f in dataclasses.fields(cls)]
     for section, key in keys:
         line = rf"(?m)^(# )?(\[\[?{section}\.{key}\]\]?|{key}(_env)? = )"
@@ -512,3 +514,101 @@ def test_redaction_is_live() -> None:
     new = parse_config({"redaction": {"hold_s": 1.0}}, {}, Path("."))
     plan = reload_diff(old, new)
     assert plan.changed == ("redaction.hold_s",) and not plan.refused
+
+
+# --------------------------------------------------------------------------- analytics
+
+def _rule(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"name": "disclosure", "kind": "compliance", "channel": "agent",
+                            "phrases": ["this call * be recorded"], "first_s": 30.0}
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_analytics_defaults_and_a_rule_parse() -> None:
+    a = GatewayConfig().analytics
+    assert (a.enabled, a.rules, a.fuzzy, a.late_s) == (True, (), 0.8, 5.0)
+    cfg = parse_config({"analytics": {"rules": [_rule(), _rule(
+        name="retention", kind="hint", phrases=None, first_s=None, after="disclosure",
+        hint="offer the discount")]}}, {}, Path("."))
+    first, second = cfg.analytics.rules
+    assert (first.first_s, first.phrases, first.fuzzy, first.once) == (
+        30.0, ("this call * be recorded",), None, True)
+    assert (second.after, second.phrases, second.hint) == ("disclosure", (), "offer the discount")
+
+
+@pytest.mark.parametrize(("rules", "error"), [
+    ([_rule(kind="alert")], "analytics.rules[0].kind: must be one of"),
+    ([_rule(phrases=[""])], "analytics.rules[0].phrases[0]: must not be empty"),
+    ([_rule(phrases=["* recorded"])], "analytics.rules[0].phrases[0]: must be words"),
+    ([_rule(phrases=["?!"])], "analytics.rules[0].phrases[0]: must be words"),
+    ([_rule(phrases=None)], "analytics.rules[0].phrases: required"),
+    ([_rule(phrases=[])], "analytics.rules[0].phrases: required"),
+    ([_rule(name="Bad Name")], "analytics.rules[0].name: must be lower case"),
+    ([_rule(channel="both")], "analytics.rules[0].channel: must be one of"),
+    ([_rule(last_s=10.0)], "analytics.rules[0].last_s: one window per rule"),
+    ([_rule(first_s=None, within_s=5.0)], "analytics.rules[0].within_s: only with after"),
+    ([_rule(first_s=0)], "analytics.rules[0].first_s: must be >0"),
+    ([_rule(kind="hint")], "analytics.rules[0].hint: required when kind = 'hint'"),
+    ([_rule(hint="x")], "analytics.rules[0].hint: not allowed when kind = 'compliance'"),
+    ([_rule(kind="category", forbidden=True)], "analytics.rules[0].forbidden: not allowed"),
+    ([_rule(kind="hint", hint="x", first_s=None, last_s=5.0)],
+     "analytics.rules[0].last_s: not for a hint"),
+    ([_rule(fuzzy=0.2)], "analytics.rules[0].fuzzy: must be 0.5..1"),
+    ([_rule(), _rule()], "analytics.rules[1].name: duplicate 'disclosure'"),
+    ([_rule(first_s=None, after="nobody")], "analytics.rules[0].after: no rule named 'nobody'"),
+    ([_rule(first_s=None, after="disclosure")], "analytics.rules[0].after: a cycle"),
+    ([_rule(first_s=None, after="b"), _rule(name="b", first_s=None, after="disclosure")],
+     "analytics.rules[1].after: a cycle: b -> disclosure -> b"),
+    ([_rule(first_s=None, last_s=60.0), _rule(name="b", first_s=None, after="disclosure")],
+     "analytics.rules[1].after: 'disclosure' is decided at the end"),
+    ([_rule(colour="red")], "analytics.rules[0].colour: unknown key"),
+])
+def test_analytics_bad_rules_are_named(rules: list[dict[str, Any]], error: str) -> None:
+    errors = errors_of({"analytics": {"rules": rules}})
+    assert any(e.startswith(error) for e in errors), errors
+
+
+def test_analytics_rules_file_joins_the_inline_rules(tmp_path: Path) -> None:
+    write(tmp_path, '[[rules]]\nname = "cancel"\nkind = "category"\nphrases = ["cancel"]\n'
+          '[[rules]]\nname = "retention"\nkind = "hint"\nafter = "disclosure"\n'
+          'hint = "offer"\n', "rules.toml")
+    cfg = parse_config({"analytics": {"rules": [_rule()], "rules_file": "rules.toml"}}, {},
+                       tmp_path)
+    assert [r.name for r in cfg.analytics.rules] == ["disclosure", "cancel", "retention"]
+    assert cfg.analytics.rules_file == tmp_path / "rules.toml"
+
+
+def test_analytics_rules_file_errors_name_the_file(tmp_path: Path) -> None:
+    rules = write(tmp_path, '[[rules]]\nname = "disclosure"\nkind = "category"\n'
+                  'phrases = ["x", ""]\n', "rules.toml")
+    errors = errors_of({"analytics": {"rules_file": "rules.toml"}}, base_dir=tmp_path)
+    assert errors == (f"{rules}: rules[0].phrases[1]: must not be empty",)
+    write(tmp_path, 'colour = 1\n[[rules]]\nname = "disclosure"\nkind = "category"\n'
+          'phrases = ["x"]\n', "rules.toml")
+    errors = errors_of({"analytics": {"rules": [_rule()], "rules_file": "rules.toml"}},
+                       base_dir=tmp_path)
+    assert set(errors) == {f"{rules}: colour: unknown key (a rules file has only [[rules]])",
+                           f"{rules}: rules[0].name: duplicate 'disclosure'"}
+    assert errors_of({"analytics": {"rules_file": "missing.toml"}}, base_dir=tmp_path) == (
+        f"analytics.rules_file: cannot read {str(tmp_path / 'missing.toml')!r}: "
+        "No such file or directory",)
+    write(tmp_path, "[[rules]\n", "rules.toml")
+    (error,) = errors_of({"analytics": {"rules_file": "rules.toml"}}, base_dir=tmp_path)
+    assert error.startswith(f"analytics.rules_file: {str(rules)!r} is not valid TOML")
+
+
+def test_sample_rules_file_is_valid() -> None:
+    cfg = parse_config({"analytics": {"rules_file": "analytics_rules.toml"}}, {}, SAMPLE.parent)
+    names = [r.name for r in cfg.analytics.rules]
+    assert {"recording_disclosure", "identity_verification", "cancellation_intent",
+            "retention_offer", "forbidden_phrases"} <= set(names)
+
+
+def test_analytics_is_live_and_a_changed_rules_file_shows(tmp_path: Path) -> None:
+    write(tmp_path, '[[rules]]\nname = "a"\nkind = "category"\nphrases = ["x"]\n', "r.toml")
+    old = parse_config({"analytics": {"rules_file": "r.toml"}}, {}, tmp_path)
+    write(tmp_path, '[[rules]]\nname = "a"\nkind = "category"\nphrases = ["y"]\n', "r.toml")
+    new = parse_config({"analytics": {"rules_file": "r.toml"}}, {}, tmp_path)
+    plan = reload_diff(old, new)
+    assert plan.changed == ("analytics.rules",) and not plan.refused
