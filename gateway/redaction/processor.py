@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from gateway.config import RedactionConfig
 from gateway.events.types import (
     CallEnded,
+    CallOffered,
     CallSecureChanged,
     DtmfReceived,
     GatewayEvent,
@@ -123,7 +124,6 @@ class _Channel:
 class _Call:
     channels: dict[str, _Channel] = field(default_factory=dict)
     context: dict[str, float] = field(default_factory=dict)   # entity -> open until (now)
-    secure: bool = False
 
     def open_context(self, now: float) -> tuple[str, ...]:
         """The entities asked for and still open, oldest question first (the detectors try
@@ -324,14 +324,23 @@ def _mask_partial(event: TranscriptPartial, context: tuple[str, ...], held: bool
     assert isinstance(partial, TranscriptPartial)
     shortest = 1 if (context or held) else PARTIAL_RUN
     text_tokens = partial.text.split()
-    text_runs = [r for r in digit_runs(text_tokens) if len(r.digits) >= shortest]
-    word_runs = [r for r in digit_runs([w.word for w in partial.words])
-                 if len(r.digits) >= shortest]
+    text_runs = _partial_runs(text_tokens, shortest)
+    word_runs = _partial_runs([w.word for w in partial.words], shortest)
     if not text_runs and not word_runs:
         return partial
-    text = " ".join(_collapse(text_tokens, [(r.start, r.end) for r in text_runs]))
-    words = _collapse_words(partial.words, [(r.start, r.end) for r in word_runs])
+    text = " ".join(_collapse(text_tokens, text_runs))
+    words = _collapse_words(partial.words, word_runs)
     return dataclasses.replace(partial, text=text, words=tuple(words))
+
+
+def _partial_runs(tokens: Sequence[str], shortest: int) -> list[tuple[int, int]]:
+    """Token ranges a partial masks: digit runs of ``shortest`` digits, and any other word
+    holding that many digit characters (``GB82WEST1234``: an IBAN being read)."""
+    ranges = [(r.start, r.end) for r in digit_runs(tokens) if len(r.digits) >= shortest]
+    inside = {i for a, b in ranges for i in range(a, b)}
+    ranges += [(i, i + 1) for i, t in enumerate(tokens)
+               if i not in inside and sum(c.isdigit() for c in t) >= shortest]
+    return sorted(ranges)
 
 
 def _email_tail(tokens: Sequence[str], asked: bool) -> int | None:
@@ -410,7 +419,13 @@ class Redactor:
 
     def __init__(self, config: RedactionConfig, previous: Redactor | None = None) -> None:
         self.policy = Policy.from_config(config)
+        # State is per conversation (an agent leg and a customer leg joined by a correlation
+        # header are two calls of one conversation: the agent's question opens the context
+        # for the customer's call); secure mode is per call.
         self._calls: dict[str, _Call] = previous._calls if previous is not None else {}
+        self._conv_of: dict[str, str] = previous._conv_of if previous is not None else {}
+        self._secure_calls: set[str] = (previous._secure_calls if previous is not None
+                                        else set())
         self._raw: dict[int, GatewayEvent] = {}
 
     # -------------------------------------------------------------- Processor
@@ -423,7 +438,11 @@ class Redactor:
         if isinstance(event, DtmfReceived):
             return self._dtmf(event, now)
         if isinstance(event, CallSecureChanged):
-            self._call(event.call_id).secure = event.secure
+            (self._secure_calls.add if event.secure else self._secure_calls.discard)(
+                event.call_id)
+            return (event,)
+        if isinstance(event, CallOffered):
+            self._conv_of[event.call_id] = event.conversation_id
             return (event,)
         if isinstance(event, ReplyStarted | ReplyInterrupted):
             return (self._reply(event),)
@@ -447,21 +466,28 @@ class Redactor:
         return out
 
     def forget_call(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
+        key = self._conv_of.pop(call_id, call_id)
+        self._secure_calls.discard(call_id)
+        if key not in self._conv_of.values():
+            self._calls.pop(key, None)
 
     def raw_of(self, event: GatewayEvent) -> GatewayEvent | None:
         """The event as it came in, for an output of the last call that changed it."""
         return self._raw.get(id(event))
 
     # -------------------------------------------------------------- events
-    def _call(self, call_id: str) -> _Call:
-        call = self._calls.get(call_id)
+    def _call(self, call_id: str, conversation_id: str | None = None) -> _Call:
+        """The state of the call's conversation (the call's own without one)."""
+        if conversation_id is not None and call_id not in self._conv_of:
+            self._conv_of[call_id] = conversation_id
+        key = self._conv_of.get(call_id, call_id)
+        call = self._calls.get(key)
         if call is None:
-            call = self._calls[call_id] = _Call()
+            call = self._calls[key] = _Call()
         return call
 
     def _final(self, event: TranscriptFinal, now: float) -> list[GatewayEvent]:
-        call = self._call(event.call_id)
+        call = self._call(event.call_id, event.conversation_id)
         before: list[GatewayEvent] = []
         if event.channel == AGENT:
             # The agent speaking ends the customer's answer: what the customer's finals held
@@ -498,16 +524,17 @@ class Redactor:
         return out
 
     def _release_call(self, call_id: str, now: float) -> list[GatewayEvent]:
-        call = self._calls.get(call_id)
+        call = self._calls.get(self._conv_of.get(call_id, call_id))
         if call is None:
             return []
         out: list[GatewayEvent] = []
         for ch in call.channels.values():
-            out += self._release(call, ch, [], now)
+            if any(e.call_id == call_id for e in ch.held):
+                out += self._release(call, ch, [], now)
         return out
 
     def _partial(self, event: TranscriptPartial, now: float) -> list[GatewayEvent]:
-        call = self._call(event.call_id)
+        call = self._call(event.call_id, event.conversation_id)
         held = bool(call.channel(event.channel).held)
         masked = _mask_partial(event, self._context_for(call, event.channel, now), held,
                                self.policy)
@@ -516,7 +543,7 @@ class Redactor:
         return [masked]
 
     def _dtmf(self, event: DtmfReceived, now: float) -> list[GatewayEvent]:
-        if not self._secure(self._call(event.call_id), now):
+        if not self._secure(event.call_id, self._call(event.call_id), now):
             return [event]
         start, end = event.start_s, event.end_s
         spans = (() if start is None or end is None else
@@ -546,9 +573,9 @@ class Redactor:
         """The agent's open questions count for the other channels, not for the agent."""
         return () if channel == AGENT else call.open_context(now)
 
-    def _secure(self, call: _Call, now: float) -> bool:
+    def _secure(self, call_id: str, call: _Call, now: float) -> bool:
         rule = self.policy.secure_dtmf
-        if call.secure or rule == "always":
+        if call_id in self._secure_calls or rule == "always":
             return True
         asked = call.open_context(now)
         return rule == "after_card_request" and (CARD in asked or CVV in asked)

@@ -213,7 +213,7 @@ def test_a_spoken_reply_reading_a_card_back_is_redacted() -> None:
 # ------------------------------------------------------------------ the stage
 
 def test_the_stage_gives_raw_sinks_each_final_s_own_original() -> None:
-    (processor,) = build_processors(GatewayConfig())
+    processor = build_processors(GatewayConfig())[0]        # the redactor comes first
     stage = ProcessingStage([processor])
     first = final("the number is 4111 1111", segment=0)
     second = final("1111 1111", segment=1, start=5.0)
@@ -227,7 +227,7 @@ def test_the_stage_gives_raw_sinks_each_final_s_own_original() -> None:
 
 def test_a_processor_bug_drops_the_event_rather_than_leak_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    (processor,) = build_processors(GatewayConfig())
+    processor = build_processors(GatewayConfig())[0]        # the redactor comes first
 
     def broken(*_a: object, **_k: object) -> object:
         raise RuntimeError("bug")
@@ -241,7 +241,7 @@ def test_a_reload_hands_held_finals_to_the_new_redactor() -> None:
     old = build_processors(GatewayConfig())
     assert list(old[0].process(final("card 4111 1111"), 1.0)) == []
     new_config = parse_config({"redaction": {"hold_s": 5.0}}, {}, __import__("pathlib").Path("."))
-    (new,) = build_processors(new_config, old)
+    new = build_processors(new_config, old)[0]
     out = new.process(final("1111 1111", segment=1), 2.0)
     assert digits_of(all_text(out)) == "" and len([e for e in out
                                                    if isinstance(e, TranscriptFinal)]) == 2
@@ -249,7 +249,7 @@ def test_a_reload_hands_held_finals_to_the_new_redactor() -> None:
 
 def test_redaction_off_builds_no_processor() -> None:
     config = parse_config({"redaction": {"enabled": False}}, {}, __import__("pathlib").Path("."))
-    assert build_processors(config) == []
+    assert not any(isinstance(p, Redactor) for p in build_processors(config))
 
 
 def test_forget_call_frees_the_call() -> None:
@@ -334,3 +334,23 @@ def test_partials_after_the_agent_asks_for_the_email_show_nothing_of_it() -> Non
     r.process(final("and what is your email address", "agent", 0, 0.0), 1.0)
     (p,) = r.process(partial("john dot smith"), 2.0)
     assert isinstance(p, TranscriptPartial) and p.text == "[PENDING]"
+
+
+def test_the_agent_leg_s_question_opens_the_context_for_the_customer_leg() -> None:
+    """Two calls joined into one conversation: the agent's call asks, the customer's answers
+    with a short group that only the context makes a card."""
+    r = redactor()
+    agent = dataclasses.replace(final("can i take the long card number", "agent", 0, 0.0),
+                                call_id="call-agent")
+    r.process(agent, 1.0)
+    customer = final("4539", segment=0, start=3.0)
+    out = list(r.process(customer, 2.0)) + list(r.process(ended(), 3.0))
+    assert digits_of(all_text(out)) == ""
+    r.forget_call("call-agent")
+    r.forget_call(CALL)
+    assert r.next_deadline() is None and not r._calls
+
+
+def test_partials_mask_digits_inside_a_word_being_spelled() -> None:
+    (p,) = redactor().process(partial("it is GB82WEST1234 5698"), 1.0)
+    assert isinstance(p, TranscriptPartial) and digits_of(p.text) == ""
