@@ -118,7 +118,9 @@ def _atoms(token: str) -> tuple[_Atom, ...]:
     if _NUMERAL.match(t):
         return tuple((_K.DIGITS, 0, g) for g in _SEPARATORS.split(t.lstrip("+")))
     parts = t.split("-") if "-" in t else [t]
-    atoms = [_WORDS.get(p) for p in parts if p]
+    # "o-o-o-9": Whisper mixes letters for zero with numerals in one hyphenated token
+    atoms = [_WORDS.get(p) or ((_K.DIGITS, 0, p) if p.isdigit() and len(parts) > 1 else None)
+             for p in parts if p]
     if not atoms or any(a is None for a in atoms):
         return ((_K.BREAK, 0, ""),)
     return tuple(a for a in atoms if a is not None)

@@ -181,3 +181,9 @@ def test_runs_are_ordered_and_disjoint_on_any_token_soup(seed: int) -> None:
         assert 0 <= r.start < r.end <= len(tokens) and r.digits.isdigit()
         assert has_digits(tokens[r.start]) and has_digits(tokens[r.end - 1]) or (
             tokens[r.start] in ("double", "triple"))
+
+
+def test_letters_for_zero_mixed_with_numerals_in_one_hyphenated_token() -> None:
+    from gateway.redaction.numbers import digit_runs
+    (run,) = digit_runs(["6-01-1,", "O-O-O-9,", "9-01-3,", "9-424-"])
+    assert run.digits == "6011000990139424"
