@@ -347,6 +347,11 @@ class AnalyticsConfig:
     late_s: float = 5.0
     """How long after a deadline a final said before it may still arrive (ASR latency, a
     final held by redaction): a ``compliance.missed`` goes out this much later."""
+    summary: bool = True
+    """``conversation.summary`` at each conversation's end, and its files (JSON, text,
+    WebVTT) beside the recording or in ``<state_dir>/conversations``."""
+    sentiment: bool = False
+    """``sentiment.scored`` after each final (the lexicon example of a signal processor)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -978,6 +983,8 @@ _ANALYTICS: Final = _table(AnalyticsConfig, {
     "rules_file": _path(allow_empty=True),
     "fuzzy": _float(0.5, 1),
     "late_s": _float(0, 120),
+    "summary": _bool,
+    "sentiment": _bool,
 }, post=_analytics_rules)
 
 _ROOT: Final = _table(GatewayConfig, {

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.analytics.sentiment import SentimentScorer
+from gateway.analytics.summary import Summarizer
 from gateway.config import GatewayConfig
 from gateway.events.processing import Processor
 from gateway.redaction.processor import Redactor
 
-PROCESSOR_CONFIG_KEYS: tuple[str, ...] = ("redaction",)
+PROCESSOR_CONFIG_KEYS: tuple[str, ...] = ("redaction", "analytics")
 """Config sections :func:`build_processors` reads; a SIGHUP that changes one of them
 rebuilds the processors (they must also be live keys in ``gateway.config``)."""
 
@@ -40,4 +42,9 @@ def build_processors(config: GatewayConfig,
     if config.redaction.enabled:
         old = next((p for p in previous if isinstance(p, Redactor)), None)
         processors.append(Redactor(config.redaction, old))
+    if config.analytics.sentiment:     # a signal processor, before the summary collects it
+        processors.append(SentimentScorer())
+    if config.analytics.summary:       # last: it folds what every processor before it emitted
+        summary = next((p for p in previous if isinstance(p, Summarizer)), None)
+        processors.append(Summarizer(summary))
     return processors

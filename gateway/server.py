@@ -32,6 +32,7 @@ from typing import Any
 import uvloop
 
 from gateway import __version__, logs
+from gateway.analytics.files import SummaryFilesSink
 from gateway.asr.stream import AsrHub
 from gateway.calls import CallManager
 from gateway.config import (
@@ -44,7 +45,7 @@ from gateway.config import (
     startup_summary,
 )
 from gateway.events.bus import EventBus
-from gateway.events.sinks import build_sinks
+from gateway.events.sinks import Sink, build_sinks
 from gateway.events.types import Envelope
 from gateway.http_api import HttpServer
 from gateway.logs import configure_logging, get_logger
@@ -175,7 +176,13 @@ class Gateway:
             raise
 
     def _start_events(self) -> None:
-        self.events.start(build_sinks(self.config.events.sinks, self.calls_dir))
+        self.events.start(self._sinks(self.config))
+
+    def _sinks(self, config: GatewayConfig) -> list[Sink]:
+        """The configured sinks, the per-call files, and the conversation summaries' files
+        (beside the recording, else in ``<state_dir>/conversations``)."""
+        return [*build_sinks(config.events.sinks, self.calls_dir),
+                SummaryFilesSink(config.storage.state_dir / "conversations")]
 
     async def _announce(self) -> None:
         """Everything listens: say so, wait for Triton's first check, register, READY=1."""
@@ -288,7 +295,7 @@ class Gateway:
         if reconfigures_processors(changed):
             self._rebuild_processors(new)
         if any(c.startswith("events") for c in changed):
-            await self.events.replace_sinks(build_sinks(new.events.sinks, self.calls_dir))
+            await self.events.replace_sinks(self._sinks(new))
         self.sip.apply_config(new)
         self.calls.apply_config(new)
         self.config = new          # restart-only keys were kept as they were by merge_live

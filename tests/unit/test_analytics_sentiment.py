@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.analytics.sentiment import LEXICON, SentimentScorer, raw_score, score, tokens
 from gateway.analytics.summary import Summarizer
+from gateway.config import GatewayConfig, parse_config
 from gateway.events.processing import ProcessingStage
 from gateway.events.types import (
     CallAnswered,
@@ -16,6 +19,7 @@ from gateway.events.types import (
     TranscriptFinal,
     TranscriptWord,
 )
+from gateway.processors import build_processors, reconfigures_processors
 
 
 def final(text: str, channel: str = "customer", segment: int = 3) -> TranscriptFinal:
@@ -109,3 +113,32 @@ def test_the_summary_collects_the_signals_of_a_processor_before_it() -> None:
     summary = next(e for e in out if isinstance(e, ConversationSummary))
     assert [(s.type, s.segment, s.label) for s in summary.summary.signals] == [
         ("sentiment.scored", 0, "negative"), ("sentiment.scored", 1, "positive")]
+
+
+# ------------------------------------------------------------------ the config switches
+
+def _built(analytics: dict[str, object]) -> list[str]:
+    config = parse_config({"analytics": analytics}, {}, Path("."))
+    return [p.name for p in build_processors(config)]
+
+
+def test_sentiment_off_by_default_and_the_summary_last() -> None:
+    assert GatewayConfig().analytics.sentiment is False
+    assert GatewayConfig().analytics.summary is True
+    names = _built({})
+    assert "sentiment" not in names and names[-1] == "summary"
+    names = _built({"sentiment": True})
+    assert names.index("sentiment") < names.index("summary") == len(names) - 1
+    assert "summary" not in _built({"summary": False})
+
+
+def test_a_reload_keeps_the_conversations_in_progress() -> None:
+    config = GatewayConfig()
+    first = build_processors(config)
+    summarizer = next(p for p in first if isinstance(p, Summarizer))
+    summarizer.process(final("hello there"), 1.0)
+    again = build_processors(parse_config({"analytics": {"sentiment": True}}, {}, Path(".")),
+                             first)
+    rebuilt = next(p for p in again if isinstance(p, Summarizer))
+    assert rebuilt is not summarizer and rebuilt.conversations() == 1
+    assert reconfigures_processors(["analytics.sentiment"])

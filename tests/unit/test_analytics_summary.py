@@ -3,13 +3,18 @@ processor on the event stage (after redaction, two calls of one conversation, st
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import os
 import re
+import stat
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
+from gateway.analytics.files import SummaryFilesSink, write_summary
 from gateway.analytics.summary import (
     Summarizer,
     SummaryBuilder,
@@ -31,6 +36,7 @@ from gateway.events.types import (
     ComplianceMissed,
     CompliancePassed,
     ConversationSummary,
+    Envelope,
     Evidence,
     GatewayEvent,
     Party,
@@ -377,3 +383,63 @@ def test_events_of_unknown_calls_without_conversation_pass_unchanged() -> None:
     assert summarizer.process(event, 0.0) == (event,)
     rejected = CallRejected(status=403, reason="forbidden", source="1.2.3.4:5060")
     assert summarizer.process(rejected, 0.0) == (rejected,)
+
+
+# ------------------------------------------------------------------ the files sink
+
+def _envelope(event: GatewayEvent) -> Envelope:
+    return Envelope(event, 1.0, 1)
+
+
+def _summary_event(doc: SummaryDocument) -> ConversationSummary:
+    return ConversationSummary(call_id="c", conversation_id=CONV, summary=doc)
+
+
+def test_files_go_beside_the_recording_with_its_stem(tmp_path: Path) -> None:
+    recording = tmp_path / "rec" / "20250101-120000-conv-1.wav"
+    events = [*two_leg_events()[:-1], ended("c", "customer", recording=str(recording))]
+    doc = build_summary(CONV, events, 1000.0, 1012.0)
+    sink = SummaryFilesSink(tmp_path / "conversations")
+    asyncio.run(sink.write(_envelope(_summary_event(doc))))
+    written = sorted(p.name for p in (tmp_path / "rec").iterdir())
+    assert written == ["20250101-120000-conv-1.summary.json", "20250101-120000-conv-1.txt",
+                       "20250101-120000-conv-1.vtt"]
+    stem = tmp_path / "rec" / "20250101-120000-conv-1"
+    assert json.loads(Path(f"{stem}.summary.json").read_text()) == to_wire(doc)
+    assert Path(f"{stem}.txt").read_text() == to_text(doc)
+    assert Path(f"{stem}.vtt").read_text() == to_webvtt(doc)
+    assert not (tmp_path / "conversations").exists()
+
+
+def test_without_recording_files_go_to_the_directory_stamped_with_the_start(
+        tmp_path: Path) -> None:
+    doc = build_summary(CONV, two_leg_events()[:-1], 1_700_000_000.0, 1_700_000_030.0)
+    old = os.umask(0o000)
+    try:
+        paths = write_summary(doc, tmp_path / "conversations")
+    finally:
+        os.umask(old)
+    assert [p.name for p in paths] == ["20231114-221320-conv-1.summary.json",
+                                       "20231114-221320-conv-1.txt",
+                                       "20231114-221320-conv-1.vtt"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths} == {0o640}
+    assert stat.S_IMODE((tmp_path / "conversations").stat().st_mode) == 0o750
+
+
+def test_existing_files_are_never_replaced(tmp_path: Path) -> None:
+    doc = build_summary(CONV, two_leg_events()[:-1], 1_700_000_000.0, 1_700_000_030.0)
+    first = write_summary(doc, tmp_path)
+    first[1].write_text("kept")
+    second = write_summary(doc, tmp_path)
+    assert [p.name for p in second] == ["20231114-221320-conv-1-2.summary.json",
+                                        "20231114-221320-conv-1-2.txt",
+                                        "20231114-221320-conv-1-2.vtt"]
+    assert first[1].read_text() == "kept"
+
+
+def test_the_sink_ignores_every_other_event(tmp_path: Path) -> None:
+    sink = SummaryFilesSink(tmp_path / "conversations")
+    for event in two_leg_events():
+        asyncio.run(sink.write(_envelope(event)))
+    asyncio.run(sink.close())
+    assert not (tmp_path / "conversations").exists()
