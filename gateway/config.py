@@ -309,6 +309,26 @@ class RedactionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TalkStatisticsConfig:
+    """``[statistics]``: conversation statistics from the voice activity of the decoded
+    audio (talk, silence, overtalk, interruptions, dead air; issue 17)."""
+
+    enabled: bool = True
+    threshold_dbfs: float = -40.0
+    """A 20 ms frame at or above this RMS level is voiced."""
+    hangover_ms: int = 300
+    """A gap without voiced frames this long ends a talk spurt (shorter ones, between words,
+    do not)."""
+    min_talk_ms: int = 100
+    """Voiced audio a spurt needs to count as talk (clicks and knocks do not)."""
+    interruption_ms: int = 2000
+    """A channel that starts while another talks interrupts it when the other stops within
+    this long while it goes on."""
+    dead_air_s: float = 10.0
+    """Nobody talking this long: ``conversation.dead_air``."""
+
+
+@dataclass(frozen=True, slots=True)
 class AnalyticsRule:
     """``[[analytics.rules]]``: one phrase rule (README: Analytics and agent assist)."""
 
@@ -374,6 +394,7 @@ class GatewayConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+    statistics: TalkStatisticsConfig = field(default_factory=TalkStatisticsConfig)
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
     source_path: Path | None = None
 
@@ -1029,6 +1050,14 @@ _ROOT: Final = _table(GatewayConfig, {
     }),
     "redaction": _REDACTION,
     "analytics": _ANALYTICS,
+    "statistics": _table(TalkStatisticsConfig, {
+        "enabled": _bool,
+        "threshold_dbfs": _float(-90, 0),
+        "hangover_ms": _int(20, 5000),
+        "min_talk_ms": _int(20, 5000),
+        "interruption_ms": _int(0, 60000),
+        "dead_air_s": _float(1, 3600),
+    }),
     "systemd": _table(SystemdConfig, {"watchdog": _bool}),
 })
 
@@ -1066,7 +1095,7 @@ _LIVE_KEYS: Final = ("logging.level", "logging.format", "logging.sip_trace", "ev
                      "sip.accounts", "channels",
                      "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s", "tts", "bot",
                      "siprec.caller_labels", "siprec.fallback", "redaction",
-                     "analytics")
+                     "analytics", "statistics")
 
 
 def _is_live(key: str) -> bool:

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 from gateway.analytics.sentiment import SentimentScorer
 from gateway.analytics.summary import Summarizer
+from gateway.analytics.talk import TalkStatistics
 from gateway.config import GatewayConfig
 from gateway.events.processing import Processor
 from gateway.redaction.processor import Redactor
 
-PROCESSOR_CONFIG_KEYS: tuple[str, ...] = ("redaction", "analytics")
+PROCESSOR_CONFIG_KEYS: tuple[str, ...] = ("redaction", "statistics", "analytics")
 """Config sections :func:`build_processors` reads; a SIGHUP that changes one of them
 rebuilds the processors (they must also be live keys in ``gateway.config``)."""
 
@@ -42,6 +43,9 @@ def build_processors(config: GatewayConfig,
     if config.redaction.enabled:
         old = next((p for p in previous if isinstance(p, Redactor)), None)
         processors.append(Redactor(config.redaction, old))
+    if config.statistics.enabled:      # talk statistics and dead air ([statistics])
+        talk = next((p for p in previous if isinstance(p, TalkStatistics)), None)
+        processors.append(TalkStatistics(config.statistics, talk))
     if config.analytics.sentiment:     # a signal processor, before the summary collects it
         processors.append(SentimentScorer())
     if config.analytics.summary:       # last: it folds what every processor before it emitted

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from gateway.asr.contract import Hypothesis
 from gateway.asr.stream import AsrChannel, AsrHub
+from gateway.calls.activity import VoiceActivity, settings_of
 from gateway.calls.timeline import ChannelSink, ConversationMedia, RecordingMasks
 from gateway.channels import ChannelMapper, ConversationJoiner
 from gateway.config import GatewayConfig
@@ -209,8 +210,16 @@ class Conversations:
                 talk, channel, hyp, lat, on_words, box[0].offset_s if box else 0.0),
                 self.config.triton.phrases)
             talk.asr.append(asr)
-        box.append(ChannelSink(talk.media, channel, asr, on_audio))
+        box.append(ChannelSink(talk.media, channel, asr, on_audio, self._activity(talk, channel)))
         return box[0]
+
+    def _activity(self, talk: CallConversation, channel: str) -> VoiceActivity | None:
+        """The channel's talk spurts as ``voice.*`` events, for the statistics."""
+        statistics = self.config.statistics
+        if not statistics.enabled:
+            return None
+        return VoiceActivity(self._events, talk.call_id, talk.conversation_id, channel,
+                             settings_of(statistics))
 
     def leave(self, talk: CallConversation) -> Path | None:
         """The call is gone; the last call out closes the recording (its path). A masked

@@ -19,6 +19,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gateway.analytics.talk import TalkStatistics
 from gateway.calls.commands import SecureRefusal, SecureRefused
 from gateway.calls.conversation import CallConversation, Conversations
 from gateway.calls.lifecycle import CallPhase, Lifecycle, Trigger
@@ -32,6 +33,7 @@ from gateway.events.types import (
     CallMediaChanged,
     CallSecureChanged,
     DtmfReceived,
+    to_wire,
 )
 from gateway.logs import get_logger
 from gateway.media.ports import PortAllocator, PortsExhausted
@@ -327,8 +329,18 @@ class CallManager:
         task.add_done_callback(self._tasks.discard)
 
     def summary(self, call_id: str) -> dict[str, Any] | None:
+        """``GET /v1/calls/{id}``: the call, with its conversation's talk statistics so far."""
         call = self.calls.get(call_id)
-        return call.summary() if call else None
+        if call is None:
+            return None
+        return {**call.summary(), "statistics": self.statistics(call_id)}
 
     def summaries(self) -> list[dict[str, Any]]:
         return [c.summary() for c in self.calls.values()]
+
+    def statistics(self, call_id: str) -> dict[str, Any] | None:
+        """The live talk statistics of the call's conversation (wire form), from the
+        statistics processor on the bus; None with ``[statistics]`` off."""
+        talk = next((p for p in self._events.processors if isinstance(p, TalkStatistics)), None)
+        stats = talk.snapshot(call_id, time.time()) if talk is not None else None
+        return to_wire(stats) if stats is not None else None

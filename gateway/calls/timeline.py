@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.asr.stream import AsrChannel
+from gateway.calls.activity import VoiceActivity
 from gateway.events.bus import EventBus
 from gateway.events.types import CallEnded, Envelope, RedactionApplied, RedactionSpan
 from gateway.logs import get_logger
@@ -53,9 +54,11 @@ class ChannelSink:
     """An :class:`~gateway.media.leg.AudioSink` feeding the recorder and the ASR stream."""
 
     def __init__(self, media: ConversationMedia, channel: str, asr: AsrChannel | None,
-                 on_audio: Callable[[npt.NDArray[np.int16]], None] | None = None) -> None:
+                 on_audio: Callable[[npt.NDArray[np.int16]], None] | None = None,
+                 activity: VoiceActivity | None = None) -> None:
         self.media = media
         self.on_audio = on_audio
+        self.activity = activity            # talk spurts as voice.* events ([statistics])
         self.channel = channel
         self.asr = asr
         self._offset: int | None = None
@@ -76,10 +79,13 @@ class ChannelSink:
             self.asr.push(pcm_model, now)
         if self.on_audio is not None and len(pcm8k):
             self.on_audio(pcm8k)
+        if self.activity is not None:
+            self.activity.audio(self._offset, position, pcm8k)
         self.samples += len(pcm8k)
 
     def end(self) -> None:
-        return None
+        if self.activity is not None:
+            self.activity.end(self._offset)
 
     def summary(self) -> dict[str, Any]:
         return {"channel": self.channel, "offset_s": round(self.offset_s, 3),

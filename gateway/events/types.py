@@ -245,6 +245,133 @@ class RedactionApplied(GatewayEvent):
     spans: tuple[RedactionSpan, ...]
 
 
+# ------------------------------------------------------------------ voice activity, statistics
+_TIMELINE = "seconds on the conversation timeline"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceStarted(GatewayEvent):
+    """A channel began a talk spurt (voice activity of its decoded audio, 20 ms frames);
+    reported once the spurt counts (``statistics.min_talk_ms`` of voiced audio)."""
+
+    TYPE: ClassVar[str] = "voice.started"
+    call_id: str
+    conversation_id: str
+    channel: str
+    at_s: Annotated[float, Doc(_TIMELINE + " where the spurt began (its first voiced frame)")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceStopped(GatewayEvent):
+    """A channel's talk spurt ended: no voiced frame for ``statistics.hangover_ms``, or the
+    channel's audio ended."""
+
+    TYPE: ClassVar[str] = "voice.stopped"
+    call_id: str
+    conversation_id: str
+    channel: str
+    start_s: Annotated[float, Doc(_TIMELINE + " where the spurt began")]
+    at_s: Annotated[float, Doc(_TIMELINE + " where its last voiced frame ended")]
+    talk_s: Annotated[float, Doc("the spurt's length (at_s - start_s)")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoiceEnded(GatewayEvent):
+    """A channel's audio ended (its leg closed): its silence counts up to here."""
+
+    TYPE: ClassVar[str] = "voice.ended"
+    call_id: str
+    conversation_id: str
+    channel: str
+    at_s: Annotated[float, Doc(_TIMELINE + " where the channel's audio ended")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Interruption:
+    """One channel took the floor from another (see ``conversation.interruption``)."""
+
+    channel: Annotated[str, Doc("who interrupted")]
+    interrupted: Annotated[str, Doc("whose spurt was cut")]
+    at_s: Annotated[float, Doc(_TIMELINE + " where the interrupting spurt began")]
+    overlap_s: Annotated[float, Doc("both talking, from at_s to the interrupted one's stop")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationInterrupted(GatewayEvent):
+    """A channel started talking while another talked, and the other stopped within
+    ``statistics.interruption_ms`` while it went on."""
+
+    TYPE: ClassVar[str] = "conversation.interruption"
+    call_id: Annotated[str, Doc("the interrupting channel's call")]
+    conversation_id: str
+    interruption: Interruption
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadAirDetected(GatewayEvent):
+    """Nobody in the conversation has talked for ``statistics.dead_air_s`` (once per silence;
+    not while a call is on hold)."""
+
+    TYPE: ClassVar[str] = "conversation.dead_air"
+    call_id: Annotated[str, Doc("the conversation's earliest call still up")]
+    conversation_id: str
+    start_s: Annotated[float, Doc(_TIMELINE + " where the last talk spurt ended")]
+    silent_s: Annotated[float, Doc("how long nobody had talked when this was reported")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelStats:
+    """Talk statistics of one channel of a conversation (from its talk spurts)."""
+
+    channel: str
+    talk_s: Annotated[float, Doc("seconds in talk spurts")]
+    silence_s: Annotated[float, Doc("duration_s - talk_s (no audio counts as silence)")]
+    longest_silence_s: Annotated[float, Doc("the longest stretch without its talk")]
+    spurts: Annotated[int, Doc("talk spurts")]
+    interruptions: Annotated[int, Doc("times it interrupted another channel")]
+    interrupted: Annotated[int, Doc("times another channel interrupted it")]
+    talk_ratio: Annotated[float | None, Doc(
+        "its share of all channels' talk time, 0..1; null: nobody talked")]
+    words: Annotated[int, Doc("words of its finals")]
+    words_per_minute: Annotated[float | None, Doc("words per minute of talk; null: no talk")]
+    first_talk_s: Annotated[float | None, Doc(_TIMELINE + " of its first spurt; null: none")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationStats:
+    """Talk statistics of one conversation, from the voice activity of each channel's
+    decoded audio (spans exact to the 20 ms frame); the timeline starts at 0 (the first
+    call offered) and ends at ``duration_s``."""
+
+    conversation_id: str
+    final: Annotated[bool, Doc("true at the conversation's end; false: a live snapshot "
+                               "(open spurts counted up to now)")]
+    duration_s: Annotated[float, Doc("the conversation timeline up to its last audio")]
+    talk_s: Annotated[float, Doc("someone talking")]
+    non_talk_s: Annotated[float, Doc("nobody talking (duration_s - talk_s)")]
+    longest_silence_s: Annotated[float, Doc("the longest stretch with nobody talking")]
+    overtalk_s: Annotated[float, Doc("two or more channels talking at once")]
+    dead_air: Annotated[int, Doc("stretches of nobody talking of dead_air_s or more")]
+    dead_air_s: Annotated[float, Doc("their total length")]
+    first_speaker: Annotated[str | None, Doc("the channel that talked first")]
+    first_agent_response_s: Annotated[float | None, Doc(
+        "from the end of the customer's first spurt to the start of the agent's first spurt "
+        "after the customer began (0: the agent began before it ended); null: no such pair")]
+    interruptions: tuple[Interruption, ...]
+    channels: Annotated[tuple[ChannelStats, ...], Doc("per channel, agent first")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationStatistics(GatewayEvent):
+    """A conversation ended (its last call): its final talk statistics, just before that
+    call's ``call.ended``."""
+
+    TYPE: ClassVar[str] = "conversation.statistics"
+    call_id: Annotated[str, Doc("the conversation's last call")]
+    conversation_id: str
+    statistics: ConversationStats
+
+
 # ------------------------------------------------------------------ spoken replies
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyStarted(GatewayEvent):
@@ -517,6 +644,8 @@ EVENT_CLASSES: tuple[type[GatewayEvent], ...] = (
     CallOffered, CallRejected, CallAnswered, CallMediaChanged, SiprecMetadataUpdated, CallEnded,
     DtmfReceived, TranscriptPartial, TranscriptFinal, CallSecureChanged, RedactionApplied,
     ReplyStarted, ReplyFinished, ReplyInterrupted, ReplyFailed,
+    VoiceStarted, VoiceStopped, VoiceEnded, ConversationInterrupted, DeadAirDetected,
+    ConversationStatistics,
     CategoryMatched, CompliancePassed, ComplianceMissed, AssistHint,
     SentimentScored, ConversationSummary,
 )
