@@ -32,6 +32,8 @@ from gateway.events.types import (
     CategoryMatched,
     ComplianceMissed,
     CompliancePassed,
+    ConversationStatistics,
+    ConversationStats,
     ConversationSummary,
     Evidence,
     GatewayEvent,
@@ -71,6 +73,7 @@ class _Folded:
     compliance: list[SummaryCompliance] = field(default_factory=list)
     hints: list[SummaryHint] = field(default_factory=list)
     signals: list[SummarySignal] = field(default_factory=list)
+    statistics: ConversationStats | None = None
     redacted: list[str] = field(default_factory=list)
 
 
@@ -104,6 +107,8 @@ class SummaryBuilder:
         elif isinstance(event, AssistHint):
             self._f.hints.append(SummaryHint(rule=event.rule, hint=event.hint,
                                              evidence=event.evidence))
+        elif isinstance(event, ConversationStatistics):
+            self._f.statistics = event.statistics
         elif isinstance(event, ModelSignal):
             self._f.signals.append(_signal(event))
         elif isinstance(event, RedactionApplied):
@@ -134,6 +139,7 @@ class SummaryBuilder:
                              for rule, matches in f.categories.items()),
             compliance=tuple(f.compliance), hints=tuple(f.hints),
             signals=tuple(sorted(f.signals, key=lambda s: (s.start_s, s.type))),
+            statistics=f.statistics,
             redacted=tuple(f.redacted),
             asr_complete=all(e.asr_finals_flushed for e in ended),
             recording=recordings[-1] if recordings else None)

@@ -624,6 +624,8 @@ class SummaryDocument:
     compliance: Annotated[tuple[SummaryCompliance, ...], Doc("in the order decided")]
     hints: tuple[SummaryHint, ...]
     signals: tuple[SummarySignal, ...]
+    statistics: Annotated[ConversationStats | None, Doc(
+        "the talk statistics at its end (conversation.statistics); null: [statistics] off")]
     redacted: Annotated[tuple[str, ...], Doc("entity types removed anywhere, each once")]
     asr_complete: Annotated[bool, Doc("every ASR stream gave its last final in time")]
     recording: Annotated[str | None, Doc("the conversation's recording, when recorded")]

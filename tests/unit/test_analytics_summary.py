@@ -35,6 +35,8 @@ from gateway.events.types import (
     CategoryMatched,
     ComplianceMissed,
     CompliancePassed,
+    ConversationStatistics,
+    ConversationStats,
     ConversationSummary,
     Envelope,
     Evidence,
@@ -200,6 +202,22 @@ def test_rule_outcomes_grouped_by_category_and_in_order() -> None:
     assert doc.compliance[1].evidence is not None
     assert [(h.rule, h.hint, h.evidence.start_s) for h in doc.hints] == [
         ("retention", "Offer 20% off", 3.0)]
+
+
+def statistics(final: bool, talk_s: float) -> ConversationStatistics:
+    stats = ConversationStats(
+        conversation_id=CONV, final=final, duration_s=20.0, talk_s=talk_s,
+        non_talk_s=20.0 - talk_s, longest_silence_s=2.0, overtalk_s=0.0, dead_air=0,
+        dead_air_s=0.0, first_speaker="agent", first_agent_response_s=None, interruptions=(),
+        channels=())
+    return ConversationStatistics(call_id="c", conversation_id=CONV, statistics=stats)
+
+
+def test_the_last_statistics_are_the_documents() -> None:
+    assert build_summary(CONV, two_leg_events(), 0.0, 1.0).statistics is None
+    events = [statistics(False, 3.0), statistics(True, 12.0)]
+    doc = build_summary(CONV, [*two_leg_events()[:-1], *events, two_leg_events()[-1]], 0.0, 1.0)
+    assert doc.statistics == events[-1].statistics
 
 
 def test_model_signals_are_collected_with_their_type() -> None:
