@@ -324,7 +324,7 @@ class TalkStatistics(ProcessorBase):
                            now - conv.anchor - self._slack_s - conv.silent_from)
             out.append(DeadAirDetected(call_id=conv.calls[0],
                                        conversation_id=conv.conversation_id,
-                                       start_s=_r(conv.silent_from), silent_s=_r(silent_s)))
+                                       start_s=_t(conv.silent_from), silent_s=_r(silent_s)))
         return out
 
     # ---------------------------------------------------------------- figures
@@ -360,7 +360,7 @@ class TalkStatistics(ProcessorBase):
             talk_ratio=round(talk / total_talk, 3) if total_talk > 0 else None,
             words=words,
             words_per_minute=round(words * 60 / talk, 1) if talk > 0 else None,
-            first_talk_s=_r(spans[0][0]) if spans else None)
+            first_talk_s=_t(spans[0][0]) if spans else None)
 
 
 # ------------------------------------------------------------------ interval arithmetic
@@ -423,3 +423,8 @@ def _ordered(spans: dict[str, list[Span]]) -> list[str]:
 def _r(seconds: float) -> float:
     """Seconds in the figures: to the millisecond (spurt edges are 20 ms frame edges)."""
     return round(seconds, 3) + 0.0
+
+
+def _t(at_s: float) -> float:
+    """A place on the timeline, as the voice events give it (to the 8 kHz sample)."""
+    return round(at_s, 6) + 0.0

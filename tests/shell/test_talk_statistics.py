@@ -1,0 +1,201 @@
+"""Conversation statistics through the call side: two legs (customer, then agent, joined by
+X-Conversation-Id) of a CallManager with a real EventBus running the statistics processor,
+real media sockets on loopback, RTP tone bursts with known spans from two UDP sockets at
+once. The voice events land on the conversation timeline exactly where the bursts are
+(each leg's offset plus the burst's position, to the sample), and the live snapshot
+(``GET /v1/calls/{id}``), the interruption, the dead air and the final figures match them."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from gateway.analytics.talk import TalkStatistics
+from gateway.calls import CallManager
+from gateway.calls.timeline import ChannelSink
+from gateway.events.bus import EventBus
+from gateway.events.types import (
+    CallEnded,
+    CallOffered,
+    ConversationInterrupted,
+    ConversationStatistics,
+    DeadAirDetected,
+    GatewayEvent,
+    VoiceEnded,
+    VoiceStarted,
+    VoiceStopped,
+)
+from gateway.media.g711 import ulaw_encode
+from gateway.media.rtp import RtpPacket
+from gateway.metrics import Metrics
+from tests.shell.test_calls import WAIT_S, RecordingSip, make_config, meta, plan, until
+
+HOST = "127.0.0.1"
+RATE = 8000
+FRAME = 160
+LEG_S = 6.0
+DEAD_AIR_S = 1.0
+# leg-relative spans (each on the 20 ms grid of its leg); the agent starts while the
+# customer talks and the customer stops 0.3 s later: the agent interrupted the customer
+CUSTOMER = [(0.2, 1.5), (2.6, 3.0)]
+AGENT = [(1.2, 2.2), (3.5, 3.8)]
+Pcm = npt.NDArray[np.int16]
+Span = tuple[float, float]
+
+
+def bursts(spans: list[Span]) -> Pcm:
+    pcm = np.zeros(round(LEG_S * RATE), dtype=np.int16)
+    for a, b in spans:
+        lo, hi = round(a * RATE), round(b * RATE)
+        t = np.arange(hi - lo) / RATE
+        pcm[lo:hi] = np.round(6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    return pcm
+
+
+async def send(port: int, pcm: Pcm, ssrc: int, at_s: float = -1.0,
+               action: Callable[[], None] = lambda: None) -> None:
+    """Paced PCMU packets (20 ms) from a fresh UDP socket; ``action()`` after ``at_s``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOST, 0))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    try:
+        for k in range(len(pcm) // FRAME):
+            packet = RtpPacket(payload_type=0, sequence_number=100 + k,
+                               timestamp=9_000 + k * FRAME, ssrc=ssrc,
+                               payload=ulaw_encode(pcm[k * FRAME:(k + 1) * FRAME]))
+            sock.sendto(packet.serialize(), (HOST, port))
+            if k * FRAME == round(at_s * RATE):
+                action()
+            await asyncio.sleep(max(0.0, start + (k + 1) * 0.02 - loop.time()))
+    finally:
+        sock.close()
+
+
+@dataclasses.dataclass
+class Rig:
+    calls: CallManager
+    sip: RecordingSip
+    events: list[GatewayEvent]
+
+    def of(self, kind: type[GatewayEvent]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    config = make_config(tmp_path)
+    config = dataclasses.replace(config, statistics=dataclasses.replace(
+        config.statistics, dead_air_s=DEAD_AIR_S))
+    metrics = Metrics()
+    bus = EventBus(metrics, [TalkStatistics(config.statistics)])
+    events: list[GatewayEvent] = []
+    bus.subscribe(lambda envelope: events.append(envelope.event))
+    calls = CallManager(config, metrics, bus, None)
+    sip = RecordingSip()
+    calls.bind(sip)
+    calls.start()
+    yield Rig(calls, sip, events)
+    await calls.stop()
+
+
+async def answered(rig: Rig, call_id: str) -> int:
+    rig.calls.offered(call_id, meta(call_id, ("X-Conversation-Id", "conv-7")), plan(), None)
+    await until(lambda: call_id in rig.sip.answers)
+    rig.calls.answered(call_id)
+    (port,) = rig.sip.answers[call_id]
+    assert port is not None
+    return port
+
+
+def offset_of(rig: Rig, call_id: str) -> int:
+    media = rig.calls.calls[call_id].media
+    assert media is not None
+    sink = media.legs[0].sink
+    assert isinstance(sink, ChannelSink)
+    return round(sink.offset_s * RATE)
+
+
+def on_timeline(offset: int, leg_s: float) -> float:
+    return round((offset + round(leg_s * RATE)) / RATE, 6)
+
+
+async def test_two_legs_voice_events_and_statistics_match_the_bursts(rig: Rig) -> None:
+    customer_port = await answered(rig, "c-cust")          # first leg: customer (default)
+    agent_port = await answered(rig, "c-agent")            # second: the other channel
+    assert [e.channel for e in rig.of(CallOffered)] == ["customer", "agent"]
+    live: dict[str, Any] = {}
+
+    def look() -> None:                                    # GET /v1/calls/{id}, mid-call
+        live.update(rig.calls.summary("c-agent") or {})
+
+    await asyncio.gather(send(customer_port, bursts(CUSTOMER), 0x11, 2.4, look),
+                         send(agent_port, bursts(AGENT), 0x22))
+    await asyncio.sleep(0.1)
+    oc, oa = offset_of(rig, "c-cust"), offset_of(rig, "c-agent")
+    rig.calls.ended("c-cust", "bye", "remote", True)
+    rig.calls.ended("c-agent", "bye", "remote", True)
+    assert await rig.calls.wait_idle(WAIT_S)
+
+    # the voice events: exactly the bursts, on the conversation timeline
+    def spurts(channel: str) -> list[Span]:
+        stops = [e for e in rig.of(VoiceStopped) if e.channel == channel]
+        starts = [e.at_s for e in rig.of(VoiceStarted) if e.channel == channel]
+        assert starts == [e.start_s for e in stops]
+        return [(e.start_s, e.at_s) for e in stops]
+
+    expect_c = [(on_timeline(oc, a), on_timeline(oc, b)) for a, b in CUSTOMER]
+    expect_a = [(on_timeline(oa, a), on_timeline(oa, b)) for a, b in AGENT]
+    assert spurts("customer") == expect_c and spurts("agent") == expect_a
+    ends = {e.channel: e.at_s for e in rig.of(VoiceEnded)}
+    assert ends["customer"] >= on_timeline(oc, LEG_S) and ends["agent"] >= on_timeline(oa, LEG_S)
+
+    # live: the snapshot at 2.4 s of the customer leg (after the interruption)
+    stats = live["statistics"]
+    conversation_id = rig.of(CallOffered)[0].conversation_id
+    assert stats["final"] is False and stats["conversation_id"] == conversation_id
+    by_channel = {c["channel"]: c for c in stats["channels"]}
+    assert by_channel["customer"]["talk_s"] == 1.3 and by_channel["customer"]["spurts"] == 1
+    assert len(stats["interruptions"]) == 1
+
+    (interrupted,) = rig.of(ConversationInterrupted)
+    overlap = round(expect_c[0][1] - expect_a[0][0], 3)
+    assert interrupted.call_id == "c-agent"
+    assert (interrupted.interruption.channel, interrupted.interruption.interrupted,
+            interrupted.interruption.at_s, interrupted.interruption.overlap_s) == (
+        "agent", "customer", expect_a[0][0], overlap)
+    dead = rig.of(DeadAirDetected)
+    assert dead and dead[-1].start_s == expect_a[1][1]       # after the agent's last burst
+    assert all(d.silent_s >= DEAD_AIR_S for d in dead)
+
+    # final: conversation.statistics just before the last call.ended
+    (final_event,) = rig.of(ConversationStatistics)
+    ended = rig.of(CallEnded)
+    assert rig.events.index(final_event) == rig.events.index(ended[-1]) - 1
+    final = final_event.statistics
+    duration = max(ends.values())
+    assert final.final and final.duration_s == round(duration, 3)
+    agent, customer = final.channels
+    assert (agent.channel, agent.talk_s, agent.spurts) == ("agent", 1.3, 2)
+    assert (customer.channel, customer.talk_s, customer.spurts) == ("customer", 1.7, 2)
+    assert (agent.interruptions, customer.interrupted) == (1, 1)
+    assert final.overtalk_s == overlap
+    assert final.talk_s == round(1.3 + 1.7 - overlap, 3)
+    assert final.non_talk_s == round(duration - (1.3 + 1.7 - overlap), 3)
+    assert final.first_speaker == "customer" and final.first_agent_response_s == 0.0
+    gaps = [(0.0, expect_c[0][0]), (expect_a[0][1], expect_c[1][0]),
+            (expect_c[1][1], expect_a[1][0]), (expect_a[1][1], duration)]
+    lengths = [b - a for a, b in gaps]
+    assert final.longest_silence_s == round(max(lengths), 3)
+    long_gaps = [g for g in lengths if g >= DEAD_AIR_S]
+    assert (final.dead_air, final.dead_air_s) == (len(long_gaps), round(sum(long_gaps), 3))
+    assert {d.start_s for d in dead} <= {a for a, b in gaps if b - a >= DEAD_AIR_S}
+    assert agent.talk_ratio == round(1.3 / 3.0, 3) and customer.talk_ratio == round(1.7 / 3.0, 3)
