@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.analytics.engine import RulesProcessor
 from gateway.analytics.sentiment import SentimentScorer
 from gateway.analytics.summary import Summarizer
 from gateway.analytics.talk import TalkStatistics
@@ -46,6 +47,9 @@ def build_processors(config: GatewayConfig,
     if config.statistics.enabled:      # talk statistics and dead air ([statistics])
         talk = next((p for p in previous if isinstance(p, TalkStatistics)), None)
         processors.append(TalkStatistics(config.statistics, talk))
+    if config.analytics.enabled and config.analytics.rules:   # phrase rules, redacted text
+        rules = next((p for p in previous if isinstance(p, RulesProcessor)), None)
+        processors.append(RulesProcessor(config.analytics, rules))
     if config.analytics.sentiment:     # a signal processor, before the summary collects it
         processors.append(SentimentScorer())
     if config.analytics.summary:       # last: it folds what every processor before it emitted

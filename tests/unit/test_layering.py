@@ -50,6 +50,7 @@ PURE: frozenset[str] = frozenset({
     "gateway/processors.py",
     *(f"gateway/redaction/{m}.py" for m in ("entities", "numbers", "detect", "processor")),
     *(f"gateway/analytics/{m}.py" for m in ("summary", "sentiment")),
+    *(f"gateway/analytics/{m}.py" for m in ("text", "rules", "engine")),
     *(f"gateway/analytics/{m}.py" for m in ("activity", "talk")),
     *(f"gateway/media/{m}.py" for m in (
         "dtmf", "g711", "jitter", "leg", "masking", "packetizer", "ports", "resample", "rtcp",
