@@ -13,13 +13,15 @@ the redacted ones) and after the other analytics processors, and when the last c
 conversation ends (a conversation joined by ``X-Conversation-Id`` has several) it returns
 ``conversation.summary`` just before that ``call.ended``. A conversation's state goes when
 its last call is forgotten (``forget_call``). No summary for a conversation in which no
-call was answered.
+call was answered. At the bus's close (``ProcessingStage.flush``) a conversation whose
+last call never ended still gets its summary, marked ``asr_complete = false``.
 
 Layer: pure core.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -83,6 +85,8 @@ class SummaryBuilder:
     def __init__(self, conversation_id: str, started_at: float) -> None:
         self.conversation_id = conversation_id
         self.started_at = started_at
+        self.last_at = started_at
+        """When its last event came (what ``build`` uses when the end never came)."""
         self._f = _Folded()
 
     @property
@@ -141,7 +145,8 @@ class SummaryBuilder:
             signals=tuple(sorted(f.signals, key=lambda s: (s.start_s, s.type))),
             statistics=f.statistics,
             redacted=tuple(f.redacted),
-            asr_complete=all(e.asr_finals_flushed for e in ended),
+            asr_complete=all(c.ended is not None and c.ended.asr_finals_flushed
+                             for c in f.calls.values()),
             recording=recordings[-1] if recordings else None)
 
     # ----------------------------------------------------------------- folds
@@ -312,12 +317,31 @@ class Summarizer(ProcessorBase):
         if builder is None:
             return (event,)
         builder.add(event)
+        builder.last_at = now
         if isinstance(event, CallEnded) and self._last_call(builder):
             summary = ConversationSummary(call_id=event.call_id,
                                           conversation_id=builder.conversation_id,
                                           summary=builder.build(now))
             return (summary, event)
         return (event,)
+
+    def on_timer(self, now: float) -> Sequence[GatewayEvent]:
+        """Only at the bus's close (``flush``: ``now`` is infinite): the conversations whose
+        last call never ended get their summary now (``asr_complete`` false), as of their
+        last event, instead of none."""
+        if not math.isinf(now):
+            return ()
+        out = [ConversationSummary(call_id=self._last_call_id(b),
+                                   conversation_id=b.conversation_id,
+                                   summary=b.build(b.last_at))
+               for b in self._builders.values() if b.answered]
+        self._builders.clear()
+        self._conversation_of.clear()
+        self._members.clear()
+        return out
+
+    def _last_call_id(self, builder: SummaryBuilder) -> str:
+        return builder.call_ids()[-1]
 
     def forget_call(self, call_id: str) -> None:
         conversation_id = self._conversation_of.pop(call_id, None)

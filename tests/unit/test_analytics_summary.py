@@ -461,3 +461,24 @@ def test_the_sink_ignores_every_other_event(tmp_path: Path) -> None:
         asyncio.run(sink.write(_envelope(event)))
     asyncio.run(sink.close())
     assert not (tmp_path / "conversations").exists()
+
+
+def test_at_close_an_unended_conversation_still_gets_its_summary() -> None:
+    summarizer = Summarizer()
+    stage = ProcessingStage([summarizer])
+    run(stage, two_leg_events()[:-2])              # neither call ended
+    assert summarizer.next_deadline() is None
+    assert stage.tick(5000.0).events == ()          # no timer: nothing before the close
+    out = stage.flush(5000.0).events
+    assert len(out) == 1 and isinstance(out[0], ConversationSummary)
+    doc = out[0].summary
+    assert out[0].call_id == "c" and len(doc.turns) == 3
+    assert doc.ended_at == 1006.0 and not doc.asr_complete     # as of its last event
+    assert summarizer.conversations() == 0
+
+
+def test_at_close_nothing_for_conversations_nobody_answered() -> None:
+    summarizer = Summarizer()
+    stage = ProcessingStage([summarizer])
+    run(stage, [offered("a", "agent")])
+    assert stage.flush(5000.0).events == () and summarizer.conversations() == 0
