@@ -10,6 +10,7 @@ from typing import Any
 
 from bench import (
     accuracy,
+    analytics,
     asr_latency,
     capacity,
     event_stage,
@@ -194,6 +195,22 @@ def _run_redaction(args: argparse.Namespace, workdir: Path, results: Path) -> di
     return redaction.run(params, workdir, results)
 
 
+def _analytics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("analytics", help="time the phrase rules add per final (200 rules)")
+    defaults = analytics.AnalyticsParams()
+    p.add_argument("--rules", type=int, default=defaults.rules,
+                   help="rules in the set (the sample checks, then generated ones)")
+    p.add_argument("--repeats", type=int, default=defaults.repeats,
+                   help="passes of the corpus (the first, cold, is reported apart)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="of the generated rules")
+    p.set_defaults(runner=_run_analytics)
+
+
+def _run_analytics(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
+    params = analytics.AnalyticsParams(rules=args.rules, repeats=args.repeats, seed=args.seed)
+    return analytics.run(params, workdir, results)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR,
@@ -209,6 +226,7 @@ def parser() -> argparse.ArgumentParser:
     _rtp_codec(sub)
     _event_stage(sub)
     _redaction(sub)
+    _analytics(sub)
     return p
 
 

@@ -21,7 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.analytics.text import WILDCARD, phrase_words, similarity
+from gateway.analytics.text import (
+    WILDCARD,
+    fuzzy_word,
+    lengths_near,
+    phrase_words,
+    pieces,
+    similarity,
+    word_similarity,
+)
 from gateway.config import AnalyticsConfig, AnalyticsRule
 
 CATEGORY, COMPLIANCE, HINT = "category", "compliance", "hint"
@@ -126,6 +134,13 @@ class PhraseIndex:
         self._loosest = {first: min(p.threshold for p in phrases)
                          for index in (self._by_stem, self._by_surface)
                          for first, phrases in index.items()}
+        self._threshold = min(self._loosest.values(), default=1.0)
+        self._lengths: tuple[dict[int, list[str]], dict[int, list[str]]] = ({}, {})
+        for index, lengths in zip((self._by_stem, self._by_surface), self._lengths,
+                                  strict=True):
+            for first in index:
+                if fuzzy_word(first):
+                    lengths.setdefault(len(first), []).append(first)
         self._cache: dict[tuple[str, str], tuple[tuple[Phrase, float], ...]] = {}
 
     def find(self, stems: Sequence[str], surfaces: Sequence[str]) -> list[Hit]:
@@ -151,14 +166,27 @@ class PhraseIndex:
 
     def _lookup(self, stem: str, surface: str) -> tuple[tuple[Phrase, float], ...]:
         candidates: dict[int, Phrase] = {}
-        for word, index in ((stem, self._by_stem), (surface, self._by_surface)):
-            for first, phrases in index.items():
-                if first == word or similarity(word, first, self._loosest[first]) > 0.0:
-                    candidates.update((id(p), p) for p in phrases)
+        for word, index, lengths in ((stem, self._by_stem, self._lengths[0]),
+                                     (surface, self._by_surface, self._lengths[1])):
+            candidates.update((id(p), p) for p in index.get(word, ()))
+            for first in self._similar_firsts(word, lengths):
+                candidates.update((id(p), p) for p in index[first])
         out = [(p, score) for p in candidates.values()
                if (score := p.score(0, stem, surface)) > 0.0]
         out.sort(key=lambda item: (item[0].rule, item[0].text))
         return tuple(out)
+
+
+    def _similar_firsts(self, word: str, lengths: dict[int, list[str]]) -> list[str]:
+        """First words of phrases (other than ``word``) similar to it at their loosest
+        threshold: by length, then the piece filter, then the edit distance."""
+        if self._threshold >= 1.0 or not fuzzy_word(word):
+            return []
+        parts = pieces(word, self._threshold)
+        return [first for length in lengths_near(len(word), self._threshold)
+                for first in lengths.get(length, ())
+                if first != word and any(part in first for part in parts)
+                and word_similarity(word, first, self._loosest[first]) > 0.0]
 
 
 def _match_rest(phrase: Phrase, stems: Sequence[str], surfaces: Sequence[str], start: int,

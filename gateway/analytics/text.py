@@ -30,6 +30,7 @@ Layer: pure core.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -126,32 +127,71 @@ def phrase_words(phrase: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(w.stem for w in words), tuple(w.surface for w in words)
 
 
-def _fuzzy(word: str) -> bool:
+def fuzzy_word(word: str) -> bool:
+    """Whether ``word`` may match another word that is not equal to it."""
     return len(word) >= MIN_FUZZY_LEN and word.isalpha()
 
 
 def max_edits(a: str, b: str, threshold: float) -> int:
     """How many edits between ``a`` and ``b`` a ``threshold`` similarity allows (0: they
     must be equal: a digit string, a tag, a short word, or threshold 1)."""
-    if threshold >= 1.0 or not (_fuzzy(a) and _fuzzy(b)):
+    if threshold >= 1.0 or not (fuzzy_word(a) and fuzzy_word(b)):
         return 0
     return int((1.0 - threshold) * max(len(a), len(b)) + 1e-9)
 
 
+def lengths_near(length: int, threshold: float) -> range:
+    """The word lengths a word of ``length`` letters can be similar to at ``threshold``."""
+    if threshold >= 1.0 or length < MIN_FUZZY_LEN:
+        return range(length, length + 1)
+    return range(max(MIN_FUZZY_LEN, math.ceil(length * threshold - 1e-9)),
+                 math.floor(length / threshold + 1e-9) + 1)
+
+
+def pieces(word: str, threshold: float) -> tuple[str, ...]:
+    """Pieces of ``word`` one of which every word similar to it at ``threshold`` contains
+    as it is: ``limit + 1`` of them (``limit``: the edits allowed at the longest similar
+    length), since each edit breaks at most one piece. A few substring searches rule most
+    candidates out before any edit distance is computed."""
+    near = lengths_near(len(word), threshold)
+    limit = int((1.0 - threshold) * (near.stop - 1) + 1e-9)
+    size = len(word) // (limit + 1)
+    if size == 0:
+        return ("",)
+    cuts = [i * size for i in range(limit + 1)] + [len(word)]
+    return tuple(word[lo:hi] for lo, hi in zip(cuts, cuts[1:], strict=False))
+
+
 @lru_cache(maxsize=65536)
 def similarity(a: str, b: str, threshold: float) -> float:
+    """:func:`word_similarity`, remembered (the words of finals repeat)."""
+    return word_similarity(a, b, threshold)
+
+
+def word_similarity(a: str, b: str, threshold: float) -> float:
     """``1 - distance / longer length`` when it reaches ``threshold`` (and the words may
     be fuzzy at all), else 0."""
     if a == b:
         return 1.0
     limit = max_edits(a, b, threshold)
-    if limit == 0 or abs(len(a) - len(b)) > limit:
+    if limit == 0 or abs(len(a) - len(b)) > limit or not _shares_a_piece(a, b, limit):
         return 0.0
     distance = levenshtein(a, b, limit)
     if distance > limit:
         return 0.0
     score = 1.0 - distance / max(len(a), len(b))
     return score if score >= threshold else 0.0
+
+
+def _shares_a_piece(a: str, b: str, limit: int) -> bool:
+    """Whether one of ``limit + 1`` pieces of ``b`` occurs in ``a`` as it is: ``limit``
+    edits can break at most ``limit`` of them, so without one the distance is larger (a
+    filter that costs a few substring searches)."""
+    size = len(b) // (limit + 1)
+    if size == 0:
+        return True
+    cuts = [i * size for i in range(limit + 1)] + [len(b)]
+    return any(b[lo:hi] in a for lo, hi in zip(cuts, cuts[1:], strict=False))
 
 
 def levenshtein(a: str, b: str, limit: int) -> int:

@@ -4,6 +4,8 @@ on the stage's timer, conversation end, evidence, forget_call and the reload han
 from __future__ import annotations
 
 import math
+import random
+import string
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,43 @@ def test_index_finds_phrases_by_first_word_exact_and_fuzzy() -> None:
               for h in index.find(*phrase_words("recording for quality on the line"))]
     assert starts == [("recorded * quality", 0), ("the line", 4)]
     assert index.find(*phrase_words("recorded quality line")) == []   # * is one word
+
+
+def _edited(word: str, rng: random.Random) -> str:
+    i = rng.randrange(len(word))
+    op = rng.choice("sdi")
+    letter = rng.choice(string.ascii_lowercase)
+    if op == "s":
+        return word[:i] + letter + word[i + 1:]
+    if op == "d":
+        return word[:i] + word[i + 1:]
+    return word[:i] + letter + word[i:]
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9])
+def test_index_filters_lose_nothing_a_plain_scan_finds(threshold: float) -> None:
+    """The index's shortcuts (lengths, pieces, cache) find, for every word, exactly the
+    phrases a comparison with every phrase's first word finds (seeded random words, and
+    one to three edits of them)."""
+    rng = random.Random(int(threshold * 100))
+    vocabulary = ["".join(rng.choice("abcdeilmnorst") for _ in range(rng.randint(2, 11)))
+                  for _ in range(100)]
+    rules = compile_rules(analytics(*(rule(f"r{i}", phrases=[f"{w} end"])
+                                      for i, w in enumerate(vocabulary)), fuzzy=threshold))
+    index = PhraseIndex(rules)
+    phrases = [p for r in rules for p in r.phrases]
+    probes = vocabulary + [_edited(_edited(w, rng), rng) if rng.random() < 0.5 else
+                           _edited(w, rng) for w in vocabulary for _ in range(2)]
+    found_any = 0
+    for probe in probes:
+        (stems, surfaces) = phrase_words(f"{probe} end")
+        if not stems or stems[-1] != "end":
+            continue
+        plain = sorted(p.rule for p in phrases if p.score(0, stems[0], surfaces[0]) > 0)
+        hits = sorted(h.phrase.rule for h in index.find(stems, surfaces) if h.start == 0)
+        assert hits == plain, probe
+        found_any += bool(plain)
+    assert found_any > len(vocabulary)          # the edits did match, fuzzily
 
 
 def test_evaluation_order_puts_a_rule_after_the_one_it_follows() -> None:
