@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import string
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -566,3 +567,49 @@ def test_in_the_stage_rules_see_redacted_text_and_fire_on_the_timer() -> None:
     assert stage.next_deadline() == T0 + 35
     missed = [e for e in stage.tick(T0 + 35).events if isinstance(e, ComplianceMissed)]
     assert [m.rule for m in missed] == ["disclosure"]
+
+
+# ------------------------------------------------------------------ the README's rules
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_rules() -> AnalyticsConfig:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Phrase rules"):]
+    block = section[section.index("```toml\n") + 8:section.index("```\n", section.index("```toml"))]
+    return parse_config(tomllib.loads(block), {}, Path(".")).analytics
+
+
+def test_the_readme_rules_do_what_the_readme_says() -> None:
+    """The README's example rule set, on a conversation of two legs: no disclosure in 30 s,
+    an account question answered by a security question, a cancellation with its hint, a
+    forbidden phrase, and a closing in the last minute."""
+    p = RulesProcessor(_readme_rules())
+    p.process(answered("c-agent"), T0)
+    p.process(answered("c-cust", ("customer",)), T0)
+    turns = [("agent", "good morning how can i help", 1.0),
+             ("customer", "I have a question about my bill", 5.0),
+             ("agent", "sure can you give me your date of birth", 9.0),
+             ("customer", "I want to cancel my contract", 40.0),
+             ("agent", "please calm down", 45.0),
+             ("agent", "is there anything else", 70.0)]
+    out: list[GatewayEvent] = []
+    for channel, text, start in turns:
+        call = "c-agent" if channel == "agent" else "c-cust"
+        out += p.on_timer(T0 + start)
+        out += added(p.process(final(text, start, channel=channel, call=call), T0 + start + 2))
+    out += p.process(ended("c-cust", 80.0, ("customer",)), T0 + 80)
+    p.forget_call("c-cust")
+    out += p.process(ended("c-agent", 80.0), T0 + 80)
+    seen = [(e.TYPE, e.rule, getattr(e, "reason", None)) for e in out
+            if isinstance(e, CategoryMatched | CompliancePassed | ComplianceMissed | AssistHint)]
+    assert seen == [
+        ("category.matched", "account_enquiry", None),
+        ("compliance.passed", "identity_verification", None),
+        ("compliance.missed", "recording_disclosure", "deadline"),
+        ("category.matched", "cancellation_intent", None),
+        ("assist.hint", "retention_offer", None),
+        ("compliance.missed", "forbidden_phrases", "said"),
+        ("compliance.passed", "closing", None),
+    ]
