@@ -397,7 +397,7 @@ class RulesProcessor(ProcessorBase):
         conv = self._convs.get(key) if key is not None else None
         if conv is None or conv.ended:
             return []
-        call = conv.calls[event.call_id]
+        call = conv.calls.setdefault(event.call_id, _Call())
         call.ended = True
         if call.answered_at is not None and event.answered:
             call.end_s = call.answered_at - conv.anchor + event.duration_s
