@@ -30,7 +30,7 @@ from gateway.events.types import (
     TranscriptFinal,
     TranscriptWord,
 )
-from gateway.processors import build_processors
+from gateway.processors import build_processors, reconfigures_processors
 
 T0 = 1_000.0          # the bus clock at the conversation's answer
 CONV = "conv-1"
@@ -538,6 +538,7 @@ def test_build_processors_puts_the_rules_after_redaction_and_hands_over() -> Non
     again = build_processors(config, processors)
     moved = next(p for p in again if isinstance(p, RulesProcessor))
     assert moved is not rules and moved.next_deadline() == T0 + 35
+    assert reconfigures_processors(("analytics.rules",))      # a SIGHUP rebuilds them
     off = parse_config({"analytics": {"enabled": False, "rules": [DISCLOSURE]}}, {}, Path("."))
     assert not any(isinstance(p, RulesProcessor) for p in build_processors(off))
     assert not any(isinstance(p, RulesProcessor)
