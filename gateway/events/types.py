@@ -418,7 +418,7 @@ class ReplyFailed(GatewayEvent):
     error: str
 
 
-# ------------------------------------------------------------------ rules: categories, compliance, hints
+# ------------------------------------------------------------- rules: categories, compliance, hints
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Evidence:
     """The utterance a phrase rule matched: a redacted final, and where the phrase was."""
