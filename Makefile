@@ -32,7 +32,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing the gateway's packages into $(VENV) (pyproject.toml + constraints.txt)"
-	$(PY) $(PIP_INSTALL) -c constraints.txt -e '.[dev,test]'
+	$(PY) $(PIP_INSTALL) -c constraints.txt -e '.[dev,test,ray]'
 	touch $@
 
 run: deps triton-venv
