@@ -12,7 +12,7 @@ And four tiers; a module imports only modules of its own tier or a lower one:
 0 foundation        config, logs, metrics, sdnotify, events/ (types, processing, bus, sinks)
 1 protocols, media  sip/, media/, asr/, tts/, triton_health
 2 calls             calls/ (lifecycle, commands, registry, conversation, timeline, voice),
-                    channels, bot
+                    channels, bot, batch/ (batch transcription: files, jobs)
 3 process           server, http_api, http_auth, cli, probe, tail, triton_launcher ...
 
 On top: no import cycles between packages (``gateway.sip``, ``gateway.media`` ...) and
@@ -67,7 +67,8 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "gateway/redaction/", "gateway/analytics/")),
     ("protocols and media", ("gateway/sip/", "gateway/media/", "gateway/asr/", "gateway/tts/",
                              "gateway/triton_health.py")),
-    ("calls", ("gateway/calls/", "gateway/channels.py", "gateway/bot.py")),
+    ("calls", ("gateway/calls/", "gateway/channels.py", "gateway/bot.py",
+               "gateway/batch/")),
     ("process", ("gateway/server.py", "gateway/http_api.py", "gateway/http_auth.py",
                  "gateway/cli.py", "gateway/cli_help.py", "gateway/__main__.py",
                  "gateway/probe.py", "gateway/probe_phone.py", "gateway/pjsua_agent.py",
