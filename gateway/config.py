@@ -375,6 +375,30 @@ class AnalyticsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """``[batch]``: transcription jobs over HTTP (``POST /v1/transcriptions``; issue 18)."""
+
+    root: Path = Path("")
+    """Jobs name files under this directory only; ``""``: the batch API is off (503)."""
+    out_dir: Path = Path("")
+    """Where each job's outputs go (``<out_dir>/<job id>/``); ``""``:
+    ``<state_dir>/transcriptions`` (see :meth:`outputs_in`)."""
+    concurrency: int = 2
+    """Files of a job transcribed at once (each one or two ASR sequences, beside the live
+    calls' sequences on the same Triton connection)."""
+    max_files_per_job: int = 10000
+    webhook_secret: Secret | None = None
+    """Signs the completion webhook (``X-Gateway-Signature: sha256=<hex>``)."""
+    webhook_timeout_s: float = 10.0
+    retries: int = 3
+    """More attempts of a completion webhook that failed (connection error, timeout, 5xx)."""
+
+    def outputs_in(self, state_dir: Path) -> Path:
+        """``out_dir``, or ``<state_dir>/transcriptions`` when it is ``""``."""
+        return self.out_dir if self.out_dir != Path("") else state_dir / "transcriptions"
+
+
+@dataclass(frozen=True, slots=True)
 class SystemdConfig:
     watchdog: bool = True
 
@@ -395,6 +419,7 @@ class GatewayConfig:
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
     statistics: TalkStatisticsConfig = field(default_factory=TalkStatisticsConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
     source_path: Path | None = None
 
@@ -1008,6 +1033,14 @@ _ANALYTICS: Final = _table(AnalyticsConfig, {
     "sentiment": _bool,
 }, post=_analytics_rules)
 
+def _batch_needs_asr(raw: Mapping[str, Any], values: dict[str, Any], path: str,
+                     ctx: _Ctx) -> None:
+    batch, triton = values["batch"], values["triton"]
+    if (isinstance(batch, BatchConfig) and isinstance(triton, TritonConfig)
+            and batch.root != Path("") and not triton.asr_enabled):
+        ctx.error("batch.root", "batch jobs need triton.asr_enabled = true")
+
+
 _ROOT: Final = _table(GatewayConfig, {
     "sip": _SIP,
     "rtp": _RTP,
@@ -1058,8 +1091,17 @@ _ROOT: Final = _table(GatewayConfig, {
         "interruption_ms": _int(0, 60000),
         "dead_air_s": _float(1, 3600),
     }),
+    "batch": _table(BatchConfig, {
+        "root": _path(allow_empty=True),
+        "out_dir": _path(allow_empty=True),
+        "concurrency": _int(1, 64),
+        "max_files_per_job": _int(1, 1_000_000),
+        "webhook_secret": _SECRET,
+        "webhook_timeout_s": _float(0.1, 120),
+        "retries": _int(0, 10),
+    }),
     "systemd": _table(SystemdConfig, {"watchdog": _bool}),
-})
+}, post=_batch_needs_asr)
 
 
 # --------------------------------------------------------------------------- public API
@@ -1197,6 +1239,7 @@ def startup_summary(cfg: GatewayConfig) -> dict[str, Any]:
         "logging": {"level": cfg.logging.level, "format": cfg.logging.format,
                     "sip_trace": cfg.logging.sip_trace},
         "redaction": _redaction_summary(cfg.redaction),
+        "batch_root": shown_path(cfg.batch.root) if cfg.batch.root != Path("") else None,
     }
 
 

@@ -12,7 +12,8 @@ dropped and counted (``asr.audio_dropped``). A file source (a stored recording, 
 real time) is fed with ``await`` :meth:`AsrChannel.feed`, which waits while the buffer
 holds ``max_buffer_s`` of unsent audio (also through outages and replays): nothing is
 dropped. A file source's waiting is not a live latency, so it is not observed in the ASR
-latency and send-delay metrics.
+latency and send-delay metrics. Live sources have priority on the stream: the writer serves
+a file source's turn only when no live channel waits for one (:class:`Outbox`).
 
 Sequences are kept alive: a started sequence that has sent nothing for
 ``sequence_keepalive_s`` (RTP paused, silence suppression) is sent what is pending, an
@@ -156,6 +157,50 @@ class AsrChannel:
             self.done.set()
 
 
+class Outbox:
+    """The channels waiting for their turn on the stream, live sources first: the writer
+    takes a file source's turn only when no live channel waits, so batch transcription on
+    the same connection never delays a call's audio (file sources wait instead: their
+    feed() back-pressure absorbs it). ``None`` (half-close the stream) goes first: close()
+    sends it once every sequence has ended or been given up, so what still waits then is
+    of sequences given up (and a file channel given up with audio left would otherwise
+    keep taking turns ahead of it)."""
+
+    __slots__ = ("_live", "_file", "_end")
+
+    def __init__(self) -> None:
+        self._live: deque[AsrChannel] = deque()
+        self._file: deque[AsrChannel] = deque()
+        self._end = False
+
+    def append(self, ch: AsrChannel | None) -> None:
+        if ch is None:
+            self._end = True
+        else:
+            (self._live if ch.live else self._file).append(ch)
+
+    def popleft(self) -> AsrChannel | None:
+        if self._end:
+            self._end = False
+            return None
+        if self._live:
+            return self._live.popleft()
+        if self._file:
+            return self._file.popleft()
+        raise IndexError("the outbox is empty")
+
+    def clear(self) -> None:
+        self._live.clear()
+        self._file.clear()
+        self._end = False
+
+    def __len__(self) -> int:
+        return len(self._live) + len(self._file) + self._end
+
+    def __bool__(self) -> bool:
+        return bool(self._live or self._file or self._end)
+
+
 class AsrHub:
     def __init__(self, config: TritonConfig, metrics: Metrics,
                  max_buffer_s: float = MAX_BUFFER_S) -> None:
@@ -166,7 +211,7 @@ class AsrHub:
         self._log = get_logger("asr")
         self._channels: dict[int, AsrChannel] = {}
         self._retired: deque[int] = deque(maxlen=4096)  # CORRIDs given up: late replies
-        self._outbox: deque[AsrChannel | None] = deque()
+        self._outbox = Outbox()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
