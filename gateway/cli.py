@@ -25,6 +25,7 @@ asr-gateway: a telephony edge gateway that streams call audio to ASR models on T
   asr-gateway check-config FILE       validate a config file
   asr-gateway tail                    live transcripts and replies from a running gateway
   asr-gateway probe SIP_URI --say T   place a test call and report what came back
+  asr-gateway transcribe PATH --out D transcribe stored recordings (WAV, FLAC, G.711)
   asr-gateway triton                  the bundled Triton server, in the foreground
 
 "asr-gateway COMMAND --help" explains each command's options.
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path, help="the TOML config to check")
     _add_tail(sub)
     _add_probe(sub)
+    _add_transcribe(sub)
     p.add_argument("--config", "-c", dest="top_config", type=Path, default=None,
                    metavar="FILE", help="shorthand for 'run --config FILE' (with no command: "
                    f"run with {DEFAULT_CONFIG})")
@@ -99,6 +101,12 @@ def _add_tail(sub: Any) -> None:
                       help="exit 1 when the connection is lost instead of reconnecting")
     tail.add_argument("--reconnect-for", type=float, default=RECONNECT_FOR_S, metavar="S",
                       help="give up (exit 1) after this many seconds without a connection")
+
+
+def _add_transcribe(sub: Any) -> None:
+    from gateway.transcribe import add_parser
+
+    add_parser(sub)
 
 
 def _add_probe(sub: Any) -> None:
@@ -186,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             reconnect_for_s=args.reconnect_for))
     if args.command == "probe":
         return _run_probe(args)
+    if args.command == "transcribe":
+        from gateway import transcribe
+
+        return transcribe.run(args)
     from gateway.server import run
 
     if args.command == "run":

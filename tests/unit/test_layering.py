@@ -73,7 +73,7 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("process", ("gateway/server.py", "gateway/http_api.py", "gateway/http_auth.py",
                  "gateway/cli.py", "gateway/cli_help.py", "gateway/__main__.py",
                  "gateway/probe.py", "gateway/probe_phone.py", "gateway/pjsua_agent.py",
-                 "gateway/tail.py",
+                 "gateway/tail.py", "gateway/transcribe.py",
                  "gateway/triton_launcher.py")),
 )
 
