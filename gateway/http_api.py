@@ -1,4 +1,5 @@
-"""HTTP side port: /healthz, /readyz, /metrics, and bearer-token control routes (/v1/...).
+"""HTTP side port: /healthz, /readyz, /metrics, and bearer-token control routes (/v1/...),
+batch transcription jobs (/v1/transcriptions) among them.
 
 The routes see the daemon only through :class:`GatewayControl` (``gateway.server.Gateway``
 implements it), so this module does not import the server.
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import WSCloseCode, hdrs, web
 
+from gateway.batch.jobspec import ROUTE as TRANSCRIPTIONS_PATH
+from gateway.batch.jobspec import BatchRefused
 from gateway.calls.commands import SayRefusal, SayRefused, SecureRefusal, SecureRefused
 from gateway.config import HttpConfig
 from gateway.events.types import Envelope
@@ -64,6 +67,20 @@ class GatewayControl(Protocol):
     def subscribe(self, listener: Callable[[Envelope], object]) -> None: ...
 
     def unsubscribe(self, listener: Callable[[Envelope], object]) -> None: ...
+
+    async def create_transcription(self, body: Any) -> dict[str, Any]:
+        """A batch job from the POST body: its view, or :class:`BatchRefused` (400 for a
+        bad body or path, 503 when batch jobs are off)."""
+
+    async def transcriptions(self, status: str | None) -> list[dict[str, Any]]:
+        """Every job, newest first (``status``: only those), or :class:`BatchRefused`."""
+
+    async def transcription(self, job_id: str) -> dict[str, Any] | None:
+        """One job with its files' results; None when unknown."""
+
+    async def delete_transcription(self, job_id: str) -> tuple[int, dict[str, Any]] | None:
+        """Cancel (200: was queued, 202: stops after the files in flight) or delete (204: was
+        finished) a job: the status and the body; None when unknown."""
 
 
 GATEWAY_KEY: web.AppKey[GatewayControl] = web.AppKey("gateway")
@@ -271,6 +288,48 @@ async def _secure_flag(request: web.Request) -> bool | web.Response:
     return secure
 
 
+async def create_transcription(request: web.Request) -> web.Response:
+    """POST {"files": [...], "options": {...}, "webhook_url": "..."} -> 201 + Location."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "body must be JSON")
+    try:
+        view = await request.app[GATEWAY_KEY].create_transcription(body)
+    except BatchRefused as refused:
+        return _error(refused.status, refused.message)
+    return web.json_response(view, status=201, headers={hdrs.LOCATION: view["self"]})
+
+
+async def list_transcriptions(request: web.Request) -> web.Response:
+    """GET ?status=running -> {"transcriptions": [...]} (newest first)."""
+    try:
+        jobs = await request.app[GATEWAY_KEY].transcriptions(request.query.get("status"))
+    except BatchRefused as refused:
+        return _error(refused.status, refused.message)
+    return web.json_response({"transcriptions": jobs})
+
+
+async def get_transcription(request: web.Request) -> web.Response:
+    try:
+        job = await request.app[GATEWAY_KEY].transcription(request.match_info["job_id"])
+    except BatchRefused as refused:
+        return _error(refused.status, refused.message)
+    return _error(404, "unknown transcription") if job is None else web.json_response(job)
+
+
+async def delete_transcription(request: web.Request) -> web.Response:
+    try:
+        answer = await request.app[GATEWAY_KEY].delete_transcription(
+            request.match_info["job_id"])
+    except BatchRefused as refused:
+        return _error(refused.status, refused.message)
+    if answer is None:
+        return _error(404, "unknown transcription")
+    status, body = answer
+    return web.Response(status=204) if status == 204 else web.json_response(body, status=status)
+
+
 def build_app(gateway: GatewayControl, config: HttpConfig) -> web.Application:
     token = config.token.reveal() if config.token is not None else None
     app = web.Application(middlewares=[_token_middleware(token)], client_max_size=64 * 1024)
@@ -288,6 +347,10 @@ def build_app(gateway: GatewayControl, config: HttpConfig) -> web.Application:
     app.router.add_post("/v1/ws-ticket", ws_ticket)
     app.router.add_post("/v1/calls/{call_id}/say", say)
     app.router.add_post("/v1/calls/{call_id}/secure", set_secure)
+    app.router.add_post(TRANSCRIPTIONS_PATH, create_transcription)
+    app.router.add_get(TRANSCRIPTIONS_PATH, list_transcriptions)
+    app.router.add_get(TRANSCRIPTIONS_PATH + "/{job_id}", get_transcription)
+    app.router.add_delete(TRANSCRIPTIONS_PATH + "/{job_id}", delete_transcription)
     return app
 
 

@@ -1,8 +1,8 @@
 """Process lifecycle, shaped like uvicorn's: capture signals, start, serve, drain, shut down.
 
 :meth:`Gateway.parts` is the one list of the daemon's parts, in start order (events, the
-gateway's own tasks, the Triton health check, HTTP, TTS, ASR, SIP with the calls,
-registrations);
+gateway's own tasks, the Triton health check, HTTP, TTS, ASR, batch jobs, SIP with the
+calls, registrations);
 :class:`Lifecycle` starts them in that order and stops the started ones in reverse, each
 stop step bounded by ``SHUTDOWN_STEP_S``. A part that fails to start stops the ones already
 started. Every background task has an owner that cancels or awaits it at stop: the
@@ -11,7 +11,7 @@ handler its reloads.
 
 SIGTERM/SIGINT: drain (new INVITEs and OPTIONS get 503), give live calls
 ``sip.drain_grace_s``, then BYE them; then the parts stop in reverse (unregister, SIP and
-the calls, ASR, TTS, HTTP, Triton health, tasks, events: flushed last), exit 0.
+the calls, batch jobs, ASR, TTS, HTTP, Triton health, tasks, events: flushed last), exit 0.
 A second SIGTERM/SIGINT forces exit. SIGHUP reloads what can change live.
 
 Layer: shell (the process: it wires every part and owns their start and stop order).
@@ -34,6 +34,8 @@ import uvloop
 from gateway import __version__, logs
 from gateway.analytics.files import SummaryFilesSink
 from gateway.asr.stream import AsrHub
+from gateway.batch.jobs import BatchJobs
+from gateway.batch.jobspec import BatchRefused
 from gateway.calls import CallManager
 from gateway.config import (
     ConfigError,
@@ -138,6 +140,8 @@ class Gateway:
         self.tts = TtsClient(config.triton) if config.tts.enabled else None
         self.calls = CallManager(config, self.metrics, self.events, self.asr, self.tts)
         self.sip = SipService(config, self.metrics, self.events, self.calls)
+        self.batch = (BatchJobs(config, self.asr)
+                      if config.batch.root != Path("") and self.asr is not None else None)
         self.draining = False
         self.calls_dir = config.storage.state_dir / "calls"
         self._log = get_logger("gateway")
@@ -157,6 +161,8 @@ class Gateway:
             parts.append(Part("tts", None, self.tts.close))
         if self.asr is not None:
             parts.append(Part("asr", _sync(self.asr.start), self.asr.close))
+        if self.batch is not None:           # on the ASR hub: stops before it
+            parts.append(Part("batch", self.batch.start, self.batch.stop))
         return [*parts,
                 Part("sip", self._start_sip, self.sip.stop),   # with its call side
                 Part("registrations", self._announce, self.sip.unregister_all)]
@@ -271,6 +277,23 @@ class Gateway:
 
     def unsubscribe(self, listener: Callable[[Envelope], object]) -> None:
         self.events.unsubscribe(listener)
+
+    def _batch_jobs(self) -> BatchJobs:
+        if self.batch is None:
+            raise BatchRefused(503, "batch jobs are off: set [batch] root in the config")
+        return self.batch
+
+    async def create_transcription(self, body: Any) -> dict[str, Any]:
+        return await self._batch_jobs().create(body)
+
+    async def transcriptions(self, status: str | None) -> list[dict[str, Any]]:
+        return await self._batch_jobs().jobs(status)
+
+    async def transcription(self, job_id: str) -> dict[str, Any] | None:
+        return await self._batch_jobs().job(job_id)
+
+    async def delete_transcription(self, job_id: str) -> tuple[int, dict[str, Any]] | None:
+        return await self._batch_jobs().delete(job_id)
 
     async def reload(self, path: Path) -> None:
         self.notifier.reloading()

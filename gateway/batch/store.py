@@ -25,88 +25,17 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
+
+from gateway.batch.jobspec import FileOutcome, FileStatus, Job, JobFile, JobStatus, WebhookState
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
 
 
-class StoreError(RuntimeError):
+class StoreError(OSError):
     """The store cannot be opened (not a database, made by a newer gateway, unreadable)."""
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-class FileStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-class WebhookState(StrEnum):
-    NONE = ""               # the job has no webhook URL
-    PENDING = "pending"     # to be sent once the job is finished
-    DELIVERED = "delivered"
-    FAILED = "failed"       # every attempt failed
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: str
-    created: float          # wall-clock seconds (epoch)
-    updated: float
-    status: JobStatus
-    options: dict[str, Any]
-    webhook_url: str
-    webhook: WebhookState
-    files_total: int
-    files_done: int
-    files_skipped: int
-    files_failed: int
-    audio_s: float
-    cancel_requested: bool
-    error: str
-
-    @property
-    def files_finished(self) -> int:
-        return self.files_done + self.files_skipped + self.files_failed
-
-
-@dataclass(frozen=True, slots=True)
-class JobFile:
-    index: int
-    path: str               # relative to the batch root
-    status: FileStatus
-    error: str
-    audio_s: float
-    wall_s: float
-    outputs: Any            # JSON: what the transcription wrote
-
-
-@dataclass(frozen=True, slots=True)
-class FileOutcome:
-    """A finished file, as the store keeps it."""
-
-    status: FileStatus
-    error: str = ""
-    audio_s: float = 0.0
-    wall_s: float = 0.0
-    outputs: Any = None
 
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -309,6 +238,13 @@ class JobStore:
         await self._run(lambda: self._db.execute(
             "UPDATE jobs SET status = ?, updated = ?, error = ? WHERE id = ?",
             (status.value, now, error, job_id)))
+
+    async def claim(self, job_id: str, now: float) -> bool:
+        """queued -> running; False when the job is no longer queued (cancelled)."""
+        def write(db: sqlite3.Connection) -> bool:
+            return db.execute("UPDATE jobs SET status = 'running', updated = ? "
+                              "WHERE id = ? AND status = 'queued'", (now, job_id)).rowcount > 0
+        return await self._run(self._transaction(write))
 
     async def start_file(self, job_id: str, index: int, now: float) -> None:
         def write(db: sqlite3.Connection) -> None:

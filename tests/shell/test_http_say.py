@@ -19,11 +19,12 @@ from gateway.config import HttpConfig, Secret
 from gateway.events.types import Envelope
 from gateway.http_api import build_app
 from gateway.tts.playout import Reply
+from tests.batch_off import NoBatchJobs
 
 TOKEN = "say-test-token"
 
 
-class SayingControl:
+class SayingControl(NoBatchJobs):
     """A GatewayControl whose ``say`` refuses with ``refusal`` (None: queues the reply)."""
 
     max_text_chars = 100

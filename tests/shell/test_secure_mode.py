@@ -32,6 +32,7 @@ from gateway.http_api import build_app
 from gateway.media.g711 import encoder_for
 from gateway.media.rtp import RtpPacket
 from gateway.tts.playout import Reply
+from tests.batch_off import NoBatchJobs
 from tests.rawsip import UdpPeer
 from tests.shell import test_calls
 from tests.shell.test_calls import WAIT_S, Side, answered_call, make_config, until
@@ -43,7 +44,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 Client = TestClient[aiohttp.web.Request, aiohttp.web.Application]
 
 
-class CallSideControl:
+class CallSideControl(NoBatchJobs):
     """The GatewayControl of gateway.server.Gateway, reduced to what these routes reach:
     summaries and secure mode from the call manager, as the server delegates them."""
 

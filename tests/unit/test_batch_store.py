@@ -9,15 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.batch.store import (
-    SCHEMA_VERSION,
-    FileOutcome,
-    FileStatus,
-    JobStatus,
-    JobStore,
-    StoreError,
-    WebhookState,
-)
+from gateway.batch.jobspec import FileOutcome, FileStatus, JobStatus, WebhookState
+from gateway.batch.store import SCHEMA_VERSION, JobStore, StoreError
 
 
 @pytest.fixture
@@ -165,3 +158,14 @@ async def test_not_a_database_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a usable batch store"):
         await JobStore.open(path)
+
+
+async def test_claim_takes_only_a_queued_job(store: JobStore) -> None:
+    await store.create("a", ["x.wav"], {}, "", now=1.0)
+    await store.create("b", ["x.wav"], {}, "", now=1.0)
+    await store.request_cancel("b", now=2.0)
+    assert await store.claim("a", now=3.0) is True
+    job = await store.get("a")
+    assert job is not None and (job.status, job.updated) == (JobStatus.RUNNING, 3.0)
+    assert await store.claim("a", now=4.0) is False       # already running
+    assert await store.claim("b", now=4.0) is False       # cancelled before the runner came

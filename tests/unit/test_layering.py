@@ -53,6 +53,7 @@ PURE: frozenset[str] = frozenset({
     *(f"gateway/analytics/{m}.py" for m in ("text", "rules", "engine")),
     *(f"gateway/analytics/{m}.py" for m in ("activity", "talk")),
     *(f"gateway/batch/{m}.py" for m in ("formats", "outputs")),
+    "gateway/batch/jobspec.py",
     *(f"gateway/media/{m}.py" for m in (
         "dtmf", "g711", "jitter", "leg", "masking", "packetizer", "ports", "resample", "rtcp",
         "rtp", "rtpstats", "timeout", "vad")),
