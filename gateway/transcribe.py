@@ -80,6 +80,21 @@ def add_parser(sub: Any) -> None:
                    help="who is on a stereo file's left channel (the other is on the right)")
     p.add_argument("--mono-channel", choices=("agent", "customer"), default="customer",
                    help="the channel of a mono file")
+    _add_ray_options(p)
+
+
+def _add_ray_options(p: Any) -> None:
+    ray = p.add_argument_group("Ray (the optional 'ray' extra: pip install "
+                               "'asr-gateway[ray]')")
+    ray.add_argument("--ray", default=None, metavar="ADDRESS",
+                     help="run the files on a Ray cluster: 'local' (one started on this "
+                     "machine), 'auto', or ray://HOST:10001; inputs and --out must be the "
+                     "same paths on every node (shared storage)")
+    ray.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                     help="worker processes, each with its own Triton stream (default: one "
+                     "per cluster CPU, at most --concurrency)")
+    ray.add_argument("--ray-cpus", type=int, default=None, metavar="N",
+                     help="with --ray local: the local cluster's CPUs (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,10 +147,26 @@ def _batch(args: argparse.Namespace, config: GatewayConfig, options: BatchOption
 
     jobs = find_files(args.paths)
     try:
+        if args.ray is not None:
+            return uvloop.run(_on_ray(args, jobs, config, options))
         return uvloop.run(run_batch(jobs, args.out, config=config, options=options,
                                     concurrency=args.concurrency, stream=sys.stderr))
     finally:
         gc.collect()   # native state (soxr, gRPC) freed while the extensions are alive
+
+
+async def _on_ray(args: argparse.Namespace, jobs: Any, config: GatewayConfig,
+                  options: BatchOptions) -> int:
+    from gateway.batch.ray_runner import RayOptions, RayUnavailableError, run_batch_on_ray
+
+    try:
+        ray_options = RayOptions(args.ray, workers=args.ray_workers, local_cpus=args.ray_cpus)
+        return await run_batch_on_ray(jobs, args.out, config=config, options=options,
+                                      concurrency=args.concurrency, ray_options=ray_options,
+                                      stream=sys.stderr)
+    except (RayUnavailableError, ValueError) as exc:
+        print(f"transcribe: {exc}", file=sys.stderr)
+        return EXIT_SETUP
 
 
 def _with_local_triton(config: GatewayConfig, venv: Path, repository: Path,

@@ -24,16 +24,37 @@ Layer: shell.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import math
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
-from gateway.batch.task import BatchOptions, FileResult, open_hub, transcribe_file
+from gateway.batch.runner import (
+    EXIT_SETUP,
+    MANIFEST,
+    FileJob,
+    Manifest,
+    Progress,
+    Tally,
+    _clashes,
+    _probe_s,
+    _report,
+    _tick,
+)
+from gateway.batch.task import (
+    BatchOptions,
+    FileResult,
+    TritonUnavailable,
+    open_hub,
+    transcribe_file,
+)
 from gateway.config import GatewayConfig
 
 LOCAL = "local"
@@ -42,7 +63,8 @@ WORKER_CLOSE_S = 30.0
 
 
 class RayUnavailableError(RuntimeError):
-    """``--ray`` was asked for but the ``ray`` package is not installed."""
+    """Ray cannot be used: the ``ray`` package is not installed, or ``ray.init`` failed
+    (no cluster at the address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +76,22 @@ class RayOptions:
     local_cpus: int | None = None      # ``local`` only: CPUs of the started cluster
     local_object_store_bytes: int = LOCAL_OBJECT_STORE_BYTES
 
+    def __post_init__(self) -> None:
+        if not self.address:
+            raise ValueError("--ray needs an address: local, auto or ray://HOST:PORT")
+        for name in ("workers", "local_cpus"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"ray {name} must be at least 1, not {value}")
+
 
 def init_kwargs(options: RayOptions) -> dict[str, Any]:
     """The ``ray.init`` arguments for ``options.address``."""
     if options.address == LOCAL:
         return {"num_cpus": options.local_cpus or os.cpu_count() or 1,
                 "object_store_memory": options.local_object_store_bytes,
-                "include_dashboard": False}
-    return {"address": options.address}
+                "include_dashboard": False, "logging_level": logging.WARNING}
+    return {"address": options.address, "logging_level": logging.WARNING}
 
 
 def pool_shape(files: int, concurrency: int, cluster_cpus: int,
@@ -82,10 +112,21 @@ def import_ray() -> ModuleType:
     return ray
 
 
+def _init(ray: ModuleType, options: RayOptions) -> None:
+    try:
+        ray.init(**init_kwargs(options))
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise RayUnavailableError(f"cannot start or join Ray at {options.address!r}: "
+                                  f"{exc}") from exc
+
+
 class TranscribeWorker:
     """One Ray actor: a worker process with one Triton stream, several files at once."""
 
     def __init__(self, config: GatewayConfig) -> None:
+        from gateway.logs import configure_logging
+
+        configure_logging("warning", config.logging.format, stream=sys.stderr)
         self._config = config
         self._hub: Any = None
         self._lock: asyncio.Lock | None = None
@@ -99,7 +140,10 @@ class TranscribeWorker:
         return self._hub
 
     async def transcribe(self, path: str, out_dir: str, options: BatchOptions) -> FileResult:
-        hub = await self._ensure_hub()
+        try:
+            hub = await self._ensure_hub()
+        except TritonUnavailable as exc:     # this worker cannot reach Triton: the file fails
+            return FileResult(Path(path), "failed", str(exc), 0.0, 0.0, ())
         return await transcribe_file(Path(path), Path(out_dir), hub=hub, config=self._config,
                                      options=options)
 
@@ -114,24 +158,25 @@ def _failed(path: Path, error: str, started: float) -> FileResult:
                       wall_s=time.monotonic() - started, outputs=())
 
 
-async def run_files(paths: Sequence[Path], out_dir: Path, *, config: GatewayConfig,
+async def run_files(jobs: Sequence[FileJob], out_dir: Path, *, config: GatewayConfig,
                     options: BatchOptions, concurrency: int, ray_options: RayOptions
-                    ) -> AsyncIterator[FileResult]:
-    """Every file's result, in completion order, from a pool of actors on the cluster.
+                    ) -> AsyncIterator[tuple[int, FileResult]]:
+    """Each job's index and result, in completion order, from a pool of actors on the
+    cluster (``ray.init`` here unless Ray is already initialised; shut down after if so).
     A worker that dies fails the files it held (with Ray's error), the others go on."""
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(**init_kwargs(ray_options))
+        _init(ray, ray_options)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        actors, per_worker = pool_shape(len(paths), concurrency, cpus, ray_options.workers)
+        actors, per_worker = pool_shape(len(jobs), concurrency, cpus, ray_options.workers)
         remote_cls = ray.remote(num_cpus=0, max_concurrency=per_worker,
                                 max_restarts=1)(TranscribeWorker)
         pool = [remote_cls.remote(config) for _ in range(actors)]
         try:
-            async for result in _drive(ray, pool, per_worker, paths, out_dir, options):
-                yield result
+            async for item in _drive(ray, pool, per_worker, jobs, out_dir, options):
+                yield item
         finally:
             await _close_pool(ray, pool)
     finally:
@@ -139,21 +184,30 @@ async def run_files(paths: Sequence[Path], out_dir: Path, *, config: GatewayConf
             ray.shutdown()
 
 
-async def _drive(ray: ModuleType, pool: Sequence[Any], per_worker: int, paths: Sequence[Path],
-                 out_dir: Path, options: BatchOptions) -> AsyncIterator[FileResult]:
-    todo = list(reversed([p.resolve() for p in paths]))
-    results: asyncio.Queue[FileResult | None] = asyncio.Queue()
+async def _drive(ray: ModuleType, pool: Sequence[Any], per_worker: int,
+                 jobs: Sequence[FileJob], out_dir: Path, options: BatchOptions
+                 ) -> AsyncIterator[tuple[int, FileResult]]:
+    clashes = _clashes(jobs, out_dir, options)
+    todo = list(reversed(range(len(jobs))))
+    target = str(out_dir.resolve())
+    results: asyncio.Queue[tuple[int, FileResult] | None] = asyncio.Queue()
+
+    async def one(actor: Any, index: int) -> FileResult:
+        job, started = jobs[index], time.monotonic()
+        if index in clashes:
+            return FileResult(job.path, "failed", clashes[index], 0.0, 0.0, ())
+        root = None if job.root is None else job.root.resolve()
+        try:
+            result: FileResult = await actor.transcribe.remote(
+                str(job.path.resolve()), target, dataclasses.replace(options, root=root))
+        except ray.exceptions.RayError as exc:
+            return _failed(job.path, f"ray: {type(exc).__name__}: {exc}", started)
+        return dataclasses.replace(result, path=job.path)
 
     async def slot(actor: Any) -> None:
         while todo:
-            path = todo.pop()
-            started = time.monotonic()
-            try:
-                result = await actor.transcribe.remote(str(path), str(out_dir.resolve()),
-                                                       options)
-            except ray.exceptions.RayError as exc:
-                result = _failed(path, f"ray: {type(exc).__name__}: {exc}", started)
-            await results.put(result)
+            index = todo.pop()
+            await results.put((index, await one(actor, index)))
 
     async def all_slots() -> None:
         try:
@@ -179,3 +233,30 @@ async def _close_pool(ray: ModuleType, pool: Sequence[Any]) -> None:
             future.cancel()
     for actor in pool:
         ray.kill(actor, no_restart=True)
+
+
+async def run_batch_on_ray(jobs: Sequence[FileJob], out_dir: Path, *, config: GatewayConfig,
+                           options: BatchOptions, concurrency: int, ray_options: RayOptions,
+                           stream: TextIO) -> int:
+    """``transcribe --ray``: :func:`gateway.batch.runner.run_batch` with the files on the
+    cluster; the same manifest, progress line, report and exit status."""
+    if not jobs:
+        stream.write("transcribe: no audio files (.wav, .flac, .ul, .al) found\n")
+        return EXIT_SETUP
+    probed = [_probe_s(job, options) for job in jobs]
+    tally = Tally(len(jobs), sum(probed))
+    progress = Progress(tally, stream, time.monotonic)
+    manifest = Manifest(out_dir / MANIFEST)
+    ticker = asyncio.create_task(_tick(progress))
+    try:
+        async for index, result in run_files(jobs, out_dir, config=config, options=options,
+                                             concurrency=concurrency,
+                                             ray_options=ray_options):
+            tally.add(result, probed[index])
+            manifest.write(result)
+            progress.update()
+    finally:
+        ticker.cancel()
+        manifest.close()
+    progress.end()
+    return _report(tally, manifest.path, stream)

@@ -4,6 +4,7 @@ inside functions of gateway/batch/ray_runner.py, which no module imports at its 
 from __future__ import annotations
 
 import ast
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -33,12 +34,13 @@ def test_pool_shape(files: int, concurrency: int, cpus: int, workers: int | None
 def test_init_kwargs_local_starts_a_bounded_cluster() -> None:
     kwargs = init_kwargs(RayOptions(LOCAL, local_cpus=2, local_object_store_bytes=80 << 20))
     assert kwargs == {"num_cpus": 2, "object_store_memory": 80 << 20,
-                      "include_dashboard": False}
+                      "include_dashboard": False, "logging_level": logging.WARNING}
 
 
 def test_init_kwargs_joins_a_cluster_at_its_address() -> None:
-    assert init_kwargs(RayOptions("ray://head:10001")) == {"address": "ray://head:10001"}
-    assert init_kwargs(RayOptions("auto")) == {"address": "auto"}
+    assert init_kwargs(RayOptions("ray://head:10001")) == {
+        "address": "ray://head:10001", "logging_level": logging.WARNING}
+    assert init_kwargs(RayOptions("auto"))["address"] == "auto"
 
 
 def _top_level_imports(tree: ast.Module) -> set[str]:
