@@ -243,7 +243,8 @@ def write_outputs(doc: SummaryDocument, targets: dict[str, Path]) -> tuple[Path,
             temp.write_text(render(doc, fmt), encoding="utf-8")
             temps[fmt] = temp
         for fmt in sorted(temps, key=lambda f: f == "json"):
-            os.replace(temps.pop(fmt), targets[fmt])
+            os.replace(temps[fmt], targets[fmt])
+            del temps[fmt]
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
