@@ -88,7 +88,8 @@ def test_config_keeps_state_and_events_in_the_units_writable_directories(
     unit = rendered / "asr-gateway.service"
     writable = [Path("/var/lib") / d for d in _unit_values(unit, "StateDirectory")]
     writable += [Path("/var/log") / d for d in _unit_values(unit, "LogsDirectory")]
-    paths = [p for p in _paths(config) if str(p) and p != etc / "gateway.toml"]  # not itself
+    paths = [p for p in _paths(config)                          # set ones, not the file itself
+             if p != Path("") and p != etc / "gateway.toml"]
     assert config.storage.state_dir in paths and len(paths) >= 2, paths
     for path in paths:
         assert path.is_absolute(), path
