@@ -6,7 +6,7 @@ side silent while the other talks); a mono µ-law WAV of the customer; and a tru
 The run exits 1 naming the bad file, and the manifest says why; each good file's document
 (the schema's ``SummaryDocument``) has its turns under the right speaker, inside the file,
 and the VTT, SRT and text outputs have them too. A second run skips both good files
-(untouched), ``--force`` redoes them.
+(untouched), ``--force`` redoes them; a run killed midway resumes where it stopped.
 
 ``asr_ack`` (no recognition: its final is the number of samples the sequence got) on a
 10-minute stereo file: the final of each channel counts every sample of the file (at the
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,3 +290,43 @@ def test_left_customer_swaps_the_channels(triton: TritonProcess, tmp_path: Path)
     assert (plain.rc, swapped.rc) == (0, 0), plain.stderr + swapped.stderr
     assert talk_by_channel(plain.document("swap.wav")) == {"agent": 2.0, "customer": 5.0}
     assert talk_by_channel(swapped.document("swap.wav")) == {"agent": 5.0, "customer": 2.0}
+
+
+def test_a_killed_run_resumes_where_it_stopped(triton: TritonProcess, tmp_path: Path) -> None:
+    """SIGKILL after two files: every JSON left is whole, and the next run skips the files
+    that were finished and does the others (``args[1:3]`` is ``--out DIR``)."""
+    seconds, names = 300.0, [f"call-{i}.wav" for i in range(8)]
+    (tmp_path / "in").mkdir()
+    audio = np.stack([bursts(seconds, 20.0, 4.0, 1.0), bursts(seconds, 30.0, 6.0, 8.0)], axis=1)
+    for name in names:
+        sf.write(tmp_path / "in" / name, audio, RATE, subtype="PCM_16")
+    out = tmp_path / "out"
+    args: list[str | Path] = [tmp_path / "in", "--out", out, "--triton-url", triton.grpc_url,
+                              "--model", "asr_ack", "--config", ack_config(tmp_path),
+                              "--concurrency", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "transcribe", *map(str, args)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 120
+    while not (manifest.exists() and len(manifest.read_text().splitlines()) >= 2):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no file finished in 120 s"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(30)
+    finished = {Path(json.loads(line)["path"]).name
+                for line in manifest.read_text().splitlines()}
+    assert 2 <= len(finished) < len(names)
+    for name in names:                                   # a JSON is whole or absent
+        if (out / f"{name}.json").exists():
+            json.loads((out / f"{name}.json").read_text())
+    again = run_cli(out, args[:1] + args[3:])
+    assert again.rc == 0, again.stderr
+    status = {n: e["status"] for n, e in again.manifest().items()}
+    assert set(status) == set(names)
+    skipped = {n for n, s in status.items() if s == "skipped"}
+    assert finished <= skipped and set(status.values()) <= {"skipped", "done"}
+    assert "done" in status.values()
+    for name in names:
+        turns = Run(0, "", out).document(name)["turns"]
+        assert [t["text"] for t in turns] == [str(round(seconds * 16000))] * 2
