@@ -12,6 +12,7 @@ from bench import (
     accuracy,
     analytics,
     asr_latency,
+    batch,
     capacity,
     event_stage,
     redaction,
@@ -211,6 +212,32 @@ def _run_analytics(args: argparse.Namespace, workdir: Path, results: Path) -> di
     return analytics.run(params, workdir, results)
 
 
+def _batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("batch", help="batch transcription: throughput plain vs Ray, Triton's "
+                       "batching, WER vs live calls, live latency beside a batch job")
+    defaults = batch.BatchParams()
+    p.add_argument("--models", type=_str_list, default=defaults.models)
+    p.add_argument("--concurrency", type=_int_list, default=defaults.concurrency,
+                   help="files in flight per run (default 1,4,16)")
+    p.add_argument("--files", type=int, default=defaults.files)
+    p.add_argument("--sentences-per-file", type=int, default=defaults.sentences_per_file)
+    p.add_argument("--no-ray", action="store_true", help="plain runs only")
+    p.add_argument("--ray-cpus", type=int, default=defaults.ray_cpus,
+                   help="CPUs of the local Ray cluster")
+    p.add_argument("--quick", action="store_true",
+                   help="a short run: 16 one-sentence files, one live call per measure")
+    p.set_defaults(runner=_run_batch)
+
+
+def _run_batch(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
+    params = batch.BatchParams(models=args.models, concurrency=args.concurrency,
+                               files=args.files, sentences_per_file=args.sentences_per_file,
+                               ray=not args.no_ray, ray_cpus=args.ray_cpus)
+    if args.quick:
+        params = batch.quick_params(params)
+    return batch.run(params, workdir, results, quick=args.quick)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR,
@@ -227,6 +254,7 @@ def parser() -> argparse.ArgumentParser:
     _event_stage(sub)
     _redaction(sub)
     _analytics(sub)
+    _batch(sub)
     return p
 
 
