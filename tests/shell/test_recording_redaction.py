@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import wave
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +30,8 @@ from gateway.events.types import (
 )
 from gateway.media.g711 import ulaw_decode, ulaw_encode
 from gateway.media.masking import mask_samples, span_samples
-from gateway.media.rtp import RtpPacket
 from gateway.metrics import Metrics
+from tests.shell.paced_rtp import send_pcmu
 from tests.shell.test_calls import WAIT_S, RecordingSip, make_config, meta, plan, until
 
 HOST = "127.0.0.1"
@@ -96,26 +95,6 @@ def sine(n: int, hz: float = 400.0, amplitude: int = 8000) -> Pcm:
     return np.round(amplitude * np.sin(2 * np.pi * hz * t)).astype(np.int16)
 
 
-async def send_rtp(port: int, pcm: Pcm, *, at_s: float,
-                   action: Callable[[], None]) -> None:
-    """Paced PCMU packets (20 ms) from a fresh UDP socket; ``action()`` after ``at_s``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    try:
-        for k in range(len(pcm) // FRAME):
-            packet = RtpPacket(payload_type=0, sequence_number=1000 + k,
-                               timestamp=50_000 + k * FRAME, ssrc=0x1234,
-                               payload=ulaw_encode(pcm[k * FRAME:(k + 1) * FRAME]))
-            sock.sendto(packet.serialize(), (HOST, port))
-            if k * FRAME == int(at_s * RATE):
-                action()
-            await asyncio.sleep(max(0.0, start + (k + 1) * 0.02 - loop.time()))
-    finally:
-        sock.close()
-
-
 def customer_column(path: str) -> Pcm:
     with wave.open(path, "rb") as w:
         raw = w.readframes(w.getnframes())
@@ -174,7 +153,7 @@ async def test_redaction_applied_masks_the_recording_mid_call_and_at_teardown(
         side.processor.held["c-1"] = applied("c-1", conv, "customer", "transcript.final",
                                              (offset_s + 2.3, offset_s + 2.5))
 
-    await send_rtp(port, speech, at_s=1.6, action=mid_call)
+    await send_pcmu(port, speech, at_s=1.6, action=mid_call)
     await asyncio.sleep(0.3)
     side.calls.ended("c-1", "bye", "remote", True)
     assert await side.calls.wait_idle(WAIT_S)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,8 @@ from gateway.events.types import (
     VoiceStarted,
     VoiceStopped,
 )
-from gateway.media.g711 import ulaw_encode
-from gateway.media.rtp import RtpPacket
 from gateway.metrics import Metrics
+from tests.shell.paced_rtp import send_pcmu
 from tests.shell.test_calls import WAIT_S, RecordingSip, make_config, meta, plan, until
 
 HOST = "127.0.0.1"
@@ -58,26 +56,6 @@ def bursts(spans: list[Span]) -> Pcm:
         t = np.arange(hi - lo) / RATE
         pcm[lo:hi] = np.round(6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
     return pcm
-
-
-async def send(port: int, pcm: Pcm, ssrc: int, at_s: float = -1.0,
-               action: Callable[[], None] = lambda: None) -> None:
-    """Paced PCMU packets (20 ms) from a fresh UDP socket; ``action()`` after ``at_s``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    try:
-        for k in range(len(pcm) // FRAME):
-            packet = RtpPacket(payload_type=0, sequence_number=100 + k,
-                               timestamp=9_000 + k * FRAME, ssrc=ssrc,
-                               payload=ulaw_encode(pcm[k * FRAME:(k + 1) * FRAME]))
-            sock.sendto(packet.serialize(), (HOST, port))
-            if k * FRAME == round(at_s * RATE):
-                action()
-            await asyncio.sleep(max(0.0, start + (k + 1) * 0.02 - loop.time()))
-    finally:
-        sock.close()
 
 
 @dataclasses.dataclass
@@ -137,8 +115,10 @@ async def test_two_legs_voice_events_and_statistics_match_the_bursts(rig: Rig) -
     def look() -> None:                                    # GET /v1/calls/{id}, mid-call
         live.update(rig.calls.summary("c-agent") or {})
 
-    await asyncio.gather(send(customer_port, bursts(CUSTOMER), 0x11, 2.4, look),
-                         send(agent_port, bursts(AGENT), 0x22))
+    await asyncio.gather(
+        send_pcmu(customer_port, bursts(CUSTOMER), ssrc=0x11, seq0=100, ts0=9_000, at_s=2.4,
+                  action=look),
+        send_pcmu(agent_port, bursts(AGENT), ssrc=0x22, seq0=100, ts0=9_000))
     await asyncio.sleep(0.1)
     oc, oa = offset_of(rig, "c-cust"), offset_of(rig, "c-agent")
     rig.calls.ended("c-cust", "bye", "remote", True)
