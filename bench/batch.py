@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import time
@@ -58,6 +59,8 @@ LEAD_S, GAP_S, TAIL_S = 0.5, 1.5, 1.5
 RUN_TIMEOUT_S = 900.0
 JOB_START_TIMEOUT_S = 30.0
 JOB_STOP_TIMEOUT_S = 60.0
+MAX_JOB_COPIES = 100
+WINDOW_SLACK_S = 10.0          # the live run beyond its longest script: the finals' wait
 OPTIONS = BatchOptions(force=True)
 NO_REDACTION = {"redaction": {"enabled": False}}
 
@@ -74,12 +77,12 @@ class BatchParams:
     latency_calls: int = 2
     latency_sentences: int = 3       # per live call
     job_concurrency: int = 4         # the daemon's [batch] concurrency during live calls
-    job_copies: int = 4              # the job: the files this many times (it must outlast
-                                     # the live calls; cancelled when they end)
+    job_outlasts: float = 2.0        # the job holds this many times the audio the daemon
+                                     # could do while the live calls run (then cancelled)
 
 
 QUICK = BatchParams(files=16, sentences_per_file=1, wer_calls=1, latency_calls=1,
-                    latency_sentences=2, job_concurrency=4, job_copies=4)
+                    latency_sentences=2, job_concurrency=4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,18 +98,23 @@ class AudioSet:
     def jobs(self) -> list[FileJob]:
         return [FileJob(p, self.folder) for p in self.paths]
 
-    def job_files(self, copies: int) -> list[str]:
-        """The files ``copies`` times (hard links in ``job-<k>/``), relative to the folder."""
-        names = []
+    def job_dirs(self, copies: int) -> list[str]:
+        """The files ``copies`` times (hard links in ``job-<k>/``), as the job's folders."""
         for k in range(copies):
             sub = self.folder / f"job-{k}"
             sub.mkdir(exist_ok=True)
             for path in self.paths:
-                link = sub / path.name
-                if not link.exists():
-                    os.link(path, link)
-                names.append(f"job-{k}/{path.name}")
-        return names
+                if not (sub / path.name).exists():
+                    os.link(path, sub / path.name)
+        return [f"job-{k}/" for k in range(copies)]
+
+
+def job_copies(audio_s: float, speed: float | None, window_s: float, outlasts: float) -> int:
+    """How many copies of the files keep a job at ``speed`` (audio s per wall s) busy for
+    ``outlasts`` x ``window_s`` (pure; at least 1, at most MAX_JOB_COPIES)."""
+    if not speed or audio_s <= 0:
+        return MAX_JOB_COPIES
+    return max(1, min(MAX_JOB_COPIES, math.ceil(outlasts * window_s * speed / audio_s)))
 
 
 def audio_set(corpus: Sequence[Utterance], files: int, per_file: int, folder: Path
@@ -283,16 +291,22 @@ def _wait_job(gw: Any, job_id: str, wanted: Sequence[str], timeout_s: float
     return view
 
 
+def _latency_scripts(corpus: Sequence[Utterance], params: BatchParams) -> list[CallScript]:
+    return latency_scripts(corpus, params.latency_calls, params.latency_sentences)
+
+
 def _latency_run(gw: Any, model: str, corpus: Sequence[Utterance], params: BatchParams
                  ) -> dict[str, Any]:
-    scripts = latency_scripts(corpus, params.latency_calls, params.latency_sentences)
-    outcomes = run_calls(gw, scripts, finals_timeout_s=LATENCY_FINALS_TIMEOUT_S)
+    outcomes = run_calls(gw, _latency_scripts(corpus, params),
+                         finals_timeout_s=LATENCY_FINALS_TIMEOUT_S)
     return latency_summary(model, params.latency_calls, outcomes)
 
 
 def _with_job(gw: Any, audio: AudioSet, model: str, corpus: Sequence[Utterance],
-              params: BatchParams) -> dict[str, Any]:
-    files = audio.job_files(params.job_copies)
+              params: BatchParams, speed: float | None) -> dict[str, Any]:
+    window_s = max(len(s.pcm) / 8000 for s in _latency_scripts(corpus, params))
+    copies = job_copies(audio.audio_s, speed, window_s + WINDOW_SLACK_S, params.job_outlasts)
+    files = audio.job_dirs(copies)
     job_id = _post_job(gw, files)
     started = _wait_job(gw, job_id, ("running",), JOB_START_TIMEOUT_S)
     summary = _latency_run(gw, model, corpus, params)
@@ -302,7 +316,8 @@ def _with_job(gw: Any, audio: AudioSet, model: str, corpus: Sequence[Utterance],
         _wait_job(gw, job_id, ("succeeded", "failed", "cancelled"), JOB_STOP_TIMEOUT_S)
     progress = during.get("progress", {})
     return {**summary, "batch_job": {
-        "files": len(files), "concurrency": params.job_concurrency,
+        "files": copies * len(audio.paths), "audio_s": round(copies * audio.audio_s, 1),
+        "concurrency": params.job_concurrency,
         "status_at_start": started.get("status"),
         "running_when_calls_ended": during.get("status") == "running",
         "files_finished_during_calls": progress.get("files_finished"),
@@ -311,8 +326,8 @@ def _with_job(gw: Any, audio: AudioSet, model: str, corpus: Sequence[Utterance],
 
 
 def live(server: TritonProcess, model: str, audio: AudioSet, corpus: Sequence[Utterance],
-         batch_texts: Mapping[str, str], params: BatchParams, workdir: Path
-         ) -> dict[str, Any]:
+         batch_texts: Mapping[str, str], params: BatchParams, workdir: Path,
+         speed: float | None) -> dict[str, Any]:
     """WER of live calls vs batch on the same audio; latency alone and beside a job."""
     extra = {"triton": {"asr_model": model, "final_timeout_s": 30.0, "buffer_s": 60.0},
              "batch": {"root": str(audio.folder), "concurrency": params.job_concurrency},
@@ -322,7 +337,7 @@ def live(server: TritonProcess, model: str, audio: AudioSet, corpus: Sequence[Ut
                        max_calls=params.wer_calls + params.latency_calls + 5, extra=extra) as gw:
         outcomes = run_calls(gw, list(calls), finals_timeout_s=LATENCY_FINALS_TIMEOUT_S)
         alone = _latency_run(gw, model, corpus, params)
-        beside = _with_job(gw, audio, model, corpus, params)
+        beside = _with_job(gw, audio, model, corpus, params, speed)
     live_wer = corpus_wer([(o.script.reference, _live_text(o)) for o in outcomes])
     batch_pairs = [(s.reference, batch_texts.get(p.name, ""))
                    for s, p in zip(calls, audio.paths, strict=False)]
@@ -358,12 +373,13 @@ def measure(server: TritonProcess, model: str, params: BatchParams, workdir: Pat
                       workdir / f"audio-{model}")
     config = batch_config(server.grpc_url, model)
     rows, ray_init_s = throughput(audio, config, server, params, workdir / f"out-{model}")
-    first = rows[0]["transcripts"]
-    texts = {t["file"]: t["hypothesis"] for t in first}
+    texts = {t["file"]: t["hypothesis"] for t in rows[0]["transcripts"]}
+    speed = max((r["audio_h_per_wall_h"] or 0.0 for r in rows if r["mode"] == "plain"),
+                default=None)
     return {"model": model, "corpus": corpus_name(model), "files": len(audio.paths),
             "audio_s": round(audio.audio_s, 1), "ray_init_s": ray_init_s,
             "throughput": rows, "ray_over_plain": _ray_vs_plain(rows),
-            **live(server, model, audio, corpus, texts, params, workdir)}
+            **live(server, model, audio, corpus, texts, params, workdir, speed)}
 
 
 def _tables(results: Sequence[Mapping[str, Any]]) -> None:

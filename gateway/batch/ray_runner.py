@@ -171,8 +171,8 @@ async def run_files(jobs: Sequence[FileJob], out_dir: Path, *, config: GatewayCo
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors, per_worker = pool_shape(len(jobs), concurrency, cpus, ray_options.workers)
-        remote_cls = ray.remote(num_cpus=0, max_concurrency=per_worker,
-                                max_restarts=1)(TranscribeWorker)
+        remote_cls = ray.remote(num_cpus=0, max_concurrency=per_worker, max_restarts=1,
+                                scheduling_strategy="SPREAD")(TranscribeWorker)
         pool = [remote_cls.remote(config) for _ in range(actors)]
         try:
             async for item in _drive(ray, pool, per_worker, jobs, out_dir, options):

@@ -83,11 +83,17 @@ def _manifest(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def _outputs(out: Path) -> dict[str, Any]:
+    """Each file's outputs, stable across runs. asr_ack's finals all start at 0 s, so the
+    two channels' turns of a stereo file tie, and a tie is in the order the finals came:
+    ties are sorted here (by channel), in the JSON's turns and in the text's lines."""
     found: dict[str, Any] = {}
     for name in FILES:
-        doc = json.loads((out / f"{name}.json").read_text())
-        text = CONVERSATION_ID.sub("Conversation <id>", (out / f"{name}.txt").read_text())
-        found[name] = {"json": _stable(doc), "txt": text}
+        doc = _stable(json.loads((out / f"{name}.json").read_text()))
+        doc["turns"].sort(key=lambda t: (t["start_s"], t["speaker"]))
+        head, _, body = (out / f"{name}.txt").read_text().partition("\n\n")
+        lines = sorted(body.splitlines())      # "[HH:MM:SS.mmm] Speaker: text"
+        found[name] = {"json": doc, "txt": (CONVERSATION_ID.sub("Conversation <id>", head),
+                                            lines)}
     return found
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench.batch import COUNTERS, batching, prometheus_counters
+from bench.batch import COUNTERS, batching, job_copies, prometheus_counters
 
 METRICS = """\
 # HELP nv_inference_count Number of inferences performed
@@ -53,3 +53,16 @@ def test_batching_with_nothing_executed_has_no_mean() -> None:
     got = batching(same, same)
     assert got["mean_batch"] is None and got["prometheus_mean_batch"] is None
     assert got["executions_by_batch_size"] == {}
+
+
+@pytest.mark.parametrize(("audio_s", "speed", "window_s", "outlasts", "expected"), [
+    (240.0, 40.0, 25.0, 2.0, 9),       # 2 x 25 s at 40x real time = 2000 s of audio
+    (240.0, 1.0, 25.0, 2.0, 1),        # slower than the window: one copy is enough
+    (10.0, 1000.0, 60.0, 2.0, 100),    # bounded
+    (240.0, None, 25.0, 2.0, 100),     # no speed measured: the most
+    (0.0, 40.0, 25.0, 2.0, 100),
+])
+def test_job_copies_outlast_the_live_window(audio_s: float, speed: float | None,
+                                            window_s: float, outlasts: float,
+                                            expected: int) -> None:
+    assert job_copies(audio_s, speed, window_s, outlasts) == expected
