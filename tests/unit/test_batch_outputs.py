@@ -145,3 +145,25 @@ def test_the_progress_line_has_files_audio_hours_rtf_and_eta() -> None:
     assert tally.line(90.0) == ("files 3/4 (1 done, 1 skipped, 1 failed) | audio 0.75 h/1.00 h "
                                 "| RTF 0.100 | ETA 1m30s")
     assert [r.path for r in tally.failures] == [Path("c")]
+
+
+def test_a_file_gone_before_its_turn_fails_alone_with_the_reason(tmp_path: Path) -> None:
+    """A job lists a file that is deleted before it is processed: that file fails with a
+    clear error (no exception, no hub touched), the job goes on with the others."""
+    import asyncio
+    from typing import cast
+
+    from gateway.asr.stream import AsrHub
+    from gateway.batch.task import BatchOptions, transcribe_file
+    from gateway.config import GatewayConfig
+
+    gone = tmp_path / "in" / "call-7.wav"
+    gone.parent.mkdir()
+    gone.write_bytes(b"RIFF")
+    gone.unlink()
+    result = asyncio.run(transcribe_file(gone, tmp_path / "out", hub=cast(AsrHub, None),
+                                         config=GatewayConfig(),
+                                         options=BatchOptions(root=tmp_path / "in")))
+    assert result.status == "failed" and result.error is not None
+    assert "call-7.wav" in result.error and "No such file" in result.error, result.error
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
