@@ -76,13 +76,14 @@ class BatchParams:
     wer_calls: int = 2               # files also played as live calls
     latency_calls: int = 2
     latency_sentences: int = 3       # per live call
-    job_concurrency: int = 4         # the daemon's [batch] concurrency during live calls
+    job_concurrency: tuple[int, ...] = (1, 4)   # the daemon's [batch] concurrency beside
+                                                # the live calls (a daemon for each)
     job_outlasts: float = 2.0        # the job holds this many times the audio the daemon
                                      # could do while the live calls run (then cancelled)
 
 
 QUICK = BatchParams(files=16, sentences_per_file=1, wer_calls=1, latency_calls=1,
-                    latency_sentences=2, job_concurrency=4)
+                    latency_sentences=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +304,7 @@ def _latency_run(gw: Any, model: str, corpus: Sequence[Utterance], params: Batch
 
 
 def _with_job(gw: Any, audio: AudioSet, model: str, corpus: Sequence[Utterance],
-              params: BatchParams, speed: float | None) -> dict[str, Any]:
+              params: BatchParams, speed: float | None, concurrency: int) -> dict[str, Any]:
     window_s = max(len(s.pcm) / 8000 for s in _latency_scripts(corpus, params))
     copies = job_copies(audio.audio_s, speed, window_s + WINDOW_SLACK_S, params.job_outlasts)
     files = audio.job_dirs(copies)
@@ -317,7 +318,7 @@ def _with_job(gw: Any, audio: AudioSet, model: str, corpus: Sequence[Utterance],
     progress = during.get("progress", {})
     return {**summary, "batch_job": {
         "files": copies * len(audio.paths), "audio_s": round(copies * audio.audio_s, 1),
-        "concurrency": params.job_concurrency,
+        "concurrency": concurrency,
         "status_at_start": started.get("status"),
         "running_when_calls_ended": during.get("status") == "running",
         "files_finished_during_calls": progress.get("files_finished"),
@@ -325,32 +326,48 @@ def _with_job(gw: Any, audio: AudioSet, model: str, corpus: Sequence[Utterance],
         "audio_s_during_calls": progress.get("audio_s")}}
 
 
+def _daemon(server: TritonProcess, model: str, audio: AudioSet, params: BatchParams,
+            workdir: Path, concurrency: int) -> Any:
+    extra = {"triton": {"asr_model": model, "final_timeout_s": 30.0, "buffer_s": 60.0},
+             "batch": {"root": str(audio.folder), "concurrency": concurrency},
+             **NO_REDACTION}
+    return stack.gateway(workdir / f"gw-batch-{model}-{concurrency}", server.grpc_url,
+                         max_calls=params.wer_calls + params.latency_calls + 5, extra=extra)
+
+
+def _wer(outcomes: Sequence[CallOutcome], audio: AudioSet, batch_texts: Mapping[str, str]
+         ) -> dict[str, Any]:
+    batch = [batch_texts.get(p.name, "") for p in audio.paths[: len(outcomes)]]
+    live_wer = corpus_wer([(o.script.reference, _live_text(o)) for o in outcomes])
+    batch_wer = corpus_wer([(o.script.reference, b)
+                            for o, b in zip(outcomes, batch, strict=True)])
+    return {"files": len(outcomes), "live": rounded(live_wer, 4),
+            "batch": rounded(batch_wer, 4),
+            "batch_over_live": rounded(ratio(batch_wer, live_wer), 3),
+            "transcripts": [{"reference": o.script.reference, "live": _live_text(o),
+                             "batch": b} for o, b in zip(outcomes, batch, strict=True)]}
+
+
 def live(server: TritonProcess, model: str, audio: AudioSet, corpus: Sequence[Utterance],
          batch_texts: Mapping[str, str], params: BatchParams, workdir: Path,
          speed: float | None) -> dict[str, Any]:
-    """WER of live calls vs batch on the same audio; latency alone and beside a job."""
-    extra = {"triton": {"asr_model": model, "final_timeout_s": 30.0, "buffer_s": 60.0},
-             "batch": {"root": str(audio.folder), "concurrency": params.job_concurrency},
-             **NO_REDACTION}
-    calls = audio.scripts[: params.wer_calls]
-    with stack.gateway(workdir / f"gw-batch-{model}", server.grpc_url,
-                       max_calls=params.wer_calls + params.latency_calls + 5, extra=extra) as gw:
-        outcomes = run_calls(gw, list(calls), finals_timeout_s=LATENCY_FINALS_TIMEOUT_S)
+    """WER of live calls vs batch on the same audio; latency alone and beside a job (a
+    daemon per job concurrency; the first also runs the WER calls and the lone latency)."""
+    first, *others = params.job_concurrency
+    with _daemon(server, model, audio, params, workdir, first) as gw:
+        outcomes = run_calls(gw, list(audio.scripts[: params.wer_calls]),
+                             finals_timeout_s=LATENCY_FINALS_TIMEOUT_S)
         alone = _latency_run(gw, model, corpus, params)
-        beside = _with_job(gw, audio, model, corpus, params, speed)
-    live_wer = corpus_wer([(o.script.reference, _live_text(o)) for o in outcomes])
-    batch_pairs = [(s.reference, batch_texts.get(p.name, ""))
-                   for s, p in zip(calls, audio.paths, strict=False)]
-    batch_wer = corpus_wer(batch_pairs)
-    return {"wer": {"files": len(calls), "live": rounded(live_wer, 4),
-                    "batch": rounded(batch_wer, 4),
-                    "batch_over_live": rounded(ratio(batch_wer, live_wer), 3),
-                    "transcripts": [{"reference": o.script.reference, "live": _live_text(o),
-                                     "batch": b} for o, (_r, b) in zip(outcomes, batch_pairs,
-                                                                       strict=False)]},
+        beside = [_with_job(gw, audio, model, corpus, params, speed, first)]
+    for concurrency in others:
+        with _daemon(server, model, audio, params, workdir, concurrency) as gw:
+            beside.append(_with_job(gw, audio, model, corpus, params, speed, concurrency))
+    ratios = {str(b["batch_job"]["concurrency"]): {"final_p50_ratio": _p_ratio(b, alone, "p50"),
+                                                   "final_p95_ratio": _p_ratio(b, alone, "p95")}
+              for b in beside}
+    return {"wer": _wer(outcomes, audio, batch_texts),
             "latency": {"alone": alone, "with_batch_job": beside,
-                        "final_p50_ratio": _p_ratio(beside, alone, "p50"),
-                        "final_p95_ratio": _p_ratio(beside, alone, "p95")}}
+                        "ratio_by_job_concurrency": ratios}}
 
 
 def _p_ratio(a: Mapping[str, Any], b: Mapping[str, Any], key: str) -> float | None:
@@ -397,13 +414,16 @@ def _tables(results: Sequence[Mapping[str, Any]]) -> None:
         f"c{k}:{v}" for k, v in r["ray_over_plain"].items()),
         "wer_live": r["wer"]["live"], "wer_batch": r["wer"]["batch"],
         "final_p50_alone": r["latency"]["alone"]["final_after_speech_end_s"]["p50"],
-        "final_p50_with_job": r["latency"]["with_batch_job"]["final_after_speech_end_s"]["p50"],
-        "p50_ratio": r["latency"]["final_p50_ratio"], "p95_ratio": r["latency"]["final_p95_ratio"],
-        "job_ran_throughout": r["latency"]["with_batch_job"]["batch_job"][
-            "running_when_calls_ended"]} for r in results]
-    report.show("batch vs plain, live vs batch", summary,
+        "final_p50_beside_job": " ".join(
+            f"c{b['batch_job']['concurrency']}:{b['final_after_speech_end_s']['p50']}"
+            for b in r["latency"]["with_batch_job"]),
+        "p50/p95_ratio": " ".join(f"c{k}:{v['final_p50_ratio']}/{v['final_p95_ratio']}"
+                                  for k, v in r["latency"]["ratio_by_job_concurrency"].items()),
+        "job_ran_throughout": all(b["batch_job"]["running_when_calls_ended"]
+                                  for b in r["latency"]["with_batch_job"])} for r in results]
+    report.show("Ray vs plain, live vs batch", summary,
                 ("model", "ray/plain", "wer_live", "wer_batch", "final_p50_alone",
-                 "final_p50_with_job", "p50_ratio", "p95_ratio", "job_ran_throughout"))
+                 "final_p50_beside_job", "p50/p95_ratio", "job_ran_throughout"))
 
 
 def run(params: BatchParams, workdir: Path, results_dir: Path, *, quick: bool = False
@@ -441,4 +461,4 @@ def _ray_version() -> str | None:
 def quick_params(params: BatchParams) -> BatchParams:
     """``--quick``: QUICK's sizes with the models and concurrencies asked for."""
     return replace(QUICK, models=params.models, concurrency=params.concurrency, ray=params.ray,
-                   ray_cpus=params.ray_cpus)
+                   ray_cpus=params.ray_cpus, job_concurrency=params.job_concurrency)

@@ -224,6 +224,8 @@ def _batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-ray", action="store_true", help="plain runs only")
     p.add_argument("--ray-cpus", type=int, default=defaults.ray_cpus,
                    help="CPUs of the local Ray cluster")
+    p.add_argument("--job-concurrency", type=_int_list, default=defaults.job_concurrency,
+                   help="the daemon's [batch] concurrency beside the live calls (default 1,4)")
     p.add_argument("--quick", action="store_true",
                    help="a short run: 16 one-sentence files, one live call per measure")
     p.set_defaults(runner=_run_batch)
@@ -232,7 +234,8 @@ def _batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run_batch(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
     params = batch.BatchParams(models=args.models, concurrency=args.concurrency,
                                files=args.files, sentences_per_file=args.sentences_per_file,
-                               ray=not args.no_ray, ray_cpus=args.ray_cpus)
+                               ray=not args.no_ray, ray_cpus=args.ray_cpus,
+                               job_concurrency=args.job_concurrency)
     if args.quick:
         params = batch.quick_params(params)
     return batch.run(params, workdir, results, quick=args.quick)
