@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -58,6 +59,7 @@ from gateway.batch.task import (
 from gateway.config import GatewayConfig
 
 LOCAL = "local"
+REACH_S = 5.0            # an explicit HOST:PORT must accept a connection within this
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024   # results are small JSON-able records
 WORKER_CLOSE_S = 30.0
 
@@ -112,7 +114,29 @@ def import_ray() -> ModuleType:
     return ray
 
 
+def head_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of an explicit ``HOST:PORT`` or ``ray://HOST:PORT`` address (pure);
+    None for ``local``, ``auto`` and anything without a port."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on an address nothing listens at (``ray.init`` retries for minutes)."""
+    endpoint = head_endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        socket.create_connection(endpoint, timeout=REACH_S).close()
+    except OSError as exc:
+        raise RayUnavailableError(f"no Ray cluster at {address!r}: {exc}") from exc
+
+
 def _init(ray: ModuleType, options: RayOptions) -> None:
+    _check_reachable(options.address)
     try:
         ray.init(**init_kwargs(options))
     except (ConnectionError, ValueError, RuntimeError) as exc:

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.batch.ray_runner import LOCAL, RayOptions, init_kwargs, pool_shape
+from gateway.batch.ray_runner import (
+    LOCAL,
+    RayOptions,
+    head_endpoint,
+    init_kwargs,
+    pool_shape,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = "gateway/batch/ray_runner.py"
@@ -41,6 +47,21 @@ def test_init_kwargs_joins_a_cluster_at_its_address() -> None:
     assert init_kwargs(RayOptions("ray://head:10001")) == {
         "address": "ray://head:10001", "logging_level": logging.WARNING}
     assert init_kwargs(RayOptions("auto"))["address"] == "auto"
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("local", None), ("auto", None), ("ray://head:10001", ("head", 10001)),
+    ("10.1.2.3:6379", ("10.1.2.3", 6379)), ("ray://[::1]:10001", ("::1", 10001)),
+    ("head", None), ("ray://head:port", None),
+])
+def test_head_endpoint(address: str, expected: tuple[str, int] | None) -> None:
+    assert head_endpoint(address) == expected
+
+
+def test_options_are_checked() -> None:
+    for bad in ({"address": ""}, {"workers": 0}, {"local_cpus": 0}):
+        with pytest.raises(ValueError):
+            RayOptions(**bad)
 
 
 def _top_level_imports(tree: ast.Module) -> set[str]:
