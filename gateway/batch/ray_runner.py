@@ -11,7 +11,7 @@ which must be the same path on every node (shared storage), and so must the inpu
 
 Ray core actors, not Ray Data: measured on this machine (2 cores, ray 2.60), a Ray Data
 ``map`` over 4 items of 0.5 s took 1.8 s warm (3.8 s cold) against 1.0 s for the same work
-as tasks, and ``ray[data]`` adds pandas and pyarrow (260 MB on top of ray's 357 MB). A file
+as tasks, and ``ray[data]`` adds pandas and pyarrow (260 MB on top of ray's own 260 MB). A file
 is seconds of I/O-bound work whose unit of concurrency is an asyncio task in a process that
 holds one Triton stream: an async actor with ``max_concurrency`` is exactly that.
 
