@@ -140,7 +140,7 @@ class Gateway:
         self.tts = TtsClient(config.triton) if config.tts.enabled else None
         self.calls = CallManager(config, self.metrics, self.events, self.asr, self.tts)
         self.sip = SipService(config, self.metrics, self.events, self.calls)
-        self.batch = (BatchJobs(config, self.asr)
+        self.batch = (BatchJobs(config, self.asr, live_calls=lambda: self.calls.active)
                       if config.batch.root != Path("") and self.asr is not None else None)
         self.draining = False
         self.calls_dir = config.storage.state_dir / "calls"

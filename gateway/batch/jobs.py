@@ -61,6 +61,8 @@ Transcribe = Callable[..., Awaitable[FileResult]]
 SIGNATURE_HEADER = "X-Gateway-Signature"
 WEBHOOK_EVENT = "transcription.completed"
 BACKOFF_MAX_S = 30.0
+LIVE_POLL_S = 0.25
+"""How often a worker held back by live calls looks again."""
 
 
 def expand_files(root: Path, names: Sequence[str], limit: int) -> list[str]:
@@ -131,8 +133,10 @@ class BatchJobs:
     and the runner that transcribes them."""
 
     def __init__(self, config: GatewayConfig, hub: AsrHub, *,
-                 transcribe: Transcribe = transcribe_file) -> None:
+                 transcribe: Transcribe = transcribe_file,
+                 live_calls: Callable[[], int] = lambda: 0) -> None:
         self._config = config
+        self._live_calls = live_calls
         self._batch = config.batch
         self._hub = hub
         self._transcribe = transcribe
@@ -265,18 +269,34 @@ class BatchJobs:
             return
         todo = iter(pending)
         workers = max(1, min(self._batch.concurrency, len(pending)))
-        await asyncio.gather(*(self._worker(job.id, todo, options) for _ in range(workers)))
+        await asyncio.gather(*(self._worker(job.id, todo, options, slot)
+                               for slot in range(workers)))
         self._cancelling.discard(job.id)
         ended = await store.get(job.id)
         if ended is not None:                # (None: deleted meanwhile)
             await self._finish(job.id, final_status(ended))
 
     async def _worker(self, job_id: str, todo: Iterator[JobFile],
-                      options: BatchOptions) -> None:
-        for file in todo:
-            if job_id in self._cancelling:
+                      options: BatchOptions, slot: int) -> None:
+        while True:
+            await self._turn(job_id, slot)
+            file = next(todo, None)
+            if file is None or job_id in self._cancelling:
                 return
             await self._one_file(job_id, file, options)
+
+    def _allowed(self) -> int:
+        """Files at once now: ``concurrency``, or ``concurrency_with_calls`` while live calls
+        run (the model's compute is shared: a CPU Triton gives live finals 2-4x their latency
+        beside 4 batch files, bench batch)."""
+        if self._live_calls() > 0:
+            return min(self._batch.concurrency_with_calls, self._batch.concurrency)
+        return self._batch.concurrency
+
+    async def _turn(self, job_id: str, slot: int) -> None:
+        """Wait until this worker's slot is allowed (a file in flight always finishes)."""
+        while slot >= self._allowed() and job_id not in self._cancelling:
+            await asyncio.sleep(LIVE_POLL_S)
 
     async def _one_file(self, job_id: str, file: JobFile, options: BatchOptions) -> None:
         store = self.store

@@ -270,3 +270,41 @@ async def test_a_root_that_is_not_a_directory_fails_the_start(tmp_path: Path) ->
                      transcribe=StandIn())
     with pytest.raises(NotADirectoryError, match="batch.root"):
         await jobs.start()
+
+
+async def test_live_calls_hold_the_job_to_concurrency_with_calls(tmp_path: Path,
+                                                                 root: Path) -> None:
+    """While calls are up at most ``concurrency_with_calls`` files run (0: none); when they
+    end the job goes back to ``concurrency``."""
+    live = [1]
+    config = dataclasses.replace(
+        _config(tmp_path, root, concurrency=3),
+        batch=dataclasses.replace(_config(tmp_path, root, concurrency=3).batch,
+                                  concurrency_with_calls=0))
+    standin = StandIn(held=True)
+    assert standin.gate is not None
+    gate = standin.gate
+    jobs = BatchJobs(config, cast(AsrHub, None), transcribe=standin,
+                     live_calls=lambda: live[0])
+    await jobs.start()
+    try:
+        view = await jobs.create({"files": ["day1"]})
+        await asyncio.sleep(0.6)
+        assert standin.calls == []                       # a call is up: batch waits
+        config_one = dataclasses.replace(config.batch, concurrency_with_calls=1)
+        jobs._batch = config_one
+        await _until(lambda: _async(standin.in_flight == 1), "one file with a call up")
+        await asyncio.sleep(0.4)
+        assert standin.max_in_flight == 1
+        live[0] = 0                                      # the call ended
+        await _until(lambda: _async(standin.in_flight == 3), "back to concurrency 3")
+        for _ in range(5):
+            gate.release()
+        await _finished(jobs, view["id"])
+    finally:
+        await jobs.stop()
+    assert standin.max_in_flight == 3
+
+
+async def _async(value: bool) -> bool:
+    return value
