@@ -37,18 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from gateway.batch.runner import (
-    EXIT_SETUP,
-    MANIFEST,
-    FileJob,
-    Manifest,
-    Progress,
-    Tally,
-    _clashes,
-    _probe_s,
-    _report,
-    _tick,
-)
+from gateway.batch.runner import FileJob, OnResult, output_clashes, run_reported
 from gateway.batch.task import (
     BatchOptions,
     FileResult,
@@ -211,7 +200,7 @@ async def run_files(jobs: Sequence[FileJob], out_dir: Path, *, config: GatewayCo
 async def _drive(ray: ModuleType, pool: Sequence[Any], per_worker: int,
                  jobs: Sequence[FileJob], out_dir: Path, options: BatchOptions
                  ) -> AsyncIterator[tuple[int, FileResult]]:
-    clashes = _clashes(jobs, out_dir, options)
+    clashes = output_clashes(jobs, out_dir, options)
     todo = list(reversed(range(len(jobs))))
     target = str(out_dir.resolve())
     results: asyncio.Queue[tuple[int, FileResult] | None] = asyncio.Queue()
@@ -264,23 +253,11 @@ async def run_batch_on_ray(jobs: Sequence[FileJob], out_dir: Path, *, config: Ga
                            stream: TextIO) -> int:
     """``transcribe --ray``: :func:`gateway.batch.runner.run_batch` with the files on the
     cluster; the same manifest, progress line, report and exit status."""
-    if not jobs:
-        stream.write("transcribe: no audio files (.wav, .flac, .ul, .al) found\n")
-        return EXIT_SETUP
-    probed = [_probe_s(job, options) for job in jobs]
-    tally = Tally(len(jobs), sum(probed))
-    progress = Progress(tally, stream, time.monotonic)
-    manifest = Manifest(out_dir / MANIFEST)
-    ticker = asyncio.create_task(_tick(progress))
-    try:
+
+    async def execute(on_result: OnResult) -> None:
         async for index, result in run_files(jobs, out_dir, config=config, options=options,
                                              concurrency=concurrency,
                                              ray_options=ray_options):
-            tally.add(result, probed[index])
-            manifest.write(result)
-            progress.update()
-    finally:
-        ticker.cancel()
-        manifest.close()
-    progress.end()
-    return _report(tally, manifest.path, stream)
+            on_result(index, result)
+
+    return await run_reported(jobs, out_dir, options=options, stream=stream, execute=execute)

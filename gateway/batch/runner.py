@@ -24,7 +24,7 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TextIO
@@ -188,7 +188,7 @@ def _probe_s(job: FileJob, options: BatchOptions) -> float:
         return 0.0
 
 
-def _clashes(jobs: Sequence[FileJob], out_dir: Path, options: BatchOptions
+def output_clashes(jobs: Sequence[FileJob], out_dir: Path, options: BatchOptions
              ) -> dict[int, str]:
     """Index of each job whose outputs another job before it already writes -> the error."""
     owners: dict[Path, Path] = {}
@@ -210,7 +210,7 @@ async def transcribe_many(jobs: Sequence[FileJob], out_dir: Path, *, hub: AsrHub
                           on_result: Callable[[int, FileResult], None]) -> list[FileResult]:
     """Every job through :func:`transcribe_file`, ``concurrency`` at a time; ``on_result``
     gets each (its index and result) as it finishes. Results in job order."""
-    clashes = _clashes(jobs, out_dir, options)
+    clashes = output_clashes(jobs, out_dir, options)
     results: list[FileResult | None] = [None] * len(jobs)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(len(jobs)):
@@ -233,9 +233,14 @@ async def transcribe_many(jobs: Sequence[FileJob], out_dir: Path, *, hub: AsrHub
     return [r for r in results if r is not None]
 
 
-async def run_batch(jobs: Sequence[FileJob], out_dir: Path, *, config: GatewayConfig,
-                    options: BatchOptions, concurrency: int, stream: TextIO) -> int:
-    """The whole run (the ``transcribe`` command): the exit status."""
+OnResult = Callable[[int, FileResult], None]
+
+
+async def run_reported(jobs: Sequence[FileJob], out_dir: Path, *, options: BatchOptions,
+                       stream: TextIO, execute: Callable[[OnResult], Awaitable[None]]) -> int:
+    """A run's frame, shared by the plain and the Ray run: ``execute`` runs the jobs and
+    hands each (index, result) to its callback, which keeps the tally, the manifest and the
+    progress line; the report on ``stream`` after. The exit status."""
     if not jobs:
         stream.write("transcribe: no audio files (.wav, .flac, .ul, .al) found\n")
         return EXIT_SETUP
@@ -251,9 +256,7 @@ async def run_batch(jobs: Sequence[FileJob], out_dir: Path, *, config: GatewayCo
 
     ticker = asyncio.create_task(_tick(progress))
     try:
-        async with asr_hub(config) as hub:
-            await transcribe_many(jobs, out_dir, hub=hub, config=config, options=options,
-                                  concurrency=concurrency, on_result=finished)
+        await execute(finished)
     except TritonUnavailable as exc:
         progress.end()
         stream.write(f"transcribe: {exc}\n")
@@ -263,6 +266,18 @@ async def run_batch(jobs: Sequence[FileJob], out_dir: Path, *, config: GatewayCo
         manifest.close()
     progress.end()
     return _report(tally, manifest.path, stream)
+
+
+async def run_batch(jobs: Sequence[FileJob], out_dir: Path, *, config: GatewayConfig,
+                    options: BatchOptions, concurrency: int, stream: TextIO) -> int:
+    """The whole run (the ``transcribe`` command): the exit status."""
+
+    async def execute(on_result: OnResult) -> None:
+        async with asr_hub(config) as hub:
+            await transcribe_many(jobs, out_dir, hub=hub, config=config, options=options,
+                                  concurrency=concurrency, on_result=on_result)
+
+    return await run_reported(jobs, out_dir, options=options, stream=stream, execute=execute)
 
 
 async def _tick(progress: Progress) -> None:
