@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from gateway.config import RedactionConfig
 from gateway.events.types import (
@@ -76,6 +77,7 @@ digits (inclusive) is held: fewer than a card, more than a quantity."""
 AGENT = "agent"
 
 Transcript = TranscriptFinal | TranscriptPartial
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------ policy
@@ -107,8 +109,9 @@ class Policy:
     def tag(self, found: Found, show_last4: bool) -> str:
         tag = self.tags.get(found.entity, f"[{found.entity.upper()}]")
         if found.entity == CARD and self.last4 and show_last4 and found.last4:
-            stem = tag[:-1] if tag.endswith("]") else tag + " "
-            return f"{stem} ****{found.last4}]" if tag.endswith("]") else f"{stem}****{found.last4}"
+            if tag.endswith("]"):
+                return f"{tag[:-1]} ****{found.last4}]"
+            return f"{tag} ****{found.last4}"
         return tag
 
 
@@ -121,7 +124,7 @@ class _Channel:
 
 
 @dataclass(slots=True)
-class _Call:
+class _Conversation:
     channels: dict[str, _Channel] = field(default_factory=dict)
     context: dict[str, float] = field(default_factory=dict)   # entity -> open until (now)
 
@@ -168,33 +171,39 @@ def _found_in(found: Sequence[Found], seg: _Segment) -> list[tuple[Found, int, i
     return out
 
 
+def _splice(items: Sequence[T], pieces: Sequence[tuple[int, int, T]]) -> list[T]:
+    """``items`` with each ordered, disjoint ``(start, end, item)`` piece: the items
+    [start, end) replaced by that one item."""
+    out: list[T] = []
+    cursor = 0
+    for start, end, item in pieces:
+        out.extend(items[cursor:start])
+        out.append(item)
+        cursor = end
+    out.extend(items[cursor:])
+    return out
+
+
+def _word_over(words: Sequence[TranscriptWord], start: int, end: int, text: str,
+               confidence: float) -> TranscriptWord:
+    """One word standing for ``words[start:end]``, spanning their times."""
+    return TranscriptWord(word=text, start_s=words[start].start_s, end_s=words[end - 1].end_s,
+                          confidence=confidence)
+
+
 def _replace_tokens(tokens: Sequence[str], parts: Sequence[tuple[Found, int, int, bool]],
                     policy: Policy) -> list[str]:
-    out: list[str] = []
-    cursor = 0
-    for found, start, end, last in parts:
-        out.extend(tokens[cursor:start])
-        out.append(policy.tag(found, last))
-        cursor = end
-    out.extend(tokens[cursor:])
-    return out
+    return _splice(tokens, [(start, end, policy.tag(found, last))
+                            for found, start, end, last in parts])
 
 
 def _replace_words(words: Sequence[TranscriptWord], parts: Sequence[tuple[Found, int, int, bool]],
                    policy: Policy) -> tuple[list[TranscriptWord], list[RedactionSpan]]:
-    out: list[TranscriptWord] = []
-    spans: list[RedactionSpan] = []
-    cursor = 0
-    for found, start, end, last in parts:
-        out.extend(words[cursor:start])
-        first, final = words[start], words[end - 1]
-        out.append(TranscriptWord(word=policy.tag(found, last), start_s=first.start_s,
-                                  end_s=final.end_s,
-                                  confidence=min(w.confidence for w in words[start:end])))
-        spans.append(RedactionSpan(entity=found.entity, start_s=first.start_s,
-                                   end_s=final.end_s))
-        cursor = end
-    out.extend(words[cursor:])
+    out = _splice(words, [(start, end, _word_over(words, start, end, policy.tag(found, last),
+                                                  min(w.confidence for w in words[start:end])))
+                          for found, start, end, last in parts])
+    spans = [RedactionSpan(entity=found.entity, start_s=words[start].start_s,
+                           end_s=words[end - 1].end_s) for found, start, end, _last in parts]
     return out, spans
 
 
@@ -364,36 +373,20 @@ def _pending_email(event: Transcript, context: tuple[str, ...]) -> Transcript:
     text = event.text if t_at is None else " ".join([*text_tokens[:t_at], PARTIAL_PENDING])
     words = list(event.words)
     if w_at is not None:
-        rest = words[w_at:]
-        words = [*words[:w_at], TranscriptWord(word=PARTIAL_PENDING, start_s=rest[0].start_s,
-                                               end_s=rest[-1].end_s,
-                                               confidence=rest[0].confidence)]
+        words = _splice(words, [(w_at, len(words), _word_over(
+            words, w_at, len(words), PARTIAL_PENDING, words[w_at].confidence))])
     return dataclasses.replace(event, text=text, words=tuple(words))
 
 
 def _collapse(tokens: Sequence[str], runs: Sequence[tuple[int, int]]) -> list[str]:
-    out: list[str] = []
-    cursor = 0
-    for start, end in runs:
-        out.extend(tokens[cursor:start])
-        out.append(PARTIAL_MASK)
-        cursor = end
-    out.extend(tokens[cursor:])
-    return out
+    return _splice(tokens, [(start, end, PARTIAL_MASK) for start, end in runs])
 
 
 def _collapse_words(words: Sequence[TranscriptWord], runs: Sequence[tuple[int, int]]
                     ) -> list[TranscriptWord]:
-    out: list[TranscriptWord] = []
-    cursor = 0
-    for start, end in runs:
-        out.extend(words[cursor:start])
-        out.append(TranscriptWord(word=PARTIAL_MASK, start_s=words[start].start_s,
-                                  end_s=words[end - 1].end_s,
-                                  confidence=words[start].confidence))
-        cursor = end
-    out.extend(words[cursor:])
-    return out
+    return _splice(words, [(start, end, _word_over(words, start, end, PARTIAL_MASK,
+                                                   words[start].confidence))
+                           for start, end in runs])
 
 
 def _ends_in_digits(events: Sequence[TranscriptFinal], context: tuple[str, ...]) -> bool:
@@ -422,7 +415,7 @@ class Redactor:
         # State is per conversation (an agent leg and a customer leg joined by a correlation
         # header are two calls of one conversation: the agent's question opens the context
         # for the customer's call); secure mode is per call.
-        self._calls: dict[str, _Call] = previous._calls if previous is not None else {}
+        self._calls: dict[str, _Conversation] = previous._calls if previous is not None else {}
         self._conv_of: dict[str, str] = previous._conv_of if previous is not None else {}
         self._secure_calls: set[str] = (previous._secure_calls if previous is not None
                                         else set())
@@ -476,14 +469,14 @@ class Redactor:
         return self._raw.get(id(event))
 
     # -------------------------------------------------------------- events
-    def _call(self, call_id: str, conversation_id: str | None = None) -> _Call:
+    def _call(self, call_id: str, conversation_id: str | None = None) -> _Conversation:
         """The state of the call's conversation (the call's own without one)."""
         if conversation_id is not None and call_id not in self._conv_of:
             self._conv_of[call_id] = conversation_id
         key = self._conv_of.get(call_id, call_id)
         call = self._calls.get(key)
         if call is None:
-            call = self._calls[key] = _Call()
+            call = self._calls[key] = _Conversation()
         return call
 
     def _final(self, event: TranscriptFinal, now: float) -> list[GatewayEvent]:
@@ -506,7 +499,7 @@ class Redactor:
             return before
         return before + self._release(call, ch, [event], now)
 
-    def _release(self, call: _Call, ch: _Channel, more: list[TranscriptFinal], now: float
+    def _release(self, call: _Conversation, ch: _Channel, more: list[TranscriptFinal], now: float
                  ) -> list[GatewayEvent]:
         group: list[Transcript] = [*ch.held, *more]
         ch.held, ch.deadline = [], None
@@ -565,15 +558,15 @@ class Redactor:
         return redacted
 
     # -------------------------------------------------------------- context
-    def _learn_context(self, call: _Call, event: TranscriptFinal, now: float) -> None:
+    def _learn_context(self, call: _Conversation, event: TranscriptFinal, now: float) -> None:
         for entity in asked_for(event.text.split()):
             call.context[entity] = now + self.policy.context_window_s
 
-    def _context_for(self, call: _Call, channel: str, now: float) -> tuple[str, ...]:
+    def _context_for(self, call: _Conversation, channel: str, now: float) -> tuple[str, ...]:
         """The agent's open questions count for the other channels, not for the agent."""
         return () if channel == AGENT else call.open_context(now)
 
-    def _secure(self, call_id: str, call: _Call, now: float) -> bool:
+    def _secure(self, call_id: str, call: _Conversation, now: float) -> bool:
         rule = self.policy.secure_dtmf
         if call_id in self._secure_calls or rule == "always":
             return True
