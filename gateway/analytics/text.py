@@ -154,7 +154,12 @@ def pieces(word: str, threshold: float) -> tuple[str, ...]:
     length), since each edit breaks at most one piece. A few substring searches rule most
     candidates out before any edit distance is computed."""
     near = lengths_near(len(word), threshold)
-    limit = int((1.0 - threshold) * (near.stop - 1) + 1e-9)
+    return _cut(word, int((1.0 - threshold) * (near.stop - 1) + 1e-9))
+
+
+def _cut(word: str, limit: int) -> tuple[str, ...]:
+    """``word`` in ``limit + 1`` pieces (the last takes the rest); ``("",)`` when it is
+    shorter than that (the empty piece occurs in every word)."""
     size = len(word) // (limit + 1)
     if size == 0:
         return ("",)
@@ -187,11 +192,7 @@ def _shares_a_piece(a: str, b: str, limit: int) -> bool:
     """Whether one of ``limit + 1`` pieces of ``b`` occurs in ``a`` as it is: ``limit``
     edits can break at most ``limit`` of them, so without one the distance is larger (a
     filter that costs a few substring searches)."""
-    size = len(b) // (limit + 1)
-    if size == 0:
-        return True
-    cuts = [i * size for i in range(limit + 1)] + [len(b)]
-    return any(b[lo:hi] in a for lo, hi in zip(cuts, cuts[1:], strict=False))
+    return any(piece in a for piece in _cut(b, limit))
 
 
 def levenshtein(a: str, b: str, limit: int) -> int:
