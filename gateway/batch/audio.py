@@ -39,6 +39,7 @@ from gateway.batch.formats import (
     parse_riff,
 )
 from gateway.media.g711 import alaw_decode, ulaw_decode
+from gateway.media.resample import to_float32
 
 RAW_SUFFIXES: Final = {".ul": "ulaw", ".al": "alaw"}
 AUDIO_SUFFIXES: Final = (".wav", ".flac", *RAW_SUFFIXES)
@@ -120,7 +121,7 @@ def probe_audio(path: Path, *, raw_rate: int | None = None) -> AudioInfo:
 def _g711(codec: str, raw: bytes, channels: int) -> Frames:
     pcm = ulaw_decode(raw) if codec == "ulaw" else alaw_decode(raw)
     n = len(pcm) // channels * channels
-    return (pcm[:n].astype(np.float32) / np.float32(32768.0)).reshape(-1, channels)
+    return to_float32(pcm[:n]).reshape(-1, channels)
 
 
 def _codec_name(fmt: WavFormat) -> str:
