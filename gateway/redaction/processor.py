@@ -419,6 +419,9 @@ class Redactor:
         self._conv_of: dict[str, str] = previous._conv_of if previous is not None else {}
         self._secure_calls: set[str] = (previous._secure_calls if previous is not None
                                         else set())
+        # The channels holding finals (few: asked after every event, so no scan of all calls)
+        self._holding: dict[int, tuple[_Conversation, _Channel]] = (
+            previous._holding if previous is not None else {})
         self._raw: dict[int, GatewayEvent] = {}
 
     # -------------------------------------------------------------- Processor
@@ -444,25 +447,25 @@ class Redactor:
         return (event,)
 
     def next_deadline(self) -> float | None:
-        deadlines = [ch.deadline for call in self._calls.values()
-                     for ch in call.channels.values() if ch.deadline is not None]
+        deadlines = [ch.deadline for _c, ch in self._holding.values() if ch.deadline is not None]
         return min(deadlines) if deadlines else None
 
     def on_timer(self, now: float) -> Sequence[GatewayEvent]:
         self._raw.clear()
         out: list[GatewayEvent] = []
-        for call in self._calls.values():
-            for ch in call.channels.values():
-                if ch.deadline is not None and ch.deadline <= now:
-                    # judged at the deadline: a flush at close (now = inf) keeps the context
-                    out += self._release(call, ch, [], ch.deadline)
+        for call, ch in list(self._holding.values()):
+            if ch.deadline is not None and ch.deadline <= now:
+                # judged at the deadline: a flush at close (now = inf) keeps the context
+                out += self._release(call, ch, [], ch.deadline)
         return out
 
     def forget_call(self, call_id: str) -> None:
         key = self._conv_of.pop(call_id, call_id)
         self._secure_calls.discard(call_id)
         if key not in self._conv_of.values():
-            self._calls.pop(key, None)
+            gone = self._calls.pop(key, None)
+            for ch in gone.channels.values() if gone is not None else ():
+                self._holding.pop(id(ch), None)
 
     def raw_of(self, event: GatewayEvent) -> GatewayEvent | None:
         """The event as it came in, for an output of the last call that changed it."""
@@ -496,6 +499,7 @@ class Redactor:
             ch.held.append(event)
             if ch.deadline is None:
                 ch.deadline = now + self.policy.hold_s
+                self._holding[id(ch)] = (call, ch)
             return before
         return before + self._release(call, ch, [event], now)
 
@@ -503,6 +507,7 @@ class Redactor:
                  ) -> list[GatewayEvent]:
         group: list[Transcript] = [*ch.held, *more]
         ch.held, ch.deadline = [], None
+        self._holding.pop(id(ch), None)
         if not group:
             return []
         context = self._context_for(call, group[-1].channel, now)
