@@ -11,6 +11,7 @@ Layer: pure core.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from gateway.analytics.engine import RulesProcessor
 from gateway.analytics.sentiment import SentimentScorer
@@ -19,6 +20,8 @@ from gateway.analytics.talk import TalkStatistics
 from gateway.config import GatewayConfig
 from gateway.events.processing import Processor
 from gateway.redaction.processor import Redactor
+
+P = TypeVar("P")
 
 PROCESSOR_CONFIG_KEYS: tuple[str, ...] = ("redaction", "statistics", "analytics")
 """Config sections :func:`build_processors` reads; a SIGHUP that changes one of them
@@ -42,17 +45,22 @@ def build_processors(config: GatewayConfig,
 
     processors: list[Processor] = []
     if config.redaction.enabled:
-        old = next((p for p in previous if isinstance(p, Redactor)), None)
+        old = _previous(previous, Redactor)
         processors.append(Redactor(config.redaction, old))
     if config.statistics.enabled:      # talk statistics and dead air ([statistics])
-        talk = next((p for p in previous if isinstance(p, TalkStatistics)), None)
+        talk = _previous(previous, TalkStatistics)
         processors.append(TalkStatistics(config.statistics, talk))
     if config.analytics.enabled and config.analytics.rules:   # phrase rules, redacted text
-        rules = next((p for p in previous if isinstance(p, RulesProcessor)), None)
+        rules = _previous(previous, RulesProcessor)
         processors.append(RulesProcessor(config.analytics, rules))
     if config.analytics.sentiment:     # a signal processor, before the summary collects it
         processors.append(SentimentScorer())
     if config.analytics.summary:       # last: it folds what every processor before it emitted
-        summary = next((p for p in previous if isinstance(p, Summarizer)), None)
+        summary = _previous(previous, Summarizer)
         processors.append(Summarizer(summary))
     return processors
+
+
+def _previous(previous: Sequence[Processor], kind: type[P]) -> P | None:
+    """The running processor of this kind, whose per-call state the new one takes over."""
+    return next((p for p in previous if isinstance(p, kind)), None)
