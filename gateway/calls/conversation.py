@@ -197,7 +197,7 @@ class Conversations:
               on_words: Callable[[], None]) -> list[ChannelSink]:
         """One sink per stream: recording, a new ASR stream, and ``on_audio`` (barge-in)."""
         sinks = [self._sink(talk, channel, on_audio, on_words) for channel in talk.channels]
-        self.masks.add_call(talk.call_id, talk.media, sinks)
+        self.masks.add_call(talk.call_id, talk.media)
         return sinks
 
     def _sink(self, talk: CallConversation, channel: str, on_audio: AudioHook,

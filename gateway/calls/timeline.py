@@ -15,7 +15,7 @@ Layer: shell.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ class RecordingMasks:
         self._events = events
         self._padding_s = padding_s
         self._media: dict[str, ConversationMedia] = {}       # conversation_id -> tracked
-        self._calls: dict[str, tuple[ConversationMedia, Sequence[ChannelSink]]] = {}
+        self._calls: dict[str, ConversationMedia] = {}           # call_id -> its conversation
         self._closing: set[str] = set()
         self._log = get_logger("calls")
 
@@ -133,10 +133,9 @@ class RecordingMasks:
             self._events.subscribe(self.on_event)
         self._media[media.conversation_id] = media
 
-    def add_call(self, call_id: str, media: ConversationMedia,
-                 sinks: Sequence[ChannelSink]) -> None:
+    def add_call(self, call_id: str, media: ConversationMedia) -> None:
         if media.conversation_id in self._media:
-            self._calls[call_id] = (media, sinks)
+            self._calls[call_id] = media
 
     def tracks(self, media: ConversationMedia) -> bool:
         """Whether ``media``'s recording is masked here (its close comes through here)."""
@@ -155,7 +154,7 @@ class RecordingMasks:
         self._closing.discard(conversation_id)
         if media is None:
             return None
-        for call_id in [c for c, (m, _s) in self._calls.items() if m is media]:
+        for call_id in [c for c, m in self._calls.items() if m is media]:
             del self._calls[call_id]
         if not self._media:
             self._events.unsubscribe(self.on_event)
@@ -203,10 +202,8 @@ class RecordingMasks:
 
     def _target(self, event: RedactionApplied) -> ConversationMedia | None:
         """The recording a span goes to."""
-        media, _sinks = self._calls.get(event.call_id, (None, ()))
-        if media is None:
-            return self._media.get(event.conversation_id or "")
-        return media
+        media = self._calls.get(event.call_id)
+        return media if media is not None else self._media.get(event.conversation_id or "")
 
     def _late(self, event: RedactionApplied, span: RedactionSpan, result: MaskResult,
               rate_hz: int) -> None:
