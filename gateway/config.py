@@ -397,6 +397,11 @@ class BatchConfig:
     retries: int = 3
     """More attempts of a completion webhook that failed (connection error, timeout, 5xx)."""
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the jobs API is on (a ``root`` is set)."""
+        return self.root != Path("")
+
     def outputs_in(self, state_dir: Path) -> Path:
         """``out_dir``, or ``<state_dir>/transcriptions`` when it is ``""``."""
         return self.out_dir if self.out_dir != Path("") else state_dir / "transcriptions"
@@ -1041,7 +1046,7 @@ def _batch_needs_asr(raw: Mapping[str, Any], values: dict[str, Any], path: str,
                      ctx: _Ctx) -> None:
     batch, triton = values["batch"], values["triton"]
     if (isinstance(batch, BatchConfig) and isinstance(triton, TritonConfig)
-            and batch.root != Path("") and not triton.asr_enabled):
+            and batch.enabled and not triton.asr_enabled):
         ctx.error("batch.root", "batch jobs need triton.asr_enabled = true")
 
 
@@ -1244,7 +1249,7 @@ def startup_summary(cfg: GatewayConfig) -> dict[str, Any]:
         "logging": {"level": cfg.logging.level, "format": cfg.logging.format,
                     "sip_trace": cfg.logging.sip_trace},
         "redaction": _redaction_summary(cfg.redaction),
-        "batch_root": shown_path(cfg.batch.root) if cfg.batch.root != Path("") else None,
+        "batch_root": shown_path(cfg.batch.root) if cfg.batch.enabled else None,
     }
 
 

@@ -141,7 +141,7 @@ class Gateway:
         self.calls = CallManager(config, self.metrics, self.events, self.asr, self.tts)
         self.sip = SipService(config, self.metrics, self.events, self.calls)
         self.batch = (BatchJobs(config, self.asr, live_calls=lambda: self.calls.active)
-                      if config.batch.root != Path("") and self.asr is not None else None)
+                      if config.batch.enabled and self.asr is not None else None)
         self.draining = False
         self.calls_dir = config.storage.state_dir / "calls"
         self._log = get_logger("gateway")
