@@ -6,9 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= sip_configs/gateway.toml
-APT_PACKAGES := kamailio sip-tester espeak-ng systemd
+APT_PACKAGES := kamailio sip-tester espeak-ng flite systemd
 # binary that proves each Debian package is present (systemd-analyze: the unit tests)
-APT_PROBES := kamailio sipp espeak-ng systemd-analyze
+APT_PROBES := kamailio sipp espeak-ng flite systemd-analyze
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # pip prints one line per package and a download bar; in a log (no terminal) the bar
 # appears once, finished. PIP_PROGRESS=off drops the bar.
@@ -40,10 +40,11 @@ run: deps triton-venv
 	$(VENV)/bin/asr-gateway check-config $(CONFIG)
 	exec $(VENV)/bin/asr-gateway run --config $(CONFIG) --triton-venv $(TRITON_VENV)
 
-test: deps triton-venv
+test: deps triton-venv nemo-venv
 	$(VENV)/bin/ruff check gateway tests bench
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q tests
+	$(NEMO_PY) -m pytest -q -c tests/nemo/pytest.ini tests/nemo
+	$(PY) -m pytest -q tests --ignore=tests/nemo
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
