@@ -54,6 +54,8 @@ PURE: frozenset[str] = frozenset({
     *(f"gateway/analytics/{m}.py" for m in ("activity", "talk")),
     *(f"gateway/batch/{m}.py" for m in ("formats", "outputs")),
     "gateway/batch/jobspec.py",
+    *(f"gateway/dataset/{m}.py" for m in (
+        "model",)),
     *(f"gateway/media/{m}.py" for m in (
         "dtmf", "g711", "jitter", "leg", "masking", "packetizer", "ports", "resample", "rtcp",
         "rtp", "rtpstats", "timeout", "vad")),
@@ -70,7 +72,7 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("protocols and media", ("gateway/sip/", "gateway/media/", "gateway/asr/", "gateway/tts/",
                              "gateway/triton_health.py")),
     ("calls", ("gateway/calls/", "gateway/channels.py", "gateway/bot.py",
-               "gateway/batch/")),
+               "gateway/batch/", "gateway/dataset/")),
     ("process", ("gateway/server.py", "gateway/http_api.py", "gateway/http_auth.py",
                  "gateway/cli.py", "gateway/cli_help.py", "gateway/__main__.py",
                  "gateway/probe.py", "gateway/probe_phone.py", "gateway/pjsua_agent.py",
