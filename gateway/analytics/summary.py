@@ -22,7 +22,7 @@ Layer: pure core.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.events.processing import ProcessorBase
@@ -50,6 +50,7 @@ from gateway.events.types import (
     SummaryParticipant,
     SummarySignal,
     SummaryTurn,
+    SummaryWord,
     TranscriptFinal,
 )
 
@@ -192,7 +193,7 @@ class SummaryBuilder:
         self._f.turns.append(SummaryTurn(
             speaker=event.channel, start_s=event.start_s, end_s=event.end_s, text=event.text,
             confidence=_confidence(event), call_id=event.call_id, segment=event.segment,
-            redacted=entities))
+            redacted=entities, words=summary_words(event)))
 
 
 def build_summary(conversation_id: str, events: Iterable[GatewayEvent], started_at: float,
@@ -231,13 +232,39 @@ def _summary_call(call: _Call) -> SummaryCall:
         from_uri=offered.from_uri if offered else None,
         to_uri=offered.to_uri if offered else None, answered=call.answered,
         duration_s=ended.duration_s if ended else 0.0,
-        reason=ended.reason if ended else None)
+        reason=ended.reason if ended else None,
+        agent_id=_header(offered.headers, AGENT_ID_HEADER) if offered else None)
+
+
+AGENT_ID_HEADER = "X-Agent-Id"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A copied header's value, its name matched case-insensitively."""
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
 
 
 def _confidence(event: TranscriptFinal) -> float | None:
     if not event.words:
         return None
     return round(sum(w.confidence for w in event.words) / len(event.words), 3)
+
+
+def summary_words(event: TranscriptFinal) -> tuple[SummaryWord, ...]:
+    """The final's (redacted) words; a redaction tag word is told by its times: the
+    redactor gives the tag the span's exact start and end (``redaction.spans``), so each
+    span marks the first word not yet marked with those times, whatever the tag's text."""
+    spans = list(event.redaction.spans) if event.redaction is not None else []
+    out = []
+    for w in event.words:
+        tag = None
+        for i, span in enumerate(spans):
+            if span.start_s == w.start_s and span.end_s == w.end_s:
+                tag = spans.pop(i).entity
+                break
+        out.append(SummaryWord(word=w.word, start_s=w.start_s, end_s=w.end_s,
+                               confidence=w.confidence, tag=tag))
+    return tuple(out)
 
 
 def _compliance(event: CompliancePassed | ComplianceMissed) -> SummaryCompliance:

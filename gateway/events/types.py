@@ -536,6 +536,8 @@ class SummaryCall:
     answered: bool
     duration_s: Annotated[float, Doc("from answer to end; 0 when never answered")]
     reason: Annotated[str | None, Doc("why it ended; null: it had not ended")]
+    agent_id: Annotated[str | None, Doc(
+        "the INVITE's X-Agent-Id header (sip.copy_headers); null: none")] = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -561,6 +563,22 @@ class SummaryTurn:
     call_id: str
     segment: int
     redacted: Annotated[tuple[str, ...], Doc("entity types redaction removed from it")]
+    words: Annotated[tuple[SummaryWord, ...], Doc(
+        "its words as the sinks got them (redacted), in order")] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryWord:
+    """One word of a turn; a redaction tag is one word, its entity in ``tag``.
+
+    The tag (``[CARD]``) spans the times of the entity's words."""
+
+    word: str
+    start_s: Annotated[float, Doc("seconds on the conversation timeline")]
+    end_s: Annotated[float, Doc("seconds on the conversation timeline")]
+    confidence: float
+    tag: Annotated[str | None, Doc("the entity (card ...) when the word is a redaction tag; "
+                                   "null: a word as heard")] = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
