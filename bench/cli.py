@@ -15,6 +15,7 @@ from bench import (
     batch,
     capacity,
     event_stage,
+    flywheel,
     redaction,
     report,
     rtp_codec,
@@ -241,6 +242,26 @@ def _run_batch(args: argparse.Namespace, workdir: Path, results: Path) -> dict[s
     return batch.run(params, workdir, results, quick=args.quick)
 
 
+def _flywheel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("flywheel", help="consented domain calls -> export -> fine-tune -> "
+                       "held-out WER before/after")
+    d = flywheel.FlywheelParams()
+    p.add_argument("--train-sentences", type=int, default=d.train_sentences)
+    p.add_argument("--heldout-sentences", type=int, default=d.heldout_sentences)
+    p.add_argument("--finetune-minutes", type=float, default=d.finetune_minutes)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--parallel-calls", type=int, default=d.parallel_calls)
+    p.set_defaults(runner=_run_flywheel)
+
+
+def _run_flywheel(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
+    params = flywheel.FlywheelParams(train_sentences=args.train_sentences,
+                                     heldout_sentences=args.heldout_sentences,
+                                     finetune_minutes=args.finetune_minutes, lr=args.lr,
+                                     parallel_calls=args.parallel_calls)
+    return flywheel.run(params, workdir, results)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR,
@@ -258,6 +279,7 @@ def parser() -> argparse.ArgumentParser:
     _redaction(sub)
     _analytics(sub)
     _batch(sub)
+    _flywheel(sub)
     return p
 
 
