@@ -408,6 +408,26 @@ class BatchConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DatasetConfig:
+    """``[dataset]``: ``asr-gateway export-dataset`` (issue 19); the command line overrides
+    the segment and format defaults."""
+
+    salt_file: Path = Path("")
+    """The secret behind the speaker pseudonyms and hashed call ids (created 0600 at first
+    use); ``""``: ``<state_dir>/dataset_salt`` (see :meth:`salt_in`)."""
+    min_s: float = 10.0
+    max_s: float = 30.0
+    redacted: str = "drop"
+    """A segment holding a redacted span: ``drop`` it, or keep it (``tone``: the recorder's
+    tone in the audio, the tag in the text)."""
+    audio_format: str = "flac"
+
+    def salt_in(self, state_dir: Path) -> Path:
+        """``salt_file``, or ``<state_dir>/dataset_salt`` when it is ``""``."""
+        return self.salt_file if self.salt_file != Path("") else state_dir / "dataset_salt"
+
+
+@dataclass(frozen=True, slots=True)
 class SystemdConfig:
     watchdog: bool = True
 
@@ -430,6 +450,7 @@ class GatewayConfig:
     statistics: TalkStatisticsConfig = field(default_factory=TalkStatisticsConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
     source_path: Path | None = None
 
 
@@ -1042,6 +1063,13 @@ _ANALYTICS: Final = _table(AnalyticsConfig, {
     "sentiment": _bool,
 }, post=_analytics_rules)
 
+def _dataset_bounds(raw: Mapping[str, Any], values: dict[str, Any], path: str,
+                    ctx: _Ctx) -> None:
+    lo, hi = values["min_s"], values["max_s"]
+    if lo is not _BAD and hi is not _BAD and lo > hi:
+        ctx.error(_join(path, "max_s"), f"must be at least min_s ({lo})")
+
+
 def _batch_needs_asr(raw: Mapping[str, Any], values: dict[str, Any], path: str,
                      ctx: _Ctx) -> None:
     batch, triton = values["batch"], values["triton"]
@@ -1111,6 +1139,13 @@ _ROOT: Final = _table(GatewayConfig, {
         "retries": _int(0, 10),
     }),
     "systemd": _table(SystemdConfig, {"watchdog": _bool}),
+    "dataset": _table(DatasetConfig, {
+        "salt_file": _path(allow_empty=True),
+        "min_s": _float(0.5, 600),
+        "max_s": _float(0.5, 600),
+        "redacted": _choice("drop", "tone"),
+        "audio_format": _choice("flac", "wav"),
+    }, post=_dataset_bounds),
 }, post=_batch_needs_asr)
 
 
