@@ -116,12 +116,15 @@ class UtteranceSegmenter:
         return self._final(self._utt_start, self.total_samples)
 
     def _analyse_frame(self, start: int) -> DecodeJob | None:
-        frame = self._slice(start, start + self._frame)
-        level = frame_dbfs(frame)
+        level = self._level(self._slice(start, start + self._frame))
         if not self._in_speech:
             self._track_onset(start, level)
             return None
         return self._track_speech(start + self._frame, level)
+
+    def _level(self, frame: Audio) -> float:
+        """The frame's level compared with start_dbfs/stop_dbfs (common.vad: a probability)."""
+        return frame_dbfs(frame)
 
     def _track_onset(self, start: int, level: float) -> None:
         if level < self._cfg.start_dbfs:

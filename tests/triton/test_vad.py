@@ -1,0 +1,223 @@
+"""Neural VAD endpointing (triton_models/common/vad.py): Silero VAD v6 on real speech through
+the 8 kHz phone line, and the end-point rule on its probabilities.
+
+The probabilities come from the Triton venv (onnxruntime lives there, not in the gateway's
+venv): tests/triton/vad_probs.py runs the streaming VadStream over the audio in 160 ms
+chunks. Ground truth is the synthesized speech's own energy envelope.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import wave
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.triton.fixtures import MODEL_REPOSITORY, SAMPLE_RATE_HZ, TRITON_VENV, Audio
+from tests.triton.test_asr_contract import ESPEAK_ARGS, phone_line
+
+sys.path.insert(0, str(MODEL_REPOSITORY))
+from common.asr_contract import ParameterError  # noqa: E402
+from common.vad import (  # noqa: E402
+    FRAME_SAMPLES,
+    SpeechEndpoint,
+    VadSegmenter,
+    hypothesis_covers,
+    speech_spans,
+    vad_endpoint_config,
+)
+
+SENTENCES = (
+    "Please transfer me to the billing department.",
+    "I would like to check the status of my order.",
+    "Can you call me back tomorrow morning?",
+)
+GAP_S = 1.0
+TOLERANCE_S = 0.1
+PROBE = Path(__file__).with_name("vad_probs.py")
+
+
+def vad_probabilities(audio: Audio, tmp_path: Path, chunk: int = 2560) -> Audio:
+    source, target = tmp_path / "audio.npy", tmp_path / "probs.npy"
+    np.save(source, audio.astype(np.float32))
+    python = TRITON_VENV / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"Triton venv {TRITON_VENV} not found: run make triton-venv", pytrace=False)
+    subprocess.run([str(python), str(PROBE), str(source), str(target), str(chunk)], check=True,
+                   timeout=120)
+    return np.asarray(np.load(target), dtype=np.float32)
+
+
+def envelope_bounds(audio: np.ndarray, rate_hz: int, floor_db: float = 40.0) -> tuple[float, float]:
+    """First and last 10 ms frame within ``floor_db`` of the loudest, in seconds."""
+    hop = rate_hz // 100
+    frames = audio[:audio.size // hop * hop].reshape(-1, hop).astype(np.float64)
+    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    active = np.flatnonzero(level > level.max() - floor_db)
+    return active[0] * 0.01, (active[-1] + 1) * 0.01
+
+
+Bounds = list[tuple[float, float]]
+
+
+def speech_with_pauses(voice: tuple[str, ...] = ESPEAK_ARGS) -> tuple[Audio, Bounds]:
+    """Sentences through the phone line, 1 s apart, and each one's true speech bounds."""
+    gap = np.zeros(int(GAP_S * SAMPLE_RATE_HZ), np.float32)
+    parts, truth, at = [gap], [], GAP_S
+    for sentence in SENTENCES:
+        clean, rate = espeak_voice(sentence, voice)
+        start, end = envelope_bounds(clean, rate)
+        line = phone_line(clean, rate)
+        truth.append((at + start, at + end))
+        parts += [line, gap]
+        at += line.size / SAMPLE_RATE_HZ + GAP_S
+    return np.concatenate(parts), truth
+
+
+class Recorded:
+    """Stands in for VadStream.push: the recorded probabilities of the frames each chunk
+    completes."""
+
+    def __init__(self, probs: Sequence[float]) -> None:
+        self._probs: Iterator[float] = iter([float(p) for p in probs])
+        self._samples = 0
+
+    def __call__(self, chunk: Audio) -> list[float]:
+        done = self._samples // FRAME_SAMPLES
+        self._samples += chunk.size
+        return [next(self._probs) for _ in range(self._samples // FRAME_SAMPLES - done)]
+
+
+def segment_with(probs: Sequence[float], audio: Audio,
+                 end_silence_ms: int = 256) -> Bounds:
+    """The rule on recorded probabilities: (start_s, end_s) of each closed utterance."""
+    config = vad_endpoint_config(end_silence_ms=end_silence_ms, preroll_ms=0, tail_ms=0,
+                                 partial_interval_s=1e9)
+    segmenter = VadSegmenter(config, Recorded(probs))
+    spans = []
+    for start in range(0, audio.size, 2560):
+        spans += speech_spans(segmenter.push(audio[start:start + 2560]), segmenter.total_samples)
+    return [(s.start / SAMPLE_RATE_HZ, s.end / SAMPLE_RATE_HZ) for s in spans]
+
+
+def espeak_voice(text: str, voice: tuple[str, ...]) -> tuple[np.ndarray, int]:
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng not installed: run make apt", pytrace=False)
+    wav = subprocess.run(["espeak-ng", *voice, "--stdout", text], capture_output=True,
+                         check=True).stdout
+    with wave.open(io.BytesIO(wav)) as reader:
+        pcm = np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16)
+        return pcm.astype(np.float32) / 32768.0, reader.getframerate()
+
+
+@pytest.mark.parametrize("voice", [ESPEAK_ARGS, ("-v", "en-us", "-s", "150")],
+                         ids=["en-us+f3-120wpm", "en-us-150wpm"])
+def test_vad_finds_each_sentence_within_100_ms(tmp_path: Path, voice: tuple[str, ...]) -> None:
+    audio, truth = speech_with_pauses(voice)
+    probs = vad_probabilities(audio, tmp_path)
+    assert probs.size == audio.size // FRAME_SAMPLES
+    found = segment_with(probs.tolist(), audio)
+    print("truth", [(round(a, 3), round(b, 3)) for a, b in truth])
+    print("vad  ", [(round(a, 3), round(b, 3)) for a, b in found])
+    assert len(found) == len(truth), (found, truth)
+    for (start, end), (true_start, true_end) in zip(found, truth, strict=True):
+        assert abs(start - true_start) <= TOLERANCE_S, (start, true_start)
+        assert abs(end - true_end) <= TOLERANCE_S, (end, true_end)
+
+
+def test_streaming_probabilities_do_not_depend_on_the_chunking(tmp_path: Path) -> None:
+    audio, _ = speech_with_pauses()
+    whole = vad_probabilities(audio, tmp_path, chunk=audio.size)
+    odd = vad_probabilities(audio, tmp_path, chunk=777)
+    assert whole.size == odd.size and np.allclose(whole, odd, atol=1e-5)
+    assert whole.max() > 0.9 and whole[:20].max() < 0.2  # speech seen; the leading gap not
+
+
+@pytest.mark.parametrize("kind", ["white", "brown", "hum"])
+def test_noise_alone_is_not_speech(tmp_path: Path, kind: str) -> None:
+    rng = np.random.default_rng(7)
+    n = 4 * SAMPLE_RATE_HZ
+    if kind == "white":
+        noise = rng.normal(0, 0.02, n)
+    elif kind == "brown":
+        noise = np.cumsum(rng.normal(0, 1, n))
+        noise = 0.05 * (noise - noise.mean()) / np.abs(noise).max()
+    else:  # mains hum and its harmonics under line hiss
+        t = np.arange(n) / SAMPLE_RATE_HZ
+        noise = 0.03 * np.sin(2 * np.pi * 50 * t) + 0.01 * np.sin(2 * np.pi * 150 * t) + \
+            rng.normal(0, 0.003, n)
+    line = phone_line(noise.astype(np.float32), SAMPLE_RATE_HZ)
+    probs = vad_probabilities(line, tmp_path)
+    assert segment_with(probs.tolist(), line) == [], probs.max()
+
+
+# --- the rule on made-up probabilities ----------------------------------------------------
+
+
+def frames_of(*runs: tuple[float, int]) -> tuple[list[float], Audio]:
+    probs = [p for p, count in runs for _ in range(count)]
+    return probs, np.zeros(len(probs) * FRAME_SAMPLES, np.float32)
+
+
+def test_rule_hysteresis_min_speech_and_short_trailing_silence() -> None:
+    # a 1-frame blip never opens; 0.4 (between offset 0.35 and onset 0.5) keeps speech open
+    probs, audio = frames_of((0.0, 10), (0.9, 1), (0.0, 10), (0.9, 20), (0.4, 15), (0.9, 5),
+                             (0.1, 9), (0.9, 5), (0.0, 12))
+    frame_s = FRAME_SAMPLES / SAMPLE_RATE_HZ
+    assert segment_with(probs, audio, end_silence_ms=256) == [
+        pytest.approx((21 * frame_s, 61 * frame_s)), pytest.approx((70 * frame_s, 75 * frame_s))]
+    # 9 quiet frames (288 ms) do not end an utterance at 320 ms of trailing silence
+    assert segment_with(probs, audio, end_silence_ms=320) == [
+        pytest.approx((21 * frame_s, 75 * frame_s))]
+
+
+def test_rule_parameters_are_checked() -> None:
+    with pytest.raises(ParameterError, match="vad_threshold"):
+        vad_endpoint_config(threshold=1.5)
+    with pytest.raises(ParameterError, match="vad_end_silence_ms"):
+        vad_endpoint_config(end_silence_ms=10)
+
+
+def test_hypothesis_covers_only_once_decoded_past_the_end_and_no_later_token() -> None:
+    assert hypothesis_covers(2.0, decoded_until_s=2.2, last_token_end_s=1.9, lookahead_s=0.16)
+    assert not hypothesis_covers(2.0, decoded_until_s=2.1, last_token_end_s=1.9,
+                                 lookahead_s=0.16)
+    assert not hypothesis_covers(2.0, decoded_until_s=3.0, last_token_end_s=2.5,
+                                 lookahead_s=0.16)
+
+
+def endpoint_on(probs: list[float]) -> SpeechEndpoint:
+    return SpeechEndpoint(Recorded(probs))
+
+
+def test_speech_endpoint_says_final_due_once_the_decoder_covers_the_utterance() -> None:
+    probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 10))
+    endpoint = endpoint_on(probs)
+    spans = endpoint.push(audio)
+    end_s = 40 * FRAME_SAMPLES / SAMPLE_RATE_HZ
+    assert [(s.start, s.end) for s in spans] == [(10 * FRAME_SAMPLES, 40 * FRAME_SAMPLES)]
+    assert not endpoint.final_due(end_s, last_token_end_s=end_s - 0.1)  # look-ahead not seen
+    assert endpoint.final_due(end_s + 0.2, last_token_end_s=end_s - 0.1)
+    endpoint.finalized()
+    assert not endpoint.final_due(end_s + 0.5, last_token_end_s=end_s - 0.1)
+
+
+def test_speech_endpoint_drops_an_utterance_with_nothing_or_more_decoded() -> None:
+    probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 10), (0.9, 30), (0.0, 10))
+    endpoint = endpoint_on(probs)
+    assert len(endpoint.push(audio)) == 2
+    second_end_s = 80 * FRAME_SAMPLES / SAMPLE_RATE_HZ
+    # a token inside the second utterance: the first one's end is not the hypothesis's end
+    assert endpoint.final_due(second_end_s + 0.2, last_token_end_s=second_end_s - 0.2)
+    assert len(endpoint.ended) == 1
+    endpoint.finalized()
+    probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 10))
+    noise = endpoint_on(probs)
+    noise.push(audio)
+    assert not noise.final_due(5.0, last_token_end_s=None) and not noise.ended

@@ -1,0 +1,229 @@
+"""Neural VAD endpointing: streaming Silero VAD v6 (ONNX Runtime) per stream.
+
+``SileroVad`` holds one ONNX Runtime session of the Silero VAD v6 model that
+faster-whisper ships (``faster_whisper/assets/silero_vad_v6.onnx``); each stream
+gets a ``VadStream`` with its own recurrent state (h, c) and the 64-sample context
+of its previous frame, and turns audio into one speech probability per 32 ms frame
+(512 samples at 16 kHz). The model's first input axis is time, not a batch: the
+LSTM state has a fixed batch of 1, so streams cannot be stacked into one call;
+every ``push`` runs all the frames it completed in one call (5 frames per 160 ms
+chunk, about 0.3 ms).
+
+The end-point rule is ``UtteranceSegmenter``'s hysteresis (common/endpointing.py)
+on those probabilities instead of dBFS (``VadSegmenter``): ``min_speech_ms`` of
+frames at or above ``threshold`` open an utterance, ``end_silence_ms`` of frames
+below the offset threshold (``threshold - 0.15``, Silero's own) close it, a frame
+in between keeps it open. ``SpeechEndpoint`` is the hook of a streaming
+recognizer: the VAD's speech ends, and whether a streaming hypothesis already
+covers the utterance (``hypothesis_covers``), so its final need not wait for a
+blank timer.
+
+onnxruntime is imported only when a ``SileroVad`` is made: the rest is numpy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from common.asr_contract import SAMPLE_RATE_HZ, Audio, ParameterError
+from common.endpointing import DecodeJob, EndpointConfig, UtteranceSegmenter
+
+FRAME_SAMPLES = 512          # 32 ms at 16 kHz
+CONTEXT_SAMPLES = 64         # v5/v6: the previous frame's last 64 samples come first
+FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE_HZ
+STATE_SHAPE = (1, 1, 128)
+OFFSET_GAP = 0.15            # offset threshold = threshold - 0.15 (Silero's neg_threshold)
+MODEL_FILE = "silero_vad_v6.onnx"
+F32 = npt.NDArray[np.float32]
+Levels = Callable[[Audio], Sequence[float]]
+
+
+class VadModelError(RuntimeError):
+    pass
+
+
+def bundled_model_path() -> Path:
+    """faster-whisper's Silero VAD v6 ONNX file (found without importing faster_whisper)."""
+    spec = importlib.util.find_spec("faster_whisper")
+    if spec is None or spec.origin is None:
+        raise VadModelError(f"{MODEL_FILE} not found: faster-whisper is not installed")
+    path = Path(spec.origin).parent / "assets" / MODEL_FILE
+    if not path.is_file():
+        raise VadModelError(f"Silero VAD model not found at {path}")
+    return path
+
+
+class SileroVad:
+    """One ONNX Runtime session shared by every stream (call it from one thread)."""
+
+    def __init__(self, path: Path | None = None, *, threads: int = 1) -> None:
+        import onnxruntime  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+        self.path = path or bundled_model_path()
+        if not self.path.is_file():
+            raise VadModelError(f"Silero VAD model not found at {self.path}")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session: Any = onnxruntime.InferenceSession(
+            str(self.path), sess_options=options, providers=["CPUExecutionProvider"])
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        inputs = {i.name: i.shape for i in self._session.get_inputs()}
+        if set(inputs) != {"input", "h", "c"} or inputs["input"][-1] != (
+                FRAME_SAMPLES + CONTEXT_SAMPLES):
+            raise VadModelError(f"{self.path}: not a Silero VAD v6 model (inputs {inputs})")
+
+    def new_stream(self) -> VadStream:
+        return VadStream(self)
+
+    def run(self, frames: F32, h: F32, c: F32) -> tuple[F32, F32, F32]:
+        """Frames [n, 576] (context + 512 samples) in time order; probabilities [n], h, c."""
+        probs, h_out, c_out = self._session.run(None, {"input": frames, "h": h, "c": c})
+        return np.asarray(probs, np.float32).reshape(-1), h_out, c_out
+
+
+class VadStream:
+    """One stream's VAD state: push audio, get the probabilities of the frames it completed."""
+
+    def __init__(self, vad: SileroVad) -> None:
+        self._vad = vad
+        self._h: F32 = np.zeros(STATE_SHAPE, np.float32)
+        self._c: F32 = np.zeros(STATE_SHAPE, np.float32)
+        self._pending: F32 = np.zeros(CONTEXT_SAMPLES, np.float32)  # context + unframed audio
+        self.frames = 0
+
+    def push(self, audio: Audio) -> F32:
+        self._pending = np.concatenate([self._pending, np.asarray(audio, np.float32)])
+        count = (self._pending.size - CONTEXT_SAMPLES) // FRAME_SAMPLES
+        if count == 0:
+            return np.zeros(0, np.float32)
+        width = FRAME_SAMPLES + CONTEXT_SAMPLES
+        starts = np.arange(count) * FRAME_SAMPLES
+        frames = self._pending[starts[:, None] + np.arange(width)]
+        probs, self._h, self._c = self._vad.run(np.ascontiguousarray(frames), self._h, self._c)
+        self._pending = self._pending[count * FRAME_SAMPLES:]
+        self.frames += count
+        return probs
+
+
+# --- the end-point rule ---------------------------------------------------------------------
+
+
+def vad_endpoint_config(*, threshold: float = 0.5, end_silence_ms: int = 256,
+                        min_speech_ms: int = 64, preroll_ms: int = 300, tail_ms: int = 200,
+                        max_utterance_s: float = 25.0,
+                        partial_interval_s: float = 1.0) -> EndpointConfig:
+    """UtteranceSegmenter settings on 32 ms VAD frames: its start/stop levels are speech
+    probabilities (onset ``threshold``, offset ``threshold - 0.15``), not dBFS."""
+    if not 0.0 < threshold < 1.0:
+        raise ParameterError(f"vad_threshold must be between 0 and 1, got {threshold}")
+    if end_silence_ms < FRAME_MS:
+        raise ParameterError(f"vad_end_silence_ms must be >= {FRAME_MS}, got {end_silence_ms}")
+    return EndpointConfig(
+        start_dbfs=threshold, stop_dbfs=max(threshold - OFFSET_GAP, 0.01),
+        min_speech_ms=min_speech_ms, end_silence_ms=end_silence_ms, preroll_ms=preroll_ms,
+        tail_ms=min(tail_ms, end_silence_ms), max_utterance_s=max_utterance_s,
+        partial_interval_s=partial_interval_s, frame_ms=FRAME_MS)
+
+
+class VadSegmenter(UtteranceSegmenter):
+    """UtteranceSegmenter whose frame level is the VAD's speech probability.
+
+    ``levels(chunk)`` returns the probabilities of the 32 ms frames the chunk completed
+    (``VadStream.push``; in tests, recorded probabilities), frames counted from sample 0.
+    """
+
+    def __init__(self, config: EndpointConfig, levels: Levels) -> None:
+        if config.frame_ms != FRAME_MS:
+            raise ParameterError(f"VAD frames are {FRAME_MS} ms, not {config.frame_ms}")
+        super().__init__(config)
+        self._levels = levels
+        self._queued: deque[float] = deque()
+
+    def push(self, audio: Audio) -> list[DecodeJob]:
+        self._queued.extend(float(p) for p in self._levels(audio))
+        return super().push(audio)
+
+    def _level(self, frame: Audio) -> float:
+        return self._queued.popleft()
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechSpan:
+    """One utterance the VAD closed: samples [start, end) of speech, decided at ``decided_at``."""
+
+    segment: int
+    start: int
+    end: int
+    decided_at: int
+
+
+def speech_spans(jobs: Sequence[DecodeJob], decided_at: int) -> list[SpeechSpan]:
+    return [SpeechSpan(j.segment, j.start_sample, j.end_sample, decided_at)
+            for j in jobs if j.type == "final"]
+
+
+# --- the hook of a streaming recognizer -----------------------------------------------------
+
+
+def hypothesis_covers(speech_end_s: float, decoded_until_s: float,
+                      last_token_end_s: float | None, lookahead_s: float) -> bool:
+    """The streaming hypothesis holds the whole utterance: the decoder has emitted the frames
+    up to the speech end plus ``lookahead_s`` (the model's emission delay), and no token was
+    emitted after that (one would mean the speech went on past the VAD's end)."""
+    limit = speech_end_s + lookahead_s
+    return decoded_until_s >= limit and (last_token_end_s is None or last_token_end_s <= limit)
+
+
+class SpeechEndpoint:
+    """Per stream: feed its audio (``push``), ask ``final_due`` as the decoder advances.
+
+    ``final_due(decoded_until_s, last_token_end_s)`` is True when the VAD ended an
+    utterance and the hypothesis covers it (``hypothesis_covers``); the recognizer then
+    emits its hypothesis as the final and calls ``finalized()``. An ended utterance the
+    decoder passed with no token (a cough, noise), or with a token after its end (the
+    speech went on), is dropped: the next one decides. The speech end is the VAD's own
+    (no tail added).
+    """
+
+    def __init__(self, levels: Levels, *, threshold: float = 0.5, end_silence_ms: int = 256,
+                 lookahead_s: float = 0.16) -> None:
+        config = vad_endpoint_config(threshold=threshold, end_silence_ms=end_silence_ms,
+                                     preroll_ms=0, tail_ms=0, partial_interval_s=1e9)
+        self._segmenter = VadSegmenter(config, levels)
+        self._lookahead_s = lookahead_s
+        self.ended: deque[SpeechSpan] = deque()
+
+    def push(self, audio: Audio) -> list[SpeechSpan]:
+        """The utterances this audio ended (also kept in ``ended`` until finalized)."""
+        jobs = self._segmenter.push(audio)
+        spans = speech_spans(jobs, self._segmenter.total_samples)
+        self.ended.extend(spans)
+        return spans
+
+    def final_due(self, decoded_until_s: float, last_token_end_s: float | None) -> bool:
+        while self.ended:
+            limit_s = self.ended[0].end / SAMPLE_RATE_HZ + self._lookahead_s
+            if decoded_until_s < limit_s:
+                return False
+            if last_token_end_s is not None and last_token_end_s <= limit_s:
+                return True
+            # nothing decoded in it (noise), or tokens past it (the speech went on): the
+            # next ended utterance decides
+            self.ended.popleft()
+        return False
+
+    def finalized(self) -> None:
+        if self.ended:
+            self.ended.popleft()
