@@ -54,8 +54,9 @@ PURE: frozenset[str] = frozenset({
     *(f"gateway/analytics/{m}.py" for m in ("activity", "talk")),
     *(f"gateway/batch/{m}.py" for m in ("formats", "outputs")),
     "gateway/batch/jobspec.py",
+    "gateway/consent/policy.py",
     *(f"gateway/dataset/{m}.py" for m in (
-        "model",)),
+        "model", "normalize", "segment", "speakers")),
     *(f"gateway/media/{m}.py" for m in (
         "dtmf", "g711", "jitter", "leg", "masking", "packetizer", "ports", "resample", "rtcp",
         "rtp", "rtpstats", "timeout", "vad")),
@@ -72,7 +73,7 @@ TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("protocols and media", ("gateway/sip/", "gateway/media/", "gateway/asr/", "gateway/tts/",
                              "gateway/triton_health.py")),
     ("calls", ("gateway/calls/", "gateway/channels.py", "gateway/bot.py",
-               "gateway/batch/", "gateway/dataset/")),
+               "gateway/batch/", "gateway/dataset/", "gateway/consent/")),
     ("process", ("gateway/server.py", "gateway/http_api.py", "gateway/http_auth.py",
                  "gateway/cli.py", "gateway/cli_help.py", "gateway/__main__.py",
                  "gateway/probe.py", "gateway/probe_phone.py", "gateway/pjsua_agent.py",
