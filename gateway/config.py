@@ -408,6 +408,44 @@ class BatchConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentRule:
+    """``[[consent.rules]]``: grants (or denies) consent when ``pattern`` matches the field
+    named by ``match`` (``source``: the signalling peer's IP in ``cidr``); first match wins."""
+
+    name: str
+    match: str
+    grant: bool
+    pattern: re.Pattern[str] | None = None
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    header: str = ""
+    channels: tuple[str, ...] = ()
+    """Channels the decision is for; ``()``: the call's own channels."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentConfig:
+    """``[consent]``: consent per call and channel to use its material for ``purpose``
+    (issue 19). Without evidence of a grant nothing is consented."""
+
+    enabled: bool = True
+    purpose: str = "asr_training"
+    policy_version: str = "1"
+    header: str = "X-Consent"
+    """SIP header that carries a grant or a denial; ``""``: no header source."""
+    grant_values: tuple[str, ...] = ("yes", "true", "1", "granted", "opt-in")
+    deny_values: tuple[str, ...] = ("no", "false", "0", "denied", "opt-out")
+    rules: tuple[ConsentRule, ...] = ()
+    siprec_element: str = "consent"
+    """SIPREC metadata element (or attribute) read in session and participant extension
+    data; ``""``: SIPREC metadata is not a source."""
+    ivr_prompt: str = ""
+    """Spoken when the call is answered; the caller's keypad answer decides (``""``: off)."""
+    ivr_grant_digit: str = "1"
+    ivr_deny_digit: str = "2"
+    ivr_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class DatasetConfig:
     """``[dataset]``: ``asr-gateway export-dataset`` (issue 19); the command line overrides
     the segment and format defaults."""
@@ -449,6 +487,7 @@ class GatewayConfig:
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
     statistics: TalkStatisticsConfig = field(default_factory=TalkStatisticsConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
+    consent: ConsentConfig = field(default_factory=ConsentConfig)
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     source_path: Path | None = None
@@ -1063,6 +1102,50 @@ _ANALYTICS: Final = _table(AnalyticsConfig, {
     "sentiment": _bool,
 }, post=_analytics_rules)
 
+def _consent_values_apart(raw: Mapping[str, Any], values: dict[str, Any], path: str,
+                          ctx: _Ctx) -> None:
+    grant, deny = values["grant_values"], values["deny_values"]
+    if grant is not _BAD and deny is not _BAD:
+        both = sorted({v.lower() for v in grant} & {v.lower() for v in deny})
+        if both:
+            ctx.error(_join(path, "deny_values"), f"also in grant_values: {', '.join(both)}")
+    digit = values["ivr_grant_digit"]
+    if digit is not _BAD and digit == values["ivr_deny_digit"]:
+        ctx.error(_join(path, "ivr_deny_digit"), "must differ from ivr_grant_digit")
+
+
+_CONSENT_RULE_KEYS: Final = {"header": ("header", "pattern"), "source": ("cidr",),
+                              "to_user": ("pattern",), "from_user": ("pattern",),
+                              "request_user": ("pattern",)}
+_CONSENT_RULE: Final = _table(ConsentRule, {
+    "name": _text(),
+    "match": _choice(*_CONSENT_RULE_KEYS),
+    "header": _HEADER,
+    "pattern": _parsed(re.compile, lambda exc, _s: f"invalid regex: {exc}"),
+    "cidr": _parsed(lambda s: ipaddress.ip_network(s, strict=False),
+                    lambda _exc, s: f"must be a CIDR network, got {_shown(s)}"),
+    "grant": _bool,
+    "channels": _list(_choice("agent", "customer"), unique=lambda c: c),
+}, post=_variants("match", _CONSENT_RULE_KEYS, _CONSENT_RULE_KEYS))
+
+_DIGIT: Final = _choice(*"0123456789*#")
+_CONSENT: Final = _table(ConsentConfig, {
+    "enabled": _bool,
+    "purpose": _text("letters, digits, '_', '-' or '.'", lambda s: re.fullmatch(
+        r"[A-Za-z0-9_.-]+", s) is not None),
+    "policy_version": _text(),
+    "header": _HEADER_OR_EMPTY,
+    "grant_values": _list(_text(), non_empty=True, unique=lambda v: v.lower()),
+    "deny_values": _list(_text(), non_empty=True, unique=lambda v: v.lower()),
+    "rules": _list(_CONSENT_RULE, unique=lambda r: r.name, unique_at=".name"),
+    "siprec_element": _text(allow_empty=True),
+    "ivr_prompt": _text(allow_empty=True),
+    "ivr_grant_digit": _DIGIT,
+    "ivr_deny_digit": _DIGIT,
+    "ivr_timeout_s": _float(1, 300),
+}, post=_consent_values_apart)
+
+
 def _dataset_bounds(raw: Mapping[str, Any], values: dict[str, Any], path: str,
                     ctx: _Ctx) -> None:
     lo, hi = values["min_s"], values["max_s"]
@@ -1138,6 +1221,7 @@ _ROOT: Final = _table(GatewayConfig, {
         "webhook_timeout_s": _float(0.1, 120),
         "retries": _int(0, 10),
     }),
+    "consent": _CONSENT,
     "systemd": _table(SystemdConfig, {"watchdog": _bool}),
     "dataset": _table(DatasetConfig, {
         "salt_file": _path(allow_empty=True),
@@ -1182,7 +1266,7 @@ _LIVE_KEYS: Final = ("logging.level", "logging.format", "logging.sip_trace", "ev
                      "sip.accounts", "channels",
                      "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s", "tts", "bot",
                      "siprec.caller_labels", "siprec.fallback", "redaction",
-                     "analytics", "statistics")
+                     "analytics", "statistics", "consent")
 
 
 def _is_live(key: str) -> bool:

@@ -660,6 +660,47 @@ class ConversationSummary(GatewayEvent):
     summary: SummaryDocument
 
 
+# ------------------------------------------------------------------ consent
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ConsentDecision(GatewayEvent):
+    call_id: str
+    conversation_id: str
+    channel: str
+    purpose: Annotated[str, Doc("what the consent is for (consent.purpose: asr_training)")]
+    source: Annotated[str, Doc("header:<name>, rule:<name>, siprec, ivr_dtmf, api or cli")]
+    at: Annotated[float, Doc("Unix time of the decision")]
+    policy_version: str
+    evidence: Annotated[str, Doc("why, in short words; never personal data")]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentGranted(_ConsentDecision):
+    """A channel's material may be used for ``purpose`` (recorded in the consent store)."""
+
+    TYPE: ClassVar[str] = "consent.granted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentDeclined(_ConsentDecision):
+    """A channel's material must not be used for ``purpose``: denied, or not answered."""
+
+    TYPE: ClassVar[str] = "consent.declined"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentWithdrawn(GatewayEvent):
+    """A conversation's consent was withdrawn: it is left out of every later export."""
+
+    TYPE: ClassVar[str] = "consent.withdrawn"
+    call_id: Annotated[str | None, Doc("a live call of the conversation; null: none live")]
+    conversation_id: str
+    reason: str
+    source: Annotated[str, Doc("api or cli")]
+    at: Annotated[float, Doc("Unix time of the withdrawal")]
+    grants_withdrawn: Annotated[int, Doc("grants (channel and purpose) that were in force")]
+    channels: Annotated[tuple[str, ...], Doc("channels whose grants were withdrawn")]
+
+
 EVENT_CLASSES: tuple[type[GatewayEvent], ...] = (
     CallOffered, CallRejected, CallAnswered, CallMediaChanged, SiprecMetadataUpdated, CallEnded,
     DtmfReceived, TranscriptPartial, TranscriptFinal, CallSecureChanged, RedactionApplied,
@@ -668,6 +709,7 @@ EVENT_CLASSES: tuple[type[GatewayEvent], ...] = (
     ConversationStatistics,
     CategoryMatched, CompliancePassed, ComplianceMissed, AssistHint,
     SentimentScored, ConversationSummary,
+    ConsentGranted, ConsentDeclined, ConsentWithdrawn,
 )
 EVENT_TYPES: Mapping[str, type[GatewayEvent]] = {c.TYPE: c for c in EVENT_CLASSES}
 

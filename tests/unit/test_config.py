@@ -18,6 +18,7 @@ from gateway.config import (
     AnalyticsRule,
     ChannelRule,
     ConfigError,
+    ConsentRule,
     CustomRedaction,
     EventSink,
     GatewayConfig,
@@ -77,7 +78,7 @@ def test_sample_mentions_every_key() -> None:
     keys = [(section, key) for section, values in redacted_dict(GatewayConfig()).items()
             if section != "source_path" for key in values]
     keys += [(cls.__name__, f.name) for cls in (SipAccount, ChannelRule, EventSink, CustomRedaction,
-                                                AnalyticsRule)
+                                                AnalyticsRule, ConsentRule)
              for f in dataclasses.fields(cls)]
     for section, key in keys:
         line = rf"(?m)^(# )?(\[\[?{section}\.{key}\]\]?|{key}(_env)? = )"
