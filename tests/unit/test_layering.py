@@ -56,7 +56,7 @@ PURE: frozenset[str] = frozenset({
     "gateway/batch/jobspec.py",
     "gateway/consent/policy.py",
     *(f"gateway/dataset/{m}.py" for m in (
-        "model", "normalize", "segment", "speakers")),
+        "card", "model", "normalize", "review", "segment", "speakers", "split")),
     *(f"gateway/media/{m}.py" for m in (
         "dtmf", "g711", "jitter", "leg", "masking", "packetizer", "ports", "resample", "rtcp",
         "rtp", "rtpstats", "timeout", "vad")),
