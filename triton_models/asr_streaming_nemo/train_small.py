@@ -309,17 +309,20 @@ def offline_wer(model: Any, examples: Sequence[Example]) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """Linear warm-up in steps, then cosine decay over the wall-time budget."""
+    """Linear warm-up in steps, then cosine decay over the wall-time budget (over
+    `total_steps` instead when that is set)."""
 
     peak_lr: float
     warmup_steps: int
     budget_s: float
     floor: float = 0.05
+    total_steps: int = 0
 
     def lr(self, step: int, elapsed_s: float) -> float:
         if step < self.warmup_steps:
             return self.peak_lr * (step + 1) / self.warmup_steps
-        progress = min(elapsed_s / self.budget_s, 1.0)
+        progress = (min(step / self.total_steps, 1.0) if self.total_steps > 0
+                    else min(elapsed_s / self.budget_s, 1.0))
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.peak_lr * (self.floor + (1.0 - self.floor) * cosine)
 
@@ -335,6 +338,10 @@ class TrainOptions:
     amp: bool = False
     time_shift: int = 0
     sorted_first_epoch: bool = True   # SortaGrad: from scratch only (not with --init)
+    max_steps: int = 0                # > 0: also stop after this many steps (finetune.py)
+
+    def finished(self, step: int, elapsed_s: float) -> bool:
+        return elapsed_s >= self.minutes * 60 or 0 < self.max_steps <= step
 
 
 def _log(work: Path, row: dict[str, Any]) -> None:
@@ -352,19 +359,20 @@ def train_loop(
 
     optim = torch.optim.AdamW(model.parameters(), lr=opts.peak_lr, betas=(0.9, 0.98),
                               weight_decay=1e-3)
-    sched = Schedule(opts.peak_lr, opts.warmup_steps, opts.minutes * 60)
+    sched = Schedule(opts.peak_lr, opts.warmup_steps, opts.minutes * 60,
+                     total_steps=opts.max_steps)
     rng = random.Random(opts.seed)
     t0 = time.monotonic()
     next_eval = opts.eval_every_min * 60
     step, epoch, best = 0, 0, float("inf")
     losses: list[float] = []
     model.train()
-    while time.monotonic() - t0 < opts.minutes * 60:
+    while not opts.finished(step, time.monotonic() - t0):
         epoch += 1
         for idxs in batches(train, opts.max_frames, rng,
                              shuffle=epoch > 1 or not opts.sorted_first_epoch):
             elapsed = time.monotonic() - t0
-            if elapsed >= opts.minutes * 60:
+            if opts.finished(step, elapsed):
                 break
             for group in optim.param_groups:
                 group["lr"] = sched.lr(step, elapsed)
