@@ -74,10 +74,11 @@ class SegmentRules:
 class Segment:
     """One training example: a span of one channel, one speaker.
 
-    ``segment_id`` is stable (the same conversation, channel and times give the same id in
-    every export); ``conversation`` is the hashed conversation id
-    (:func:`gateway.dataset.speakers.hashed_id`), never the real one. ``text`` is exactly the
-    words inside ``start_s``..``end_s``, redacted and unnormalised; ``text_normalized`` is
+    ``segment_id`` is stable (the same conversation, channel and word times give the same
+    id in every export: :func:`gateway.dataset.segment.segment_id`); ``conversation`` is
+    the hashed conversation id (:func:`gateway.dataset.speakers.hashed_id`), never the real
+    one. ``text`` is exactly the words inside ``start_s``..``end_s`` (a person's text after
+    a "fix"), redacted and unnormalised; ``text_normalized`` is
     :func:`gateway.dataset.normalize.normalize` of it; ``confidence`` the mean word
     confidence (None when no word has one); ``tags`` the entity names of the redaction tags
     in it (policy "tone"), in order; ``verified``: a person checked or corrected the text

@@ -15,6 +15,7 @@
 - **ordinals**: ``1st``, ``22nd`` -> "first", "twenty second";
 - **years**: a 4-digit number from 1100 to 2099 after "in", "since", "by", "until", "from",
   "year" or a month name -> "twenty twenty four", "nineteen oh five" (elsewhere a cardinal);
+  decades: ``1990s``, ``80's`` -> "nineteen nineties", "eighties";
 - **decimals**: ``3.5`` -> "three point five" (digits after the point one by one);
 - **cardinals**: ``42`` -> "forty two", ``1,250`` -> "one thousand two hundred fifty" (no
   "and", as NeMo's English text normalisation writes them); a number with a leading zero
@@ -46,6 +47,7 @@ _MONTHS = ("january february march april may june july august september october 
 _YEAR = re.compile(r"\b(in|since|by|until|from|year|" + _MONTHS.replace(" ", "|")
                    + r")(\s+(?:\d{1,2}(?:st|nd|rd|th)?,?\s+)?)(1[1-9]\d\d|20\d\d)\b",
                    re.IGNORECASE)
+_DECADE = re.compile(r"\b((?:1[1-9]|20)?[1-9]0|1[1-9]00|2000)'?s\b")
 _DECIMAL = re.compile(r"(?<![\d.])(\d[\d,]*)\.(\d+)\b")
 _NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)|\d+")
 _APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
@@ -120,9 +122,18 @@ def _year(m: re.Match[str]) -> str:
     return f"{m.group(1)}{m.group(2)}{_words(num2words(int(m.group(3)), to='year'))}"
 
 
+def _decade(m: re.Match[str]) -> str:
+    n = int(m.group(1))
+    words = _words(num2words(n, to="year") if n >= 1000 else num2words(n)).split()
+    last = words[-1]
+    words[-1] = f"{last[:-1]}ies" if last.endswith("y") else f"{last}s"
+    return f" {' '.join(words)} "
+
+
 _STEPS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     (_MONEY, _money), (_PERCENT, _percent), (_TIME, _time), (_ORDINAL, _ordinal),
-    (_YEAR, _year), (_DECIMAL, _decimal), (_NUMBER, lambda m: f" {_number(m.group(0))} "),
+    (_YEAR, _year), (_DECADE, _decade), (_DECIMAL, _decimal),
+    (_NUMBER, lambda m: f" {_number(m.group(0))} "),
 )
 
 

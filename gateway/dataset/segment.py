@@ -97,7 +97,9 @@ class _Piece:
 
 
 def segment_id(conversation: str, channel: str, start_s: float, end_s: float) -> str:
-    """Stable id: the same conversation (hashed id), channel and times in every export."""
+    """Stable id from the conversation (hashed id), the channel and the span of the
+    segment's words (first word's start, last word's end, in ms): the same in every export,
+    also when only the padding changes, so corrections find their segments again."""
     key = f"{conversation}/{channel}/{round(start_s * 1000)}/{round(end_s * 1000)}"
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
@@ -239,7 +241,8 @@ def _segment(group: _Piece, start: float, end: float, channel: str,
     text = group.text if group.text is not None else _joined(group.words)
     scores = [w.confidence for w in group.words if w.confidence is not None]
     return Segment(
-        segment_id=segment_id(conversation, channel, start, end), conversation=conversation,
+        segment_id=segment_id(conversation, channel, group.start_s, group.end_s),
+        conversation=conversation,
         channel=channel, speaker=group.speaker, start_s=start, end_s=end, words=group.words,
         text=text, text_normalized=normalize(text),
         confidence=sum(scores) / len(scores) if scores else None,

@@ -47,6 +47,9 @@ CASES = [
     ("born March 5, 1990", "born march five nineteen ninety"),
     ("since 1905", "since nineteen oh five"),
     ("2024 widgets", "two thousand twenty four widgets"),
+    ("the 1990s and the 80's", "the nineteen nineties and the eighties"),
+    ("2000s, 2010s, 1900s", "two thousands twenty tens nineteen hundreds"),
+    ("24/7 support", "twenty four seven support"),
     # redaction tags: one token each
     ("my card is [CARD].", "my card is [card]"),
     ("[CARD ****1111] thanks", "[card] thanks"),

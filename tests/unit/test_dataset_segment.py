@@ -52,7 +52,7 @@ def test_one_utterance_is_one_segment_padded_with_its_own_text() -> None:
     assert (seg.start_s, seg.end_s) == (4.8, 17.1)      # last word 16.5-16.9
     assert seg.text == u.text and seg.text_normalized == normalize(u.text)
     assert seg.conversation == KEY and seg.speaker == "customer-1"
-    assert seg.segment_id == segment_id(KEY, "customer", seg.start_s, seg.end_s)
+    assert seg.segment_id == segment_id(KEY, "customer", 5.0, 16.9)   # the words' span
     assert seg.confidence == pytest.approx(0.9)
     assert stats.kept == 1 and stats.kept_short == 0 and not stats.dropped
 
@@ -189,6 +189,9 @@ def test_ids_are_stable_and_depend_on_the_times() -> None:
     assert cut([u])[0][0].segment_id == cut([u])[0][0].segment_id
     moved = utt(words(0.5, many(24)))
     assert cut([u])[0][0].segment_id != cut([moved])[0][0].segment_id
+    assert cut([u])[0][0].segment_id == cut([u], pad_s=0.1)[0][0].segment_id
+    other = cut_segments([u], SegmentRules(), conversation_key="other")[0][0]
+    assert other.segment_id != cut([u])[0][0].segment_id
 
 
 def test_confidence_is_the_mean_of_known_word_confidences() -> None:
