@@ -14,7 +14,7 @@ import pytest
 from gateway import cli, triton_launcher
 from gateway.cli_help import HelpFormatter
 
-COMMANDS = ("run", "triton", "check-config", "tail", "probe", "transcribe")
+COMMANDS = ("run", "triton", "check-config", "tail", "probe", "transcribe", "export-dataset")
 SKIP = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
 
 
