@@ -153,7 +153,7 @@ def _span(words: Sequence[Word], rules: SegmentRules) -> float:
 def _split(words: tuple[Word, ...], rules: SegmentRules) -> list[tuple[Word, ...]]:
     if len(words) < 2:
         return [words]
-    gaps = [words[i + 1].start_s - words[i].end_s for i in range(len(words) - 1)]
+    gaps = [round(words[i + 1].start_s - words[i].end_s, 3) for i in range(len(words) - 1)]
     if max(gaps) > rules.max_gap_s:
         cut = max(range(len(gaps)), key=lambda i: (gaps[i], -abs(2 * i + 1 - len(gaps))))
     elif _span(words, rules) > rules.max_s:

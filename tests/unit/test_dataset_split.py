@@ -58,6 +58,15 @@ def test_weights_balance_by_duration() -> None:
     assert hours == {"train": 230.0, "dev": 30.0, "test": 30.0}
 
 
+@pytest.mark.parametrize("salt", [bytes([i]) * 16 for i in range(10)])
+def test_the_heaviest_group_is_placed_first(salt: bytes) -> None:
+    convs = solo(6)
+    weights = {c: (50.0 if c == "c003" else 10.0) for c in convs}
+    out = assign_splits(convs, salt=salt, weights=weights)
+    hours = {s: sum(weights[c] for c in convs if out[c] == s) for s in ("train", "dev", "test")}
+    assert hours == {"train": 80.0, "dev": 10.0, "test": 10.0}
+
+
 def test_deterministic_given_the_salt_and_salt_dependent() -> None:
     convs = solo(30)
     assert assign_splits(convs, salt=SALT) == assign_splits(dict(reversed(convs.items())),
