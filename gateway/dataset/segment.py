@@ -203,10 +203,18 @@ class _Bounds:
         hi = math.inf if nxt is None else nxt.start_s - (self.tag_margin_s if nxt.tag else 0.0)
         if self.recording_end_s is not None:
             hi = min(hi, self.recording_end_s)
-        start = min(first.start_s, max(first.start_s - pad, lo))
-        end = max(last.end_s, min(last.end_s + pad, hi))
-        return (math.floor(round(start * 1000, 6)) / 1000,
-                math.ceil(round(end * 1000, 6)) / 1000)
+        # whole milliseconds: never cutting into the words, never reaching a neighbour
+        start = min(_ms_floor(first.start_s), max(_ms_floor(first.start_s - pad), _ms_ceil(lo)))
+        end = max(_ms_ceil(last.end_s), min(_ms_ceil(last.end_s + pad), _ms_floor(hi)))
+        return start, end
+
+
+def _ms_floor(t: float) -> float:
+    return math.floor(round(t * 1000, 6)) / 1000 if math.isfinite(t) else t
+
+
+def _ms_ceil(t: float) -> float:
+    return math.ceil(round(t * 1000, 6)) / 1000
 
 
 def _keep(group: _Piece, start: float, end: float, rules: SegmentRules,

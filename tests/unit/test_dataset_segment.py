@@ -236,6 +236,9 @@ def test_recording_end_clamps_the_last_pad() -> None:
     u = utt(words(0.0, many(24)))                            # last word ends 11.9
     [seg], _ = cut_segments([u], SegmentRules(), conversation_key=KEY, recording_end_s=12.0)
     assert seg.end_s == 12.0
+    [seg], _ = cut_segments([u], SegmentRules(), conversation_key=KEY,
+                            recording_end_s=12.0004)
+    assert seg.end_s == 12.0                                 # rounded, never past the end
 
 
 def test_ids_are_stable_and_depend_on_the_times() -> None:
