@@ -13,15 +13,17 @@ Per channel (utterances and their words sorted by start):
 3. **Bounds**: first word start - ``pad_s`` .. last word end + ``pad_s``, clamped so the
    segment never reaches the previous or next word of its channel (nor within
    ``tag_margin_s`` of a tag word, the recorder's tone padding), nor below 0 or past
-   ``recording_end_s``; start rounded down, end up, to the millisecond. So the words whose times
-   lie inside it are exactly its words, and its text is theirs: the utterance's own text
-   (casing, punctuation) when it holds whole utterances whose text normalises the same as
-   their words, else the words joined by spaces.
+   ``recording_end_s``; in whole milliseconds, rounded outwards at its words and inwards at
+   the neighbours. So the words whose times lie inside it are exactly its words, and its
+   text is theirs: the utterance's own text (casing, punctuation) when it holds whole
+   utterances whose text normalises the same as their words, else the words joined.
 4. **Keep or drop** (counted in :class:`SegmentStats`): a piece with a tag under ``"drop"``
    (``redacted``, and per entity); a single word longer than ``max_s`` (``too_long``);
    shorter than ``floor_s`` (``too_short``). Shorter than ``min_s`` but at least
    ``floor_s``: kept, because it could not be merged (``kept_short``). An utterance without
-   words is dropped (``no_words``): without times nothing can be aligned.
+   words is dropped (``no_words``): without times nothing can be aligned. A word written
+   as a tag (``[CARD]``) whose ``tag`` is None counts as tagged (the name from its text),
+   so a missed ``tag`` cannot let a redacted span into a "drop" export.
 
 The greedy merge can leave a short last piece (9+9+9 s then 9 s); no rebalancing.
 
@@ -30,16 +32,19 @@ Layer: pure core.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from gateway.dataset.model import Segment, SegmentRules, Utterance, Word
-from gateway.dataset.normalize import normalize
+from gateway.dataset.normalize import normalize, tag_token
 
 TAG_MARGIN_S = 0.25   # the recorder's default audio_padding_ms around a redacted span
+_TAG_WORD = re.compile(r"^\[[^\[\]]*\]$")
 
 
 @dataclass(slots=True)
@@ -134,8 +139,15 @@ def _by_channel(utterances: Sequence[Utterance]) -> Iterator[tuple[str, list[Utt
         yield channel, sorted(channels[channel], key=lambda u: (u.start_s, u.end_s))
 
 
+def _tagged(word: Word) -> Word:
+    """A word written as a tag (``[CARD]``) but without ``tag`` gets it: a tag is a tag."""
+    if word.tag is None and _TAG_WORD.match(word.text.strip()):
+        return dataclasses.replace(word, tag=tag_token(word.text.strip())[1:-1] or "redacted")
+    return word
+
+
 def _pieces(u: Utterance, rules: SegmentRules, stats: SegmentStats) -> list[_Piece]:
-    words = tuple(sorted((w for w in u.words if w.text.strip()),
+    words = tuple(sorted((_tagged(w) for w in u.words if w.text.strip()),
                          key=lambda w: (w.start_s, w.end_s)))
     if not words:
         stats.drop("no_words", max(0.0, u.end_s - u.start_s))

@@ -211,6 +211,14 @@ def test_no_segment_reaches_into_the_tone_around_a_dropped_tag() -> None:
     assert (s1.end_s, s2.start_s) == (12.0, 13.4)
 
 
+def test_a_tag_word_without_its_tag_still_counts_as_a_tag() -> None:
+    b = utt((Word("my", 0.0, 0.4, 0.9), Word("[CARD ****1111]", 0.5, 3.0, None)))
+    segs, stats = cut([b])
+    assert segs == [] and stats.redacted_dropped == {"card": 1}
+    [seg], _ = cut([b], redacted="tone")
+    assert seg.tags == ("card",)
+
+
 def test_tone_policy_keeps_the_tag_in_text_and_tags() -> None:
     a = utt(words(0.0, many(20)))
     b = utt(words(11.0, "my card is [CARD] thanks [CVV]"))
