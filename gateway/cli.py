@@ -26,6 +26,7 @@ asr-gateway: a telephony edge gateway that streams call audio to ASR models on T
   asr-gateway tail                    live transcripts and replies from a running gateway
   asr-gateway probe SIP_URI --say T   place a test call and report what came back
   asr-gateway transcribe PATH --out D transcribe stored recordings (WAV, FLAC, G.711)
+  asr-gateway consent grant|withdraw|show CONVERSATION_ID   consent to use a call for training
   asr-gateway export-dataset --since T --until T --out D   consented calls -> training set
   asr-gateway triton                  the bundled Triton server, in the foreground
 
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_tail(sub)
     _add_probe(sub)
     _add_transcribe(sub)
+    _add_consent(sub)
     _add_export(sub)
     p.add_argument("--config", "-c", dest="top_config", type=Path, default=None,
                    metavar="FILE", help="shorthand for 'run --config FILE' (with no command: "
@@ -109,6 +111,12 @@ def _add_transcribe(sub: Any) -> None:
     from gateway.transcribe import add_parser
 
     add_parser(sub)
+
+
+def _add_consent(sub: Any) -> None:
+    from gateway.consent.cli import add_parser
+
+    add_parser(sub, HelpFormatter)
 
 
 def _add_export(sub: Any) -> None:
@@ -206,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway import transcribe
 
         return transcribe.run(args)
+    if args.command == "consent":
+        from gateway.consent import cli as consent_cli
+
+        return consent_cli.run(args)
     if args.command == "export-dataset":
         from gateway.dataset import cli as dataset_cli
 

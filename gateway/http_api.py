@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import WSCloseCode, hdrs, web
@@ -22,6 +22,7 @@ from gateway.batch.jobspec import ROUTE as TRANSCRIPTIONS_PATH
 from gateway.batch.jobspec import BatchRefused
 from gateway.calls.commands import SayRefusal, SayRefused, SecureRefusal, SecureRefused
 from gateway.config import HttpConfig
+from gateway.consent.policy import ConsentRefused
 from gateway.events.types import Envelope
 from gateway.http_auth import (
     BEARER_SUBPROTOCOL_PREFIX,
@@ -67,6 +68,17 @@ class GatewayControl(Protocol):
     def subscribe(self, listener: Callable[[Envelope], object]) -> None: ...
 
     def unsubscribe(self, listener: Callable[[Envelope], object]) -> None: ...
+
+    def set_consent(self, call_id: str, *, granted: bool, channels: Sequence[str],
+                    purpose: str | None) -> list[dict[str, Any]]:
+        """Grant or decline consent of a live call's channels (all its own when empty): the
+        records kept, or :class:`ConsentRefused` with the status."""
+
+    def withdraw_consent(self, conversation_id: str, *, reason: str) -> dict[str, Any]:
+        """Withdraw a conversation's consent (live or ended), or :class:`ConsentRefused`."""
+
+    def conversation_consent(self, conversation_id: str) -> dict[str, Any]:
+        """A conversation's decisions and withdrawals, or :class:`ConsentRefused` (404)."""
 
     async def create_transcription(self, body: Any) -> dict[str, Any]:
         """A batch job from the POST body: its view, or :class:`BatchRefused` (400 for a
@@ -288,6 +300,63 @@ async def _secure_flag(request: web.Request) -> bool | web.Response:
     return secure
 
 
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "body must be JSON")
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object")
+    return body
+
+
+async def set_consent(request: web.Request) -> web.Response:
+    """POST {"granted": true, "channels": ["customer"], "purpose": "..."} -> 200 records."""
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    granted, channels = body.get("granted"), body.get("channels", [])
+    purpose = body.get("purpose")
+    if not isinstance(granted, bool):
+        return _error(400, "'granted' must be true or false")
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        return _error(400, "'channels' must be a list of channel names (agent, customer)")
+    if purpose is not None and (not isinstance(purpose, str) or not purpose.strip()):
+        return _error(400, "'purpose' must be a non-empty string")
+    call_id = request.match_info["call_id"]
+    try:
+        records = request.app[GATEWAY_KEY].set_consent(call_id, granted=granted,
+                                                       channels=channels, purpose=purpose)
+    except ConsentRefused as refused:
+        return _error(refused.status, refused.message)
+    return web.json_response({"call_id": call_id, "records": records})
+
+
+async def withdraw_consent(request: web.Request) -> web.Response:
+    """POST {"reason": "..."} -> 200 {"withdrawn": true, "grants_withdrawn": n, ...}."""
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        return _error(400, "'reason' must be a non-empty string")
+    try:
+        view = request.app[GATEWAY_KEY].withdraw_consent(
+            request.match_info["conversation_id"], reason=reason.strip())
+    except ConsentRefused as refused:
+        return _error(refused.status, refused.message)
+    return web.json_response(view)
+
+
+async def get_consent(request: web.Request) -> web.Response:
+    try:
+        view = request.app[GATEWAY_KEY].conversation_consent(
+            request.match_info["conversation_id"])
+    except ConsentRefused as refused:
+        return _error(refused.status, refused.message)
+    return web.json_response(view)
+
+
 async def create_transcription(request: web.Request) -> web.Response:
     """POST {"files": [...], "options": {...}, "webhook_url": "..."} -> 201 + Location."""
     try:
@@ -347,6 +416,10 @@ def build_app(gateway: GatewayControl, config: HttpConfig) -> web.Application:
     app.router.add_post("/v1/ws-ticket", ws_ticket)
     app.router.add_post("/v1/calls/{call_id}/say", say)
     app.router.add_post("/v1/calls/{call_id}/secure", set_secure)
+    app.router.add_post("/v1/calls/{call_id}/consent", set_consent)
+    app.router.add_post("/v1/conversations/{conversation_id}/consent/withdraw",
+                        withdraw_consent)
+    app.router.add_get("/v1/conversations/{conversation_id}/consent", get_consent)
     app.router.add_post(TRANSCRIPTIONS_PATH, create_transcription)
     app.router.add_get(TRANSCRIPTIONS_PATH, list_transcriptions)
     app.router.add_get(TRANSCRIPTIONS_PATH + "/{job_id}", get_transcription)

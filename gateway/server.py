@@ -46,6 +46,8 @@ from gateway.config import (
     reload_diff,
     startup_summary,
 )
+from gateway.consent.policy import SOURCE_API
+from gateway.consent.store import ConsentStore, ConsentStoreError
 from gateway.events.bus import EventBus
 from gateway.events.sinks import Sink, build_sinks
 from gateway.events.types import Envelope
@@ -138,13 +140,15 @@ class Gateway:
         self.asr = (AsrHub(config.triton, self.metrics, config.triton.buffer_s)
                     if config.triton.asr_enabled else None)
         self.tts = TtsClient(config.triton) if config.tts.enabled else None
-        self.calls = CallManager(config, self.metrics, self.events, self.asr, self.tts)
+        self._log = get_logger("gateway")
+        self.consent_store = self._open_consent(config)
+        self.calls = CallManager(config, self.metrics, self.events, self.asr, self.tts,
+                                 self.consent_store)
         self.sip = SipService(config, self.metrics, self.events, self.calls)
         self.batch = (BatchJobs(config, self.asr, live_calls=lambda: self.calls.active)
                       if config.batch.enabled and self.asr is not None else None)
         self.draining = False
         self.calls_dir = config.storage.state_dir / "calls"
-        self._log = get_logger("gateway")
         self._tasks: list[asyncio.Task[None]] = []
         self.lifecycle = Lifecycle(self.parts(), self._log)
 
@@ -152,6 +156,7 @@ class Gateway:
         """Every part in start order; shutdown stops them in reverse. HTTP starts before SIP
         so that it stops after it: WebSocket clients see the last calls end."""
         parts = [
+            Part("consent", None, _sync(self._close_consent)),     # stops last
             Part("events", _sync(self._start_events), self.events.close),
             Part("tasks", _sync(self._start_tasks), self._stop_tasks),
             Part("triton", _sync(self.triton.start), self.triton.close),
@@ -169,6 +174,18 @@ class Gateway:
 
     async def start(self) -> None:
         await self.lifecycle.start()
+
+    def _open_consent(self, config: GatewayConfig) -> ConsentStore | None:
+        """``<state_dir>/consent.sqlite3``; without it no decision is kept (so none exported)."""
+        try:
+            return ConsentStore.for_state_dir(config.storage.state_dir)
+        except ConsentStoreError as exc:
+            self._log.error("consent.store_unavailable", error=str(exc))
+            return None
+
+    def _close_consent(self) -> None:
+        if self.consent_store is not None:
+            self.consent_store.close()
 
     async def _start_sip(self) -> None:
         """The calls (media tick) first, then the SIP listeners. SipService.stop stops its
@@ -271,6 +288,18 @@ class Gateway:
 
     def set_secure(self, call_id: str, secure: bool, *, by: str) -> bool:
         return self.calls.set_secure(call_id, secure, by=by)
+
+    def set_consent(self, call_id: str, *, granted: bool, channels: Sequence[str],
+                    purpose: str | None) -> list[dict[str, Any]]:
+        records = self.calls.consent.set(call_id, granted=granted, channels=channels,
+                                         purpose=purpose, source=SOURCE_API)
+        return [r.to_dict() for r in records]
+
+    def withdraw_consent(self, conversation_id: str, *, reason: str) -> dict[str, Any]:
+        return self.calls.consent.withdraw(conversation_id, reason=reason, source=SOURCE_API)
+
+    def conversation_consent(self, conversation_id: str) -> dict[str, Any]:
+        return self.calls.consent.conversation(conversation_id)
 
     def subscribe(self, listener: Callable[[Envelope], object]) -> None:
         self.events.subscribe(listener)

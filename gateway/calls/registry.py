@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.analytics.talk import TalkStatistics
-from gateway.calls.commands import SecureRefusal, SecureRefused
+from gateway.calls.commands import SayRefused, SecureRefusal, SecureRefused
 from gateway.calls.conversation import CallConversation, Conversations
 from gateway.calls.lifecycle import CallPhase, Lifecycle, Trigger
 from gateway.calls.timeline import RECORDING_RATE_HZ, ChannelSink
 from gateway.calls.voice import CallVoice, Voices
 from gateway.config import GatewayConfig
+from gateway.consent.live import PROMPT_SOURCE, LiveConsent, facts_of
 from gateway.events.bus import EventBus
 from gateway.events.types import (
     CallAnswered,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:   # the CallSide signatures, and what is handed on to the owne
     import numpy.typing as npt
 
     from gateway.asr.stream import AsrHub
+    from gateway.consent.store import ConsentStore
     from gateway.media.dtmf import DtmfEvent
     from gateway.media.session import MediaLeg
     from gateway.sip.callside import SipControl
@@ -86,12 +88,15 @@ class Call:
                 "secure": self.secure,
                 "conversation_id": self.talk.conversation_id,
                 "channels": self.talk.channels, "participants": self.talk.participants,
-                "legs": self.media.stats() if self.media else []}
+                "legs": self.media.stats() if self.media else [],
+                "asr": [{"channel": ch.key.rpartition("/")[2], "model": ch.hub.config.asr_model,
+                         "version": ch.version} for ch in self.talk.asr]}
 
 
 class CallManager:
     def __init__(self, config: GatewayConfig, metrics: Metrics, events: EventBus,
-                 asr: AsrHub | None, tts: TtsClient | None = None) -> None:
+                 asr: AsrHub | None, tts: TtsClient | None = None,
+                 consent: ConsentStore | None = None) -> None:
         self.config = config
         self._metrics, self._events = metrics, events
         self._log = get_logger("calls")
@@ -100,6 +105,7 @@ class CallManager:
         self.conversations = Conversations(config, events, asr)
         self.voices = Voices(config, events, tts, find=self.calls.get,
                              hangup=lambda call_id, why: self.sip.hangup(call_id, why))
+        self.consent = LiveConsent(config, events, consent)
         self._teardowns: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -119,6 +125,7 @@ class CallManager:
         self.config = config
         self.conversations.apply_config(config)
         self.voices.apply_config(config)
+        self.consent.apply_config(config)
 
     @property
     def active(self) -> int:
@@ -129,6 +136,9 @@ class CallManager:
                 media: MediaOffer | None = None) -> None:
         talk = self.conversations.join(call_id, meta, plan, media)
         self.calls[call_id] = Call(meta, Lifecycle(call_id), talk)
+        self.consent.offered(call_id, talk.conversation_id, talk.channels, facts_of(
+            meta, talk.channels, media.metadata if media is not None else None,
+            talk.plan_labels()))
         self._idle.clear()
         self._metrics.active_calls.set(len(self.calls))
         self._spawn(self._open(call_id, plan), f"media {call_id}")
@@ -181,6 +191,14 @@ class CallManager:
             return
         if call.lifecycle.move(Trigger.CONFIRMED) is CallPhase.ANSWERED:
             self.voices.greet(call.voice)
+            self.consent.ask(call_id, lambda text: self._prompt(call_id, text))
+
+    def _prompt(self, call_id: str, text: str) -> str | None:
+        """The consent question, spoken in full (no barge-in): its reply id, or None."""
+        try:
+            return self.voices.say(call_id, text, barge_in=False, source=PROMPT_SOURCE).reply_id
+        except SayRefused:
+            return None
 
     def media_changed(self, call_id: str, plan: AnswerPlan) -> None:
         call = self.calls.get(call_id)
@@ -229,6 +247,7 @@ class CallManager:
         self._events.emit(DtmfReceived(call_id=call_id, channel=leg.channel, digit=ev.digit,
                                        duration_ms=ev.duration_ms, end_seen=ev.end_seen,
                                        start_s=start_s, end_s=end_s))
+        self.consent.dtmf(call_id, leg.channel, ev.digit)
 
     def _dtmf_start_s(self, call_id: str, leg: MediaLeg, ev: DtmfEvent) -> float | None:
         """Where the tone began on the conversation timeline, in seconds, where the recorder
@@ -282,6 +301,7 @@ class CallManager:
             legs = call.media.stats()
         finals = await self.conversations.finish_asr(call.talk)
         recording = self.conversations.leave(call.talk)
+        self.consent.ended(call_id)
         self.calls.pop(call_id, None)
         call.lifecycle.move(Trigger.TORN_DOWN)
         self._metrics.active_calls.set(len(self.calls))
@@ -333,7 +353,8 @@ class CallManager:
         call = self.calls.get(call_id)
         if call is None:
             return None
-        return {**call.summary(), "statistics": self.statistics(call_id)}
+        return {**call.summary(), "statistics": self.statistics(call_id),
+                "consent": self.consent.call_state(call_id)}
 
     def summaries(self) -> list[dict[str, Any]]:
         return [c.summary() for c in self.calls.values()]

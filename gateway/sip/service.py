@@ -369,9 +369,10 @@ def _codec(plan: AnswerPlan | None) -> str | None:
 
 
 def _headers_to_copy(cfg: GatewayConfig) -> tuple[str, ...]:
-    """sip.copy_headers plus every header the channel rules and the joiner look at."""
+    """sip.copy_headers plus every header the channel rules, the joiner and consent look at."""
     wanted = list(cfg.sip.copy_headers)
     extra = [r.header for r in cfg.channels.rules if r.header]
+    extra += [h for h in (cfg.consent.header, *(r.header for r in cfg.consent.rules)) if h]
     if cfg.channels.correlation_header:
         extra.append(cfg.channels.correlation_header)
     known = {h.lower() for h in wanted}

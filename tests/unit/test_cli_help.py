@@ -14,7 +14,8 @@ import pytest
 from gateway import cli, triton_launcher
 from gateway.cli_help import HelpFormatter
 
-COMMANDS = ("run", "triton", "check-config", "tail", "probe", "transcribe", "export-dataset")
+COMMANDS = ("run", "triton", "check-config", "tail", "probe", "transcribe", "consent",
+            "export-dataset")
 SKIP = (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
 
 
