@@ -112,7 +112,13 @@ def _grant(store: ConsentStore, cid: str, channel: str) -> None:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
-    """A state dir: conversations both / customer-only / none / withdrawn / corrupt."""
+    return make_state(tmp_path)
+
+
+def make_state(tmp_path: Path) -> Path:
+    """A state dir (and ``gateway.toml`` beside it): conversations with consent for both
+    channels / the customer only / none / withdrawn / a corrupt recording (tests/nemo
+    makes its material with this too)."""
     state = tmp_path / "state"
     recordings = state / "recordings"
     recordings.mkdir(parents=True)
