@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ STATE_SHAPE = (1, 1, 128)
 OFFSET_GAP = 0.15            # offset threshold = threshold - 0.15 (Silero's neg_threshold)
 MODEL_FILE = "silero_vad_v6.onnx"
 F32 = npt.NDArray[np.float32]
-Levels = Callable[[Audio], Sequence[float]]
+Levels = Callable[[Audio], Iterable[float]]
 
 
 class VadModelError(RuntimeError):

@@ -1,9 +1,11 @@
 """asr_cpu_default: Whisper tiny.en via faster-whisper on CPU behind the streaming ASR contract.
 
-execute() only buffers audio and runs the energy endpointer; Whisper decodes run
-on one worker thread (CTranslate2 releases the GIL). Results of a sequence go
-out on its next request; an END request is completed by the worker after the
-last final. Stale partial decodes (a newer partial or the final of the same
+execute() only buffers audio and runs the endpointer (Silero VAD, common/vad.py,
+or energy); Whisper decodes run on one worker thread (CTranslate2 releases the
+GIL). The request whose chunk ended an utterance is completed by the worker
+with that utterance's final, as soon as it is decoded; other results go out on
+the sequence's next request; an END request is completed by the worker after
+the last final. Stale partial decodes (a newer partial or the final of the same
 utterance is queued) are skipped, so a loaded CPU sheds partials, never finals.
 """
 
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]  # noqa: E402
 from common.asr_contract import (  # noqa: E402
     AsrResult,
+    ParameterError,
     SessionTable,
     config_parameters,
     float_parameter,
@@ -37,6 +40,7 @@ from common.triton_io import (  # noqa: E402
     send_error,
     send_results,
 )
+from common.vad import SileroVad, VadSegmenter, vad_endpoint_config  # noqa: E402
 from common.whisper_decode import (  # noqa: E402
     WhisperDecoder,
     WhisperSettings,
@@ -54,6 +58,7 @@ class StreamSession:
     latest_partial: DecodeJob | None = None
     finals_queued: int = 0
     closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)  # drain + send, in order
 
     def drain(self) -> list[AsrResult]:
         out: list[AsrResult] = []
@@ -64,15 +69,33 @@ class StreamSession:
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """A decode for the worker; with ``sender`` it is the END of the sequence."""
+    """A decode for the worker; with ``sender`` the worker completes that request (END, or
+    the request whose chunk ended the utterance of this final)."""
 
     session: StreamSession
     job: DecodeJob | None
     audio_s: float
     sender: Any = None
+    end: bool = False
+
+
+ENDPOINTING = ("vad", "energy")
+
+
+def endpointing(params: dict[str, str]) -> str:
+    mode = params.get("endpointing") or "vad"
+    if mode not in ENDPOINTING:
+        raise ParameterError(f"endpointing must be one of {', '.join(ENDPOINTING)}, got {mode!r}")
+    return mode
 
 
 def endpoint_config(params: dict[str, str]) -> EndpointConfig:
+    if endpointing(params) == "vad":
+        return vad_endpoint_config(
+            threshold=float_parameter(params, "vad_threshold", 0.5),
+            end_silence_ms=int_parameter(params, "vad_end_silence_ms", 250),
+            max_utterance_s=float_parameter(params, "max_utterance_s", 25.0),
+            partial_interval_s=float_parameter(params, "partial_interval_s", 1.0))
     return EndpointConfig(
         start_dbfs=float_parameter(params, "start_dbfs", -42.0, minimum=None),
         stop_dbfs=float_parameter(params, "stop_dbfs", -48.0, minimum=None),
@@ -116,8 +139,11 @@ class DecodeWorker:
                 self._run(work)
             except Exception as exc:  # noqa: BLE001 - a failed decode must not kill the thread
                 self._log.log_error(f"decode failed for CORRID {work.session.corrid}: {exc!r}")
-                if work.sender is not None:
+                if work.end:
                     send_error(work.sender, f"decode failed: {exc}")
+                elif work.sender is not None:  # a lost mid-stream final fails no request
+                    with work.session.lock:
+                        send_results(work.sender, work.session.drain(), complete=True)
 
     def _run(self, work: Work) -> None:
         session, job = work.session, work.job
@@ -126,7 +152,8 @@ class DecodeWorker:
         result = self._result(work)
         if work.sender is None:
             session.outbox.append(result)
-        else:
+            return
+        with session.lock:
             send_results(work.sender, [*session.drain(), result], complete=True)
 
     def _result(self, work: Work) -> AsrResult:
@@ -152,6 +179,7 @@ class TritonPythonModel:
         params = config_parameters(model_config(args))
         settings = whisper_settings(params)
         self._endpoint = endpoint_config(params)
+        self._vad = SileroVad() if endpointing(params) == "vad" else None
         idle_s = float_parameter(params, "state_idle_timeout_s", 120.0)
         self._sessions: SessionTable[StreamSession] = SessionTable(idle_s, self._new_session)
         started = time.monotonic()
@@ -161,7 +189,9 @@ class TritonPythonModel:
         self._worker = DecodeWorker(decoder, self._log)
 
     def _new_session(self, corrid: int) -> StreamSession:
-        return StreamSession(corrid, UtteranceSegmenter(self._endpoint))
+        if self._vad is None:
+            return StreamSession(corrid, UtteranceSegmenter(self._endpoint))
+        return StreamSession(corrid, VadSegmenter(self._endpoint, self._vad.new_stream().push))
 
     def execute(self, requests: list[Any]) -> None:
         now = time.monotonic()
@@ -178,20 +208,24 @@ class TritonPythonModel:
             self._log.log_warn(f"CORRID {chunk.corrid}: no state (expired?), starting afresh")
         if chunk.phrases:
             session.phrases = chunk.phrases
-        for job in session.segmenter.push(chunk.audio):
-            self._submit(session, job)
+        jobs = session.segmenter.push(chunk.audio)
+        finals = [j for j in jobs if j.type == "final"]
+        held = finals[-1] if finals and not chunk.end else None  # its final completes it
+        for job in jobs:
+            self._submit(session, job, sender if job is held else None)
         if chunk.end:
             self._end(session, sender)
-        else:
-            send_results(sender, session.drain(), complete=True)
+        elif held is None:
+            with session.lock:
+                send_results(sender, session.drain(), complete=True)
 
-    def _submit(self, session: StreamSession, job: DecodeJob) -> None:
+    def _submit(self, session: StreamSession, job: DecodeJob, sender: Any = None) -> None:
         if job.type == "partial":
             session.latest_partial = job
         else:
             session.finals_queued = job.segment + 1
         audio_s = samples_to_s(session.segmenter.total_samples)
-        self._worker.submit(Work(session, job, audio_s))
+        self._worker.submit(Work(session, job, audio_s, sender))
 
     def _end(self, session: StreamSession, sender: Any) -> None:
         self._sessions.release(session.corrid)
@@ -200,7 +234,7 @@ class TritonPythonModel:
             session.finals_queued = job.segment + 1
         session.closed = True
         audio_s = samples_to_s(session.segmenter.total_samples)
-        self._worker.submit(Work(session, job, audio_s, sender))
+        self._worker.submit(Work(session, job, audio_s, sender, end=True))
 
     def finalize(self) -> None:
         self._worker.stop()
