@@ -195,7 +195,7 @@ class LiveConsent:
         if foreign:
             raise ConsentRefused(400, f"the call has no {foreign[0]} channel "
                                       f"(its channels: {', '.join(call.channels)})")
-        if granted and self.store is not None and self.store.withdrawn(call.conversation_id):
+        if granted and self._withdrawn(call.conversation_id):
             raise ConsentRefused(409, "consent of this conversation was withdrawn")
         out = []
         for channel in wanted:
@@ -210,6 +210,14 @@ class LiveConsent:
 
     def withdraw(self, conversation_id: str, *, reason: str, source: str) -> dict[str, Any]:
         """Withdraw a conversation's consent (live or long ended); ``consent.withdrawn``."""
+        try:
+            return self._withdraw(conversation_id, reason, source)
+        except sqlite3.Error as exc:
+            self._log.error("consent.store_failed", conversation_id=conversation_id,
+                            error=str(exc))
+            raise ConsentRefused(503, f"the consent store failed: {exc}") from None
+
+    def _withdraw(self, conversation_id: str, reason: str, source: str) -> dict[str, Any]:
         live = [c for c in self._calls.values() if c.conversation_id == conversation_id]
         if self.store is None:
             raise ConsentRefused(503, "no consent store")
@@ -238,18 +246,31 @@ class LiveConsent:
         if call is None:
             return None
         waiting = call.ivr.waiting if call.ivr is not None else []
-        withdrawn = self.store is not None and self.store.withdrawn(call.conversation_id)
+        withdrawn = self._withdrawn(call.conversation_id)
         return {ch: _view(call.decided.get(ch), ch in waiting, withdrawn)
                 for ch in call.channels}
+
+    def _withdrawn(self, conversation_id: str) -> bool:
+        if self.store is None:
+            return False
+        try:
+            return self.store.withdrawn(conversation_id)
+        except sqlite3.Error as exc:
+            self._log.error("consent.store_failed", conversation_id=conversation_id,
+                            error=str(exc))
+            return False
 
     def conversation(self, conversation_id: str) -> dict[str, Any]:
         """``GET /v1/conversations/{id}/consent``: the store's view (404 when unknown)."""
         live = any(c.conversation_id == conversation_id for c in self._calls.values())
         if self.store is None:
             raise ConsentRefused(503, "no consent store")
-        if not live and not self.store.known(conversation_id):
-            raise ConsentRefused(404, "unknown conversation (no consent recorded for it)")
-        return conversation_view(self.store, conversation_id, self.config.consent.purpose)
+        try:
+            if not live and not self.store.known(conversation_id):
+                raise ConsentRefused(404, "unknown conversation (no consent recorded for it)")
+            return conversation_view(self.store, conversation_id, self.config.consent.purpose)
+        except sqlite3.Error as exc:
+            raise ConsentRefused(503, f"the consent store failed: {exc}") from None
 
     def close(self) -> None:
         for call in self._calls.values():
