@@ -72,19 +72,26 @@ class PacedSender:
         self._t0 = time.monotonic()
         self.watched: int | None = None     # a segment whose final is awaited
         self.seen_after = 0                 # samples sent when it came
+        self.seen_at = 0.0                  # and the clock then
 
     def _look(self) -> None:
         if self.watched is not None and self.final(self.watched) is not None:
             self.watched, self.seen_after = None, self.sent_samples
+            self.seen_at = time.monotonic()
+
+    def sent_at(self, samples: int) -> float:
+        """When the audio up to ``samples`` had been spoken (the real-time schedule)."""
+        return self._t0 + samples / SAMPLE_RATE_HZ
 
     def send(self, audio: Audio, *, end: bool = False) -> str:
         pieces = [audio[i:i + CHUNK_SAMPLES] for i in range(0, audio.size, CHUNK_SAMPLES)]
         pieces = pieces or [audio]
         last = ""
         for index, piece in enumerate(pieces):
-            delay = self._t0 + self.sent_samples / SAMPLE_RATE_HZ - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            # a chunk goes out once its last sample was spoken, as from a live call
+            while (delay := self.sent_at(self.sent_samples + piece.size) - time.monotonic()) > 0:
+                self._look()
+                time.sleep(min(delay, 0.01))
             self._look()
             last = self.stream.send(self.corrid, piece, start=not self._started,
                                     end=end and index == len(pieces) - 1)
@@ -123,12 +130,14 @@ def run_paced_call(stream: AsrStream, sentences: list[Sentence],
     """Each sentence, then a real-time pause; per sentence: its final, when it was decided
     (audio received past the end of speech) and how many 160 ms chunks had been sent past
     the end of speech when it came (None: not within the pause); END closes the call."""
-    sender, out = PacedSender(stream), []
+    sender, out, wall = PacedSender(stream), [], []
     for index, item in enumerate(sentences):
         speech_end = sender.sent_samples + int(item.speech_end_s * SAMPLE_RATE_HZ)
         seen = sender.send_watching(item.audio, index, PAUSE_CHUNKS)
         final = sender.wait_final(index)
         chunks = None if seen is None else math.ceil((seen - speech_end) / CHUNK_SAMPLES)
+        if seen is not None:
+            wall.append(round(sender.seen_at - sender.sent_at(speech_end), 3))
         out.append((final, final["audio_s"] - speech_end / SAMPLE_RATE_HZ, chunks))
     stream.wait_closed(sender.send(np.zeros(0, np.float32), end=True))
     results = stream.results(sender.corrid)
@@ -137,9 +146,10 @@ def run_paced_call(stream: AsrStream, sentences: list[Sentence],
     decided = [round(float(d), 3) for _, d, _ in out]
     record("decided_after_speech_s", decided)
     record("silence_chunks_before_final", [c for _, _, c in out])
+    record("final_after_speech_wall_s", wall)
     print("decided after speech end (audio s):", decided,
           "160 ms chunks sent past the end of speech before the final came:",
-          [c for _, _, c in out])
+          [c for _, _, c in out], "final after the end of speech (wall s, 10 ms poll):", wall)
     return out
 
 
