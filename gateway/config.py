@@ -1266,7 +1266,7 @@ _LIVE_KEYS: Final = ("logging.level", "logging.format", "logging.sip_trace", "ev
                      "sip.accounts", "channels",
                      "sip.trunk_allow", "sip.max_calls", "sip.invite_rate_per_s", "tts", "bot",
                      "siprec.caller_labels", "siprec.fallback", "redaction",
-                     "analytics", "statistics", "consent")
+                     "analytics", "statistics", "consent", "triton.asr_model_version")
 
 
 def _is_live(key: str) -> bool:

@@ -20,6 +20,7 @@ Layer: shell (the process: it wires every part and owns their start and stop ord
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import os
 import signal
@@ -34,6 +35,7 @@ import uvloop
 from gateway import __version__, logs
 from gateway.analytics.files import SummaryFilesSink
 from gateway.asr.stream import AsrHub
+from gateway.asr.versions import prepare_version
 from gateway.batch.jobs import BatchJobs
 from gateway.batch.jobspec import BatchRefused
 from gateway.calls import CallManager
@@ -333,13 +335,36 @@ class Gateway:
             self.notifier.status(self.status_line())
             self.notifier.notify("READY=1")
             return
+        new, failed = await self._reload_asr_version(new)
         plan = reload_diff(self.config, new)
         for refused in plan.refused:
             self._log.warning("config.reload_key_refused", detail=refused)
         if plan.changed:
             await self._apply_reload(merge_live(self.config, new), plan.changed)
-        self._log.info("config.reloaded", changed=list(plan.changed), refused=list(plan.refused))
+        self._log.info("config.reloaded", changed=list(plan.changed), refused=list(plan.refused),
+                       **({"failed": failed} if failed else {}))
         self.notifier.notify("READY=1", f"STATUS={self.status_line()}")
+
+    async def _reload_asr_version(self, new: GatewayConfig) -> tuple[GatewayConfig, list[str]]:
+        """A changed ``triton.asr_model_version`` (or ``""``, latest, on every reload): Triton
+        loads the model again and the version is used for new sequences once it is READY.
+        If it is not, the running version stays (also in the config, so the next SIGHUP
+        tries again) and the reload reports the key under ``failed``."""
+        wanted, current = new.triton.asr_model_version, self.config.triton.asr_model_version
+        if self.asr is None or (wanted and wanted == current):
+            return new, []
+        model = self.config.triton.asr_model
+        ready = await prepare_version(self.config.triton.url, model, wanted)
+        if ready.error is None:
+            self.asr.use_version(ready.version, latest=not wanted)
+            self.triton.version = wanted
+            self._log.info("asr.model_version_ready", model=model, version=ready.version,
+                           requested=wanted or "latest")
+            return new, []
+        self._log.error("asr.model_version_failed", model=model, requested=wanted or "latest",
+                        serving=self.asr.version, reason=ready.error)
+        kept = dataclasses.replace(new.triton, asr_model_version=current)
+        return dataclasses.replace(new, triton=kept), [f"triton.asr_model_version: {ready.error}"]
 
     async def _apply_reload(self, new: GatewayConfig, changed: tuple[str, ...]) -> None:
         if any(c.startswith("logging") for c in changed):

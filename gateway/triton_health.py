@@ -29,6 +29,7 @@ class TritonHealth:
     def __init__(self, config: TritonConfig, metrics: Metrics) -> None:
         self._config = config
         self._metrics = metrics
+        self.version = config.asr_model_version  # the one new calls use (a reload changes it)
         self.state = TritonState()
         self._log = get_logger("triton")
         self._client: grpcclient.InferenceServerClient | None = None
@@ -56,7 +57,7 @@ class TritonHealth:
                 self._client.is_server_live(client_timeout=timeout), timeout + 0.5)
             model_ready = server_ready and await asyncio.wait_for(
                 self._client.is_model_ready(
-                    self._config.asr_model, self._config.asr_model_version,
+                    self._config.asr_model, self.version,
                     client_timeout=timeout), timeout + 0.5)
         except Exception as exc:  # grpc errors, timeouts, DNS: all mean "not ready"
             return TritonState(False, True, f"unreachable: {type(exc).__name__}: {exc}"[:300])

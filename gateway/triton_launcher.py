@@ -202,6 +202,22 @@ def server_argv(install: TritonInstall, backends: Path, model_repository: Path, 
     return argv + _endpoint_args(host, ports)
 
 
+def precompile(install: TritonInstall, model_repository: Path, models: Sequence[str]) -> None:
+    """Write the models' bytecode caches (the server's own Python) before it starts. The
+    Python backend writes a version folder's ``__pycache__`` when it first imports it, after
+    Triton noted the folder's time; the next load of the model (a version added, a reload)
+    then sees that version as changed, loads it again and drops its open sequences (calls).
+    Best effort: a read-only repository is left as it is."""
+    folders = [str(model_repository / m) for m in models if (model_repository / m).is_dir()]
+    if not folders:
+        return
+    try:
+        subprocess.run([str(install.venv / "bin" / "python"), "-m", "compileall", "-q",
+                        *folders], capture_output=True, check=False, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -420,6 +436,7 @@ class TritonProcess:
         for name, port in self._named_ports():
             check_port(name, self.host, port)
         backends = prepare_backends(install, self.workdir)
+        precompile(install, self.model_repository, self.models)
         argv = server_argv(install, backends, self.model_repository, host=self.host,
                            ports=self.ports, models=self.models)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,13 @@ if [ "$control_given" = 0 ] && [ -n "$repository" ]; then
   done
 fi
 
+# bytecode caches written now, not by the backend's first import inside a version folder:
+# that write makes the next model load (a new version, SIGHUP) reload the version and drop
+# its calls' sequences (gateway/triton_launcher.py precompile); best effort
+if [ -n "$repository" ]; then
+  "$python" -m compileall -q "$repository" >/dev/null 2>&1 || true
+fi
+
 # defaults first: a later argument of the caller's wins
 exec "$root/bin/tritonserver" \
   --backend-directory="$workdir/backends" \

@@ -21,6 +21,14 @@ empty chunk when nothing is, so Triton's sequence idle timeout never ends it und
 pending utterance. A sequence Triton refuses anyway (it idled out, the model was
 reloaded) is replayed into a fresh one, for that channel only.
 
+Model versions: every channel is pinned to one concrete version of the ASR model, the hub's
+:attr:`AsrHub.version` when its first request goes out (``""``, latest, is resolved to the
+newest ready version when the stream connects), and keeps it through replays and reconnects:
+Triton keeps a sequence's state in one version, and a request without a version goes to the
+newest one. :meth:`AsrHub.use_version` changes the version of the channels that start from
+then on. Only when Triton refuses a channel's sequence because its version is no longer
+served (unloaded) does the fresh sequence move to the hub's version.
+
 The stream is the raw gRPC ``ModelStreamInfer`` call (tritonclient's protobuf stubs):
 END requests ask for Triton's empty final response, so the hub knows when a sequence's
 last request is complete (the others do not: their completion is of no use, and at 6.25
@@ -34,6 +42,7 @@ Layer: shell.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -65,6 +74,8 @@ CLOSE_ENDS_S = 3.0             # shutdown: how long every open sequence gets for
 CLOSE_STREAM_S = 1.0           # then how long the server gets to end the half-closed stream
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_REFUSALS = 3               # sequences refused in a row before a channel's ASR gives up
+# Triton's answer to a request for a version it does not serve (any more)
+_VERSION_GONE = re.compile(r"version \S+ is not (at ready state|found)|unknown model", re.I)
 Listener = Callable[["AsrChannel", Hypothesis, float | None], None]
 
 
@@ -82,6 +93,7 @@ class AsrChannel:
                                        max_buffer_s=hub.max_buffer_s, policy=source)
         self._room = asyncio.Event()  # set when a waiting feed() should look again
         self.corrid = hub.new_corrid()
+        self.version: str | None = None   # the model version, pinned at the first request
         self.scheduled = False       # waiting in the hub's outbox for its turn to send
         self.keepalive = False       # its turn is a keep-alive
         self.end_sent = False
@@ -218,6 +230,8 @@ class AsrHub:
         self._stopping = False
         self.connected = False
         self._was_connected = False  # the session that just ended had a stream up
+        self.version = config.asr_model_version  # for channels that start from now on
+        self._latest = not self.version     # "": the newest ready version at each connect
         self.loop = asyncio.get_running_loop()
 
     def new_corrid(self) -> int:
@@ -239,6 +253,23 @@ class AsrHub:
             self._retired.append(channel.corrid)
         self._report_drop(channel)
         channel.room_changed()
+
+    def use_version(self, version: str, *, latest: bool = False) -> None:
+        """New channels (and the ones that have sent nothing yet) use ``version``; the
+        channels already streaming keep theirs until they end. ``latest``: ``version`` is
+        what latest resolved to; a reconnect resolves it again."""
+        self._latest = latest
+        if version != self.version:
+            self._log.info("asr.model_version", model=self.config.asr_model, version=version,
+                           previous=self.version)
+        self.version = version
+
+    def versions_in_use(self) -> dict[str, int]:
+        """Open channels per pinned model version (``""``: not started yet)."""
+        counts: dict[str, int] = {}
+        for ch in self._channels.values():
+            counts[ch.version or ""] = counts.get(ch.version or "", 0) + 1
+        return counts
 
     def buffered_s(self) -> float:
         return sum(ch.queue.buffered_s for ch in self._channels.values())
@@ -351,8 +382,12 @@ class AsrHub:
         return self._request(ch, chunk)
 
     def _request(self, ch: AsrChannel, chunk: Chunk) -> service_pb2.ModelInferRequest:
+        if ch.version is None:                    # its first request: pin the version
+            ch.version = self.version
+            self._log.debug("asr.channel_started", channel=ch.key,
+                            model=self.config.asr_model, version=ch.version)
         return encode_request(model=self.config.asr_model,
-                              version=self.config.asr_model_version, corrid=ch.corrid,
+                              version=ch.version, corrid=ch.corrid,
                               audio=chunk.audio, start=chunk.sequence_start,
                               end=chunk.sequence_end,
                               phrases=ch.phrases if chunk.sequence_start else ())
@@ -417,16 +452,12 @@ class AsrHub:
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         async with grpc.aio.insecure_channel(self.config.url, options=options) as channel:
             stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-            ready = await stub.ModelReady(
-                service_pb2.ModelReadyRequest(name=self.config.asr_model,
-                                              version=self.config.asr_model_version),
-                timeout=self.config.connect_timeout_s)
-            if not ready.ready:
-                raise ConnectionError(f"model {self.config.asr_model} not ready")
+            await self._check_model(stub)
             call = stub.ModelStreamInfer()
             self._outbox.clear()
             self.connected = self._was_connected = True
-            self._log.info("asr.stream_connected", model=self.config.asr_model)
+            self._log.info("asr.stream_connected", model=self.config.asr_model,
+                           version=self.version)
             for ch in list(self._channels.values()):
                 self.pump(ch)
             writer = asyncio.create_task(self._writer(call), name="asr stream writer")
@@ -442,6 +473,20 @@ class AsrHub:
                 await asyncio.gather(writer, return_exceptions=True)
                 if not self._stopping:
                     call.cancel()
+
+    async def _check_model(self, stub: Any) -> None:
+        """The model is ready; latest (``""``) becomes the newest ready version."""
+        timeout = self.config.connect_timeout_s
+        name = self.config.asr_model
+        version = "" if self._latest else self.version
+        ready = await stub.ModelReady(
+            service_pb2.ModelReadyRequest(name=name, version=version), timeout=timeout)
+        if not ready.ready:
+            raise ConnectionError(f"model {name} version {version or 'latest'} not ready")
+        if self._latest:
+            meta = await stub.ModelMetadata(
+                service_pb2.ModelMetadataRequest(name=name), timeout=timeout)
+            self.use_version(newest_version(meta.versions), latest=True)
 
     def _on_response(self, reply: StreamReply) -> None:
         request = reply.request
@@ -473,14 +518,26 @@ class AsrHub:
         ch.refusals += 1
         if ch.refusals > MAX_REFUSALS:            # the model refuses this channel's audio
             self._log.error("asr.channel_failed", channel=ch.key, refusals=ch.refusals,
-                            error=str(reply.error)[:300])
+                            version=ch.version, error=str(reply.error)[:300])
             ch.closing = True
             self.forget(ch)
             ch.done.set()
             return
-        self._log.warning("asr.sequence_lost", channel=ch.key, error=str(reply.error)[:300])
+        moved = ch.version is not None and ch.version != self.version and bool(
+            _VERSION_GONE.search(str(reply.error)))
+        self._log.warning("asr.sequence_lost", channel=ch.key, version=ch.version,
+                          error=str(reply.error)[:300],
+                          **({"moved_to": self.version} if moved else {}))
+        if moved:          # its version is no longer served: the fresh sequence moves
+            ch.version = None
         self._new_sequence(ch)
         self.pump(ch)
+
+
+def newest_version(versions: Sequence[str]) -> str:
+    """The highest of Triton's (numeric) version names; ``""`` when there is none."""
+    numbered = [v for v in versions if v.isdigit()]
+    return max(numbered, key=int) if numbered else ""
 
 
 # ----------------------------------------------------------------- the wire (protobuf)

@@ -419,6 +419,8 @@ BASE: dict[str, Any] = {"sip": {"accounts": [account()]}, "logging": {"level": "
      ("logging.level",), ("rtp.ptime_ms: needs a restart",)),
     ({"triton": {"url": "10.0.0.1:8001"}, "http": {"token": "t"}},
      (), ("triton.url: needs a restart", "http.token: needs a restart")),
+    ({"triton": {"asr_model_version": "2", "asr_model": "asr_ack"}},
+     ("triton.asr_model_version",), ("triton.asr_model: needs a restart",)),
 ])
 def test_reload_diff(change: dict[str, Any], changed: tuple[str, ...],
                      refused: tuple[str, ...]) -> None:
