@@ -8,7 +8,8 @@ points at those files, none copies them.
   manifest's directory, so the dataset can be moved whole), ``duration`` (seconds, of the
   file written), ``text`` (normalised), ``text_raw`` (redacted, unnormalised), ``speaker``,
   ``channel``, ``call_id`` (the hashed conversation id), ``confidence``, ``segment_id``,
-  ``tags``, ``verified``.
+  ``tags``, ``verified``, ``source_start_s``/``source_end_s`` (where the segment lies in
+  its conversation's recording; not ``offset``, which NeMo reads as a seek into the file).
 - **Lhotse** (``lhotse``): ``<out>/lhotse/recordings_S.jsonl.gz`` and
   ``supervisions_S.jsonl.gz``, the dicts ``Recording.to_dict()`` and
   ``SupervisionSegment.to_dict()`` give (one recording and one supervision per segment,
@@ -74,7 +75,8 @@ def _columns(item: Item) -> dict[str, Any]:
     return {"duration": item.duration_s, "text": s.text_normalized, "text_raw": s.text,
             "speaker": s.speaker, "channel": s.channel, "call_id": s.conversation,
             "confidence": _rounded(s.confidence), "segment_id": s.segment_id,
-            "tags": list(s.tags), "verified": s.verified}
+            "tags": list(s.tags), "verified": s.verified,
+            "source_start_s": s.start_s, "source_end_s": s.end_s}
 
 
 def nemo_line(item: Item) -> dict[str, Any]:
@@ -100,7 +102,8 @@ def lhotse_supervision(item: Item) -> dict[str, Any]:
             "language": LANGUAGE, "speaker": s.speaker,
             "custom": {"text_raw": s.text, "channel_name": s.channel,
                        "call_id": s.conversation, "confidence": _rounded(s.confidence),
-                       "tags": list(s.tags), "verified": s.verified}}
+                       "tags": list(s.tags), "verified": s.verified,
+                       "source_start_s": s.start_s, "source_end_s": s.end_s}}
 
 
 def _dumps(line: Mapping[str, Any]) -> str:
