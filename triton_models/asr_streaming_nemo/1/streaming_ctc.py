@@ -1,4 +1,5 @@
-"""Cache-aware streaming CTC recognition of a NeMo FastConformer exported to ONNX.
+"""Cache-aware streaming recognition (CTC, RNNT, hybrid) of a NeMo FastConformer exported
+to ONNX.
 
 Everything but `EncoderSession` (ONNX Runtime) is pure computation on arrays:
 - `LogMelFrontend`: incremental log-mel features equal to NeMo's
@@ -9,7 +10,10 @@ Everything but `EncoderSession` (ONNX Runtime) is pure computation on arrays:
   att_context_size) plus the pre-encode cache of the previous chunk. Streams of a
   batch are stepped together with their caches stacked on the batch axis.
 - `CtcSegmenter`: greedy CTC with word times from frame indices, optional phrase
-  boosting, and endpointing on trailing blank frames.
+  boosting, and endpointing on trailing blank frames; `RnntSegmenter`: the same
+  utterance building from the tokens of greedy RNNT (rnnt_decoder.py). Endpointing
+  is decided in one place, `CtcSegmenter.silence_ends_utterance`, plus the EOU token
+  (`_Utterances.eou`) for models that have one.
 - `StreamingRecognizer`: ties them together and builds contract results.
 
 Phrase boosting (PHRASES): every SentencePiece token of the phrases gets
@@ -34,12 +38,19 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from common.asr_contract import AsrResult, Word  # noqa: E402
+from rnnt_decoder import (  # noqa: E402
+    DecoderJointSession,
+    Emission,
+    PredictionState,
+    greedy_batch,
+)
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 WORD_START = "\u2581"
 ONNX_NAME = "encoder_ctc.onnx"
 TRAINED_LOOKAHEADS = ((70, 0), (70, 1), (70, 6), (70, 13))
+DECODERS = ("rnnt", "ctc")
 
 
 class ModelFilesError(ValueError):
@@ -69,10 +80,21 @@ class ModelSpec:
     att_context_sizes: tuple[tuple[int, int], ...]
     blank_id: int
     pieces: tuple[str, ...]
+    # since the RNNT/hybrid export; the defaults describe the first CTC exports
+    decoders: tuple[str, ...] = ("ctc",)
+    encoder_onnx: str = ONNX_NAME
+    encoder_first_onnx: str = ""  # first-chunk graph (no pre-encode cache, nothing dropped)
+    encoder_output: str = "logprobs"  # or "encoded" [B, D, T] for the decoder heads
+    ctc_head: str = ""  # npz (weight [V+1, D], bias [V+1]) on encoded frames
+    rnnt_onnx: str = ""
+    rnnt_state_shape: tuple[int, int] = (0, 0)  # LSTM layers, hidden
+    max_symbols: int = 10
+    eou_id: int = -1
 
     @classmethod
     def from_json(cls, path: Path) -> ModelSpec:
         raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        rnnt = raw.get("rnnt") or {}
         return cls(
             sample_rate_hz=int(raw["sample_rate_hz"]), n_fft=int(raw["n_fft"]),
             hop_samples=int(raw["hop_samples"]), win_samples=int(raw["win_samples"]),
@@ -83,7 +105,14 @@ class ModelSpec:
             cache_channel_shape=_triple(raw["cache_channel_shape"]),
             cache_time_shape=_triple(raw["cache_time_shape"]),
             att_context_sizes=tuple((int(a[0]), int(a[1])) for a in raw["att_context_sizes"]),
-            blank_id=int(raw["blank_id"]), pieces=tuple(str(p) for p in raw["pieces"]))
+            blank_id=int(raw["blank_id"]), pieces=tuple(str(p) for p in raw["pieces"]),
+            decoders=tuple(str(d) for d in raw.get("decoders", ["ctc"])),
+            encoder_onnx=str(raw.get("encoder_onnx", ONNX_NAME)),
+            encoder_first_onnx=str(raw.get("encoder_first_onnx", "")),
+            encoder_output=str(raw.get("encoder_output", "logprobs")),
+            ctc_head=str(raw.get("ctc_head", "")), rnnt_onnx=str(rnnt.get("onnx", "")),
+            rnnt_state_shape=_pair(rnnt.get("state_shape", [0, 0])),
+            max_symbols=int(rnnt.get("max_symbols", 10)), eou_id=int(raw.get("eou_id", -1)))
 
     @property
     def frame_s(self) -> float:
@@ -95,6 +124,10 @@ def _triple(values: Sequence[int]) -> tuple[int, int, int]:
     return int(values[0]), int(values[1]), int(values[2])
 
 
+def _pair(values: Sequence[int]) -> tuple[int, int]:
+    return int(values[0]), int(values[1])
+
+
 @dataclass(frozen=True, slots=True)
 class ModelFiles:
     """Paths of one exported model folder."""
@@ -103,6 +136,7 @@ class ModelFiles:
 
     @property
     def onnx(self) -> Path:
+        """The legacy CTC encoder (see `ModelSpec.encoder_onnx` for the one a model uses)."""
         return self.folder / ONNX_NAME
 
     @property
@@ -117,13 +151,18 @@ class ModelFiles:
     def tokenizer(self) -> Path:
         return self.folder / "tokenizer.model"
 
-    def check(self) -> None:
-        """Raise ModelFilesError naming the first missing file."""
+    def check(self) -> ModelSpec:
+        """The folder's spec; raise ModelFilesError naming the first missing file."""
         if not self.folder.is_dir():
             raise ModelFilesError(f"model_path {self.folder} is not a folder")
-        for path in (self.onnx, self.spec, self.frontend):
+        if not self.spec.is_file():
+            raise ModelFilesError(f"model file missing: {self.spec} (model_path {self.folder})")
+        spec = ModelSpec.from_json(self.spec)
+        names = (spec.encoder_onnx, spec.encoder_first_onnx, spec.ctc_head, spec.rnnt_onnx)
+        for path in (*(self.folder / n for n in names if n), self.frontend):
             if not path.is_file():
                 raise ModelFilesError(f"model file missing: {path} (model_path {self.folder})")
+        return spec
 
 
 # --- features ------------------------------------------------------------------------------
@@ -217,6 +256,10 @@ class ChunkGeometry:
     chunk_mel_frames: int
     pre_cache_mel_frames: int
     lead_zero_frames: int
+    first_chunk_mel_frames: int = 0  # > 0: the first step runs the first-chunk graph
+    # the fewest new frames that make an encoder frame (first step, later steps): a shorter
+    # tail after END is dropped, as CacheAwareStreamingAudioBuffer does
+    min_frames: tuple[int, int] = (1, 1)
 
     @classmethod
     def for_lookahead(cls, spec: ModelSpec, att_context_size: tuple[int, int]) -> ChunkGeometry:
@@ -228,9 +271,17 @@ class ChunkGeometry:
         right = att_context_size[1]
         chunk = spec.subsampling_factor * (right + 1)
         pre = spec.pre_encode_cache_frames
+        sub = spec.subsampling_factor
+        sampling = (sub - spec.first_chunk_mel_frames_offset, sub)
+        if spec.encoder_first_onnx:
+            # NeMo's reference chunking exactly: a first chunk of sampling_frames[0] + 4r (8r)
+            # frames without pre-encode cache, run by a graph that drops nothing
+            return cls(right, chunk, pre, 0, chunk - spec.first_chunk_mel_frames_offset,
+                       sampling)
         # leading zero frames put the first real frame where NeMo's first (shorter) chunk
         # puts it, so every step has the same shape and the same stride phase as training
-        return cls(right, chunk, pre, pre + spec.first_chunk_mel_frames_offset)
+        return cls(right, chunk, pre, pre + spec.first_chunk_mel_frames_offset,
+                   min_frames=(sampling[1], sampling[1]))
 
     @property
     def step_frames(self) -> int:
@@ -247,6 +298,7 @@ class EncoderStream:
     cache_len: int = 0
     frames_out: int = 0
     ended: bool = False
+    steps: int = 0
 
     @classmethod
     def fresh(cls, spec: ModelSpec, geometry: ChunkGeometry) -> EncoderStream:
@@ -254,13 +306,25 @@ class EncoderStream:
                    np.zeros(spec.cache_channel_shape, dtype=np.float32),
                    np.zeros(spec.cache_time_shape, dtype=np.float32))
 
+    def first_step(self, geometry: ChunkGeometry) -> bool:
+        """The next step is the first one and runs the first-chunk graph."""
+        return self.steps == 0 and geometry.first_chunk_mel_frames > 0
+
     def ready(self, geometry: ChunkGeometry) -> bool:
         """A full chunk is waiting, or the last partial one after END."""
-        pending = self.feats.shape[1] - geometry.pre_cache_mel_frames
-        return pending >= geometry.chunk_mel_frames or (self.ended and pending > 0)
+        if self.first_step(geometry):
+            pending, need = self.feats.shape[1], geometry.first_chunk_mel_frames
+            least = geometry.min_frames[0]
+        else:
+            pending = self.feats.shape[1] - geometry.pre_cache_mel_frames
+            need, least = geometry.chunk_mel_frames, geometry.min_frames[1]
+        return pending >= need or (self.ended and pending >= least)
 
     def take_chunk(self, geometry: ChunkGeometry) -> tuple[F32, int]:
         """The next step's input [n_mels, step_frames] (zero-padded) and its valid length."""
+        if self.first_step(geometry):
+            return self._take_first(geometry)
+        self.steps += 1
         step = geometry.step_frames
         chunk = self.feats[:, :step]
         valid = chunk.shape[1]
@@ -269,11 +333,28 @@ class EncoderStream:
         self.feats = self.feats[:, geometry.chunk_mel_frames:]
         return chunk, valid
 
+    def _take_first(self, geometry: ChunkGeometry) -> tuple[F32, int]:
+        """NeMo's first chunk; what stays is the next step's pre-encode cache, zero-padded on
+        the left when the first chunk was shorter than it (as CacheAwareStreamingAudioBuffer)."""
+        self.steps += 1
+        size, pre = geometry.first_chunk_mel_frames, geometry.pre_cache_mel_frames
+        chunk = self.feats[:, :size]
+        valid = chunk.shape[1]
+        if valid < size:
+            chunk = np.pad(chunk, ((0, 0), (0, size - valid)))
+        rest = self.feats[:, max(0, size - pre):]
+        if size < pre:
+            rest = np.pad(rest, ((0, 0), (pre - size, 0)))
+        self.feats = rest
+        return chunk, valid
+
 
 class EncoderSession:
-    """ONNX Runtime session of encoder_ctc.onnx (CUDA when asked for and available)."""
+    """ONNX Runtime session of the encoder (CUDA when asked for and available); with
+    `first_path`, a second session for the first chunk of each stream."""
 
-    def __init__(self, onnx_path: Path, *, device: str, threads: int) -> None:
+    def __init__(self, onnx_path: Path, *, device: str, threads: int,
+                 first_path: Path | None = None) -> None:
         import onnxruntime as ort  # type: ignore[import-not-found,unused-ignore]
 
         options = ort.SessionOptions()
@@ -287,11 +368,15 @@ class EncoderSession:
             raise StreamConfigError("device=cuda asked but onnxruntime has no CUDA provider "
                                     "(install onnxruntime-gpu)")
         self._session: Any = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        self._first: Any = None if first_path is None else ort.InferenceSession(
+            str(first_path), options, providers=providers)
         self.providers: tuple[str, ...] = tuple(self._session.get_providers())
+        self.threads = threads
 
     def step(self, feats: F32, lengths: I64, cache_channel: F32, cache_time: F32,
-             cache_len: I64) -> tuple[F32, I64, F32, F32, I64]:
-        outputs = self._session.run(None, {
+             cache_len: I64, first: bool = False) -> tuple[F32, I64, F32, F32, I64]:
+        session = self._first if first and self._first is not None else self._session
+        outputs = session.run(None, {
             "audio_signal": feats, "length": lengths, "cache_last_channel": cache_channel,
             "cache_last_time": cache_time, "cache_last_channel_len": cache_len})
         logprobs, enc_len, next_channel, next_time, next_len = outputs
@@ -299,16 +384,21 @@ class EncoderSession:
 
 
 def encoder_step(session: EncoderSession, streams: Sequence[EncoderStream],
-                 geometry: ChunkGeometry) -> list[F32]:
-    """One batched encoder step for streams that are all ready; their log-probs [n_i, V]."""
+                 geometry: ChunkGeometry, encoded: bool = False) -> list[F32]:
+    """One batched encoder step for streams that are all ready (all at their first step or
+    none); their output frames [n_i, X]: CTC log-probs, or with `encoded` the encoder's
+    output [B, D, T] transposed to frames."""
+    first = streams[0].first_step(geometry)
     chunks, valid = zip(*(s.take_chunk(geometry) for s in streams), strict=True)
     feats = np.ascontiguousarray(np.stack(chunks), dtype=np.float32)
     lengths = np.asarray(valid, dtype=np.int64)
     out = session.step(
         feats, lengths, np.stack([s.cache_channel for s in streams]),
         np.stack([s.cache_time for s in streams]),
-        np.asarray([s.cache_len for s in streams], dtype=np.int64))
+        np.asarray([s.cache_len for s in streams], dtype=np.int64), first)
     logprobs, enc_len, next_channel, next_time, next_len = out
+    if encoded:
+        logprobs = np.transpose(logprobs, (0, 2, 1))
     result: list[F32] = []
     for row, stream in enumerate(streams):
         stream.cache_channel = next_channel[row]
@@ -353,6 +443,7 @@ class CtcSegmenter:
     segment: int = 0
     frame: int = 0
     endpoint_until: int | None = None  # frames from here on (END's padding) never endpoint
+    trace: list[tuple[int, int]] | None = None  # (token id, frame) of every token, when set
     _tokens: list[_Token] = field(default_factory=list)
     _last_id: int = -1
     _trailing_blank: int = 0
@@ -377,18 +468,34 @@ class CtcSegmenter:
         if tok == self.spec.blank_id:
             self._last_id = tok
             self._trailing_blank += 1
-            if (self._tokens and self._trailing_blank >= self.end_silence_frames
-                    and (self.endpoint_until is None or index < self.endpoint_until)):
+            if self.silence_ends_utterance(self._trailing_blank, index):
                 return self.close()
             return None
         self._trailing_blank = 0
-        if tok == self._last_id and self._tokens:
+        if tok != self._last_id:
+            final = self._token(tok, index, prob)
+            self._last_id = tok  # after _token: an EOU's repeated frames stay one token
+            return final
+        if self._tokens and tok != self.spec.eou_id:
             last = self._tokens[-1]
             last.last_frame = index
             last.prob = max(last.prob, prob)
-        else:
-            self._tokens.append(_Token(tok, index, index, prob))
-        self._last_id = tok
+        return None
+
+    def silence_ends_utterance(self, silent_frames: int, index: int) -> bool:
+        """THE endpointing rule of both decoders: an open utterance ends once `silent_frames`
+        encoder frames without a token follow its last token (checked at frame `index`),
+        except over END's padding. The EOU token (`_token`) ends one at once."""
+        return (bool(self._tokens) and silent_frames >= self.end_silence_frames
+                and (self.endpoint_until is None or index < self.endpoint_until))
+
+    def _token(self, tok: int, index: int, prob: float) -> Hypothesis | None:
+        """A new token at frame `index`; the EOU token closes the utterance (never in text)."""
+        if self.trace is not None:
+            self.trace.append((tok, index))
+        if tok == self.spec.eou_id:
+            return self.close() if self._tokens else None
+        self._tokens.append(_Token(tok, index, index, prob))
         return None
 
     def pending(self) -> Hypothesis:
@@ -426,6 +533,51 @@ class CtcSegmenter:
         confidence = float(np.mean([t.prob for t in group]))
         return Word(text, group[0].first_frame * frame_s, (group[-1].last_frame + 1) * frame_s,
                     min(1.0, max(0.0, confidence)))
+
+
+@dataclass(slots=True)
+class RnntSegmenter(CtcSegmenter):
+    """Utterances from greedy RNNT tokens (each emission is a token: no CTC collapsing);
+    endpointing by the same rule on the frames without a token."""
+
+    prediction: PredictionState | None = None
+    _last_token_frame: int = -1
+
+    def feed_tokens(self, emissions: Sequence[Emission], frames: int) -> list[Hypothesis]:
+        """A chunk's `frames` encoder frames and its tokens (frames relative to the chunk)."""
+        base = self.frame
+        finals: list[Hypothesis] = []
+        for emission in emissions:
+            index = base + emission.frame
+            closed = self._silence_before(index)
+            if closed is not None:
+                finals.append(closed)
+            final = self._token(emission.token_id, index, emission.prob)
+            self._last_token_frame = index
+            if final is not None:
+                finals.append(final)
+        self.frame = base + frames
+        closed = self._silence_before(self.frame)
+        if closed is not None:
+            finals.append(closed)
+        return finals
+
+    def _silence_before(self, index: int) -> Hypothesis | None:
+        """Close the open utterance when the silence rule fired on a frame before `index`."""
+        due = self._last_token_frame + self.end_silence_frames
+        if due < index and self.silence_ends_utterance(self.end_silence_frames, due):
+            return self.close()
+        return None
+
+
+def ctc_head_logprobs(weight: F32, bias: F32, frames: F32) -> F32:
+    """A hybrid model's CTC head (NeMo ConvASRDecoder: 1x1 conv, log-softmax) on encoder
+    frames [n, D] -> log-probs [n, V+1]."""
+    logits = frames @ weight.T + bias
+    peak = logits.max(axis=1, keepdims=True)
+    shifted = logits - peak
+    out: F32 = (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(np.float32)
+    return out
 
 
 # --- phrases -------------------------------------------------------------------------------
@@ -476,6 +628,7 @@ class RecognizerConfig:
     max_batch: int = 32
     device: str = "auto"
     threads: int = 0
+    decoder: str = ""  # "rnnt" | "ctc"; empty: rnnt when the export has it, else ctc
 
     def __post_init__(self) -> None:
         if self.end_silence_ms <= 0:
@@ -486,6 +639,9 @@ class RecognizerConfig:
             raise StreamConfigError(f"max_batch must be >= 1, got {self.max_batch}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise StreamConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.decoder not in DECODERS + ("",):
+            raise StreamConfigError(f"decoder must be rnnt or ctc (or empty for the model's "
+                                    f"default), got {self.decoder!r}")
 
 
 @dataclass(slots=True)
@@ -494,7 +650,7 @@ class StreamState:
 
     frontend: LogMelFrontend
     encoder: EncoderStream
-    decoder: CtcSegmenter
+    decoder: CtcSegmenter  # an RnntSegmenter (with its prediction state) for RNNT
     last_partial: str = ""
     pad_samples: int = 0
 
@@ -513,19 +669,36 @@ class StreamingRecognizer:
 
     def __init__(self, folder: Path, config: RecognizerConfig) -> None:
         files = ModelFiles(folder)
-        files.check()
-        self.spec = ModelSpec.from_json(files.spec)
+        self.spec = files.check()
         self.config = config
+        self.decoder = choose_decoder(self.spec, config.decoder)
         self.geometry = ChunkGeometry.for_lookahead(self.spec, config.att_context_size)
         self._tables = MelTables.load(files.frontend, self.spec.n_fft)
-        self.session = EncoderSession(files.onnx, device=config.device, threads=config.threads)
+        first = folder / self.spec.encoder_first_onnx if self.spec.encoder_first_onnx else None
+        self.session = EncoderSession(folder / self.spec.encoder_onnx, device=config.device,
+                                      threads=config.threads, first_path=first)
         self._end_frames = max(1, math.ceil(config.end_silence_ms / 1000 / self.spec.frame_s))
         self._end_pad_samples = int(config.end_pad_ms / 1000 * self.spec.sample_rate_hz)
+        self._ctc_head: tuple[F32, F32] | None = None
+        if self.decoder == "ctc" and self.spec.encoder_output == "encoded":
+            with np.load(folder / self.spec.ctc_head) as head:
+                self._ctc_head = (np.asarray(head["weight"], np.float32),
+                                  np.asarray(head["bias"], np.float32))
+        self._joint: DecoderJointSession | None = None
+        if self.decoder == "rnnt":
+            self._joint = DecoderJointSession(folder / self.spec.rnnt_onnx,
+                                              providers=self.session.providers,
+                                              threads=config.threads)
 
     def new_stream(self, phrases: Sequence[str] = ()) -> StreamState:
+        segmenter: CtcSegmenter
+        if self.decoder == "rnnt":
+            segmenter = RnntSegmenter(self.spec, self._end_frames, prediction=PredictionState.fresh(
+                self.spec.rnnt_state_shape, self.spec.blank_id))
+        else:
+            segmenter = CtcSegmenter(self.spec, self._end_frames)
         state = StreamState(LogMelFrontend(self.spec, self._tables),
-                            EncoderStream.fresh(self.spec, self.geometry),
-                            CtcSegmenter(self.spec, self._end_frames))
+                            EncoderStream.fresh(self.spec, self.geometry), segmenter)
         self.set_phrases(state, phrases)
         return state
 
@@ -547,19 +720,35 @@ class StreamingRecognizer:
             ready = [s for s in states if s.encoder.ready(self.geometry)]
             if not ready:
                 break
-            for start in range(0, len(ready), self.config.max_batch):
-                batch = ready[start:start + self.config.max_batch]
-                for state, logprobs in zip(batch, encoder_step(self.session, [
-                        s.encoder for s in batch], self.geometry), strict=True):
-                    audio_s = self._audio_s(state)
-                    finals = state.decoder.feed(logprobs)
-                    results[owners[id(state)]].extend(
-                        _final(h, audio_s) for h in finals)
-                    if finals:
-                        state.last_partial = ""
+            firsts = [s for s in ready if s.encoder.first_step(self.geometry)]
+            rest = [s for s in ready if not s.encoder.first_step(self.geometry)]
+            for group in (firsts, rest):
+                for start in range(0, len(group), self.config.max_batch):
+                    batch = group[start:start + self.config.max_batch]
+                    for state, finals in zip(batch, self._step(batch), strict=True):
+                        audio_s = self._audio_s(state)
+                        results[owners[id(state)]].extend(_final(h, audio_s) for h in finals)
+                        if finals:
+                            state.last_partial = ""
         for index, item in enumerate(inputs):
             results[index].extend(self._close_or_partial(item))
         return results
+
+    def _step(self, batch: Sequence[StreamState]) -> list[list[Hypothesis]]:
+        """One encoder step of a batch and its decoding; each stream's closed utterances."""
+        frames = encoder_step(self.session, [s.encoder for s in batch], self.geometry,
+                              encoded=self.spec.encoder_output == "encoded")
+        if self._joint is None:
+            head = self._ctc_head
+            return [s.decoder.feed(f if head is None else ctc_head_logprobs(*head, f))
+                    for s, f in zip(batch, frames, strict=True)]
+        segmenters = [s.decoder for s in batch]
+        emissions = greedy_batch(
+            self._joint, frames, [_prediction(s) for s in segmenters],
+            blank_id=self.spec.blank_id, max_symbols=self.spec.max_symbols,
+            boosts=[s.boost for s in segmenters])
+        return [_prediction_owner(s).feed_tokens(e, f.shape[0])
+                for s, e, f in zip(segmenters, emissions, frames, strict=True)]
 
     def _featurize(self, item: StreamInput) -> None:
         frontend, enc = item.state.frontend, item.state.encoder
@@ -591,6 +780,33 @@ class StreamingRecognizer:
             return []
         state.last_partial = pending.text
         return [_result("partial", pending, audio_s)]
+
+
+def choose_decoder(spec: ModelSpec, asked: str) -> str:
+    """The decoder to run: the one asked for if the export has it; by default rnnt when
+    present (NeMo's default for hybrids), else ctc."""
+    if asked and asked not in DECODERS:
+        raise StreamConfigError(f"decoder {asked!r} is not supported (rnnt or ctc)")
+    chosen = asked or ("rnnt" if "rnnt" in spec.decoders else spec.decoders[0])
+    if chosen not in spec.decoders:
+        raise StreamConfigError(f"decoder {chosen!r} is not in this export (it has "
+                                f"{', '.join(spec.decoders)})")
+    if chosen == "ctc" and spec.encoder_output == "encoded" and not spec.ctc_head:
+        raise StreamConfigError("decoder 'ctc': the export has no CTC head file")
+    return chosen
+
+
+def _prediction_owner(segmenter: CtcSegmenter) -> RnntSegmenter:
+    if not isinstance(segmenter, RnntSegmenter):
+        raise TypeError("an RNNT step got a CTC stream")
+    return segmenter
+
+
+def _prediction(segmenter: CtcSegmenter) -> PredictionState:
+    state = _prediction_owner(segmenter).prediction
+    if state is None:
+        raise TypeError("an RNNT stream without prediction state")
+    return state
 
 
 def _final(hyp: Hypothesis, audio_s: float) -> AsrResult:
