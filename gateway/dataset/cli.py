@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        return _error(f"{args.config}: " + "; ".join(exc.errors))
+        return _error("; ".join(exc.errors))
     except OSError as exc:
         return _error(f"{args.config}: {exc}")
     try:

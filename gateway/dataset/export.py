@@ -238,11 +238,14 @@ def _consented(sources: Sequence[Source], reader: ConsentReader, report: Report
 
 
 def _roots(config: GatewayConfig, options: ExportOptions) -> list[tuple[Path, bool]]:
-    roots = [(p, True) for p in options.sources]
+    """recordings_dir (when it exists: a gateway that never recorded has none) and each
+    ``--source`` (which must be a directory)."""
+    for path in options.sources:
+        if not path.is_dir():
+            raise UsageError(f"--source {path}: not a directory")
     recordings = config.storage.recordings_dir
-    if recordings.is_dir() or not roots:
-        roots.insert(0, (recordings, False))
-    return roots
+    return ([(recordings, False)] if recordings.is_dir() else []) + [
+        (p, True) for p in options.sources]
 
 
 def run_export(config: GatewayConfig, options: ExportOptions, *, now: datetime,
@@ -251,11 +254,11 @@ def run_export(config: GatewayConfig, options: ExportOptions, *, now: datetime,
     options or an output directory in the way, nothing for a bad input. ``now`` dates the
     card."""
     rules = _rules(options)
+    roots = _roots(config, options)
     prepare_out(options)
     salt = load_salt(config.dataset.salt_in(config.storage.state_dir))
     report = Report()
-    sources, problems = find_conversations(_roots(config, options), options.since,
-                                           options.until)
+    sources, problems = find_conversations(roots, options.since, options.until)
     report.failed += problems
     report.conversations_found = len(sources)
     reader = ConsentReader(config.storage.state_dir, options.purpose)

@@ -233,6 +233,9 @@ def test_usage_errors_exit_2(state: Path, tmp_path: Path) -> None:
     assert (out / "something").exists()
     bad = export(state, tmp_path / "other", "--since", "soon")
     assert bad.returncode == 2 and "ISO 8601" in bad.stderr
+    typo = export(state, tmp_path / "other", "--source", str(tmp_path / "nowhere"))
+    assert typo.returncode == 2 and "not a directory" in typo.stderr
+    assert not (tmp_path / "other").exists()
 
 
 def _digests(out: Path) -> dict[str, str]:
