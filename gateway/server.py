@@ -361,10 +361,13 @@ class Gateway:
             self._log.info("asr.model_version_ready", model=model, version=ready.version,
                            requested=wanted or "latest")
             return new, []
-        self._log.error("asr.model_version_failed", model=model, requested=wanted or "latest",
-                        serving=self.asr.version, reason=ready.error)
+        asked = wanted != current          # else: latest looked for a new version folder
+        (self._log.error if asked else self._log.warning)(
+            "asr.model_version_failed", model=model, requested=wanted or "latest",
+            serving=self.asr.version, reason=ready.error)
         kept = dataclasses.replace(new.triton, asr_model_version=current)
-        return dataclasses.replace(new, triton=kept), [f"triton.asr_model_version: {ready.error}"]
+        failed = [f"triton.asr_model_version: {ready.error}"] if asked else []
+        return dataclasses.replace(new, triton=kept), failed
 
     async def _apply_reload(self, new: GatewayConfig, changed: tuple[str, ...]) -> None:
         if any(c.startswith("logging") for c in changed):

@@ -53,14 +53,15 @@ async def prepare_version(url: str, model: str, wanted: str,
 
 async def _prepare(client: grpcclient.InferenceServerClient, model: str, wanted: str,
                    timeout_s: float) -> VersionReady:
-    was_ready = bool(wanted) and await client.is_model_ready(model, wanted)
+    before = wanted or await _newest(client, model)
+    was_ready = bool(before) and await client.is_model_ready(model, before)
     loaded = await _load(client, model, timeout_s)
     version = wanted or await _newest(client, model)
     if not version or not await client.is_model_ready(model, version):
         return VersionReady("", f"model {model} version {wanted or 'latest'} is not ready: "
                                 "no such version folder, outside the model's version_policy, "
                                 "or it failed to load (see Triton's log)")
-    if loaded and not was_ready:
+    if loaded and not (was_ready and version == before):
         await _load(client, model, timeout_s)     # its first load wrote into its folder
     return VersionReady(version)
 
@@ -81,7 +82,11 @@ async def _load(client: grpcclient.InferenceServerClient, model: str, timeout_s:
 
 
 async def _newest(client: grpcclient.InferenceServerClient, model: str) -> str:
-    meta = await client.get_model_metadata(model, as_json=True)
+    """The newest ready version; ``""`` when none is (the model is not loaded)."""
+    try:
+        meta = await client.get_model_metadata(model, as_json=True)
+    except InferenceServerException:
+        return ""
     return newest_version([str(v) for v in meta.get("versions", [])])
 
 
