@@ -256,8 +256,10 @@ def export_cli(nemo: Path, out: Path) -> None:
 def build_version(staging: Path, base: Path, trained: Trained) -> None:
     """The new version folder's files (everything but finetune.json)."""
     export_cli(trained.nemo, staging)
-    for name in RUNTIME_CODE:
-        shutil.copy2(base / name, staging / name)
+    # every module of the base version's runtime (model.py imports its siblings), at least
+    # RUNTIME_CODE (read_inputs checked those)
+    for code in sorted(base.glob("*.py")):
+        shutil.copy2(code, staging / code.name)
     shutil.copy2(trained.nemo, staging / NEMO_NAME)
     shutil.copy2(trained.nemo.parent / NORM_NAME, staging / NORM_NAME)
 
