@@ -184,39 +184,58 @@ def test_rule_parameters_are_checked() -> None:
         vad_endpoint_config(end_silence_ms=10)
 
 
-def test_hypothesis_covers_only_once_decoded_past_the_end_and_no_later_token() -> None:
-    assert hypothesis_covers(2.0, decoded_until_s=2.2, last_token_end_s=1.9, lookahead_s=0.16)
-    assert not hypothesis_covers(2.0, decoded_until_s=2.1, last_token_end_s=1.9,
-                                 lookahead_s=0.16)
-    assert not hypothesis_covers(2.0, decoded_until_s=3.0, last_token_end_s=2.5,
-                                 lookahead_s=0.16)
+def test_hypothesis_covers_once_decoded_past_the_end_and_the_last_token() -> None:
+    rule = {"lookahead_s": 0.24, "settle_s": 0.12}
+    assert hypothesis_covers(2.0, decoded_until_s=2.25, last_token_end_s=1.9, **rule)
+    assert not hypothesis_covers(2.0, decoded_until_s=2.2, last_token_end_s=1.9, **rule)
+    # a late token (emitted after the VAD's end) must have settled
+    assert not hypothesis_covers(2.0, decoded_until_s=2.3, last_token_end_s=2.2, **rule)
+    assert hypothesis_covers(2.0, decoded_until_s=2.33, last_token_end_s=2.2, **rule)
 
 
 def endpoint_on(probs: list[float]) -> SpeechEndpoint:
-    return SpeechEndpoint(Recorded(probs))
+    return SpeechEndpoint(Recorded(probs), lookahead_s=0.24, settle_s=0.12)
+
+
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
 
 
 def test_speech_endpoint_says_final_due_once_the_decoder_covers_the_utterance() -> None:
     probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 10))
     endpoint = endpoint_on(probs)
     spans = endpoint.push(audio)
-    end_s = 40 * FRAME_SAMPLES / SAMPLE_RATE_HZ
+    end_s = 40 * FRAME_S
     assert [(s.start, s.end) for s in spans] == [(10 * FRAME_SAMPLES, 40 * FRAME_SAMPLES)]
-    assert not endpoint.final_due(end_s, last_token_end_s=end_s - 0.1)  # look-ahead not seen
-    assert endpoint.final_due(end_s + 0.2, last_token_end_s=end_s - 0.1)
+    assert not endpoint.final_due(end_s + 0.2, last_token_end_s=end_s - 0.1)  # look-ahead
+    assert endpoint.final_due(end_s + 0.25, last_token_end_s=end_s - 0.1)
     endpoint.finalized()
-    assert not endpoint.final_due(end_s + 0.5, last_token_end_s=end_s - 0.1)
+    assert not endpoint.ended and not endpoint.final_due(end_s + 0.5, last_token_end_s=end_s)
 
 
-def test_speech_endpoint_drops_an_utterance_with_nothing_or_more_decoded() -> None:
+def test_speech_endpoint_keeps_late_tokens_until_the_next_onset() -> None:
     probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 10), (0.9, 30), (0.0, 10))
     endpoint = endpoint_on(probs)
     assert len(endpoint.push(audio)) == 2
-    second_end_s = 80 * FRAME_SAMPLES / SAMPLE_RATE_HZ
-    # a token inside the second utterance: the first one's end is not the hypothesis's end
-    assert endpoint.final_due(second_end_s + 0.2, last_token_end_s=second_end_s - 0.2)
+    first_end_s, second_start_s = 40 * FRAME_S, 50 * FRAME_S
+    # a token past the first end but before the second onset: still the first utterance
+    assert endpoint.final_due(first_end_s + 0.4, last_token_end_s=first_end_s + 0.2)
+    # a token in the second utterance: the first end is not the hypothesis's end
+    assert not endpoint.final_due(second_start_s + 0.3, last_token_end_s=second_start_s + 0.1)
     assert len(endpoint.ended) == 1
-    endpoint.finalized()
+    second_end_s = 80 * FRAME_S
+    assert endpoint.final_due(second_end_s + 0.3, last_token_end_s=second_end_s - 0.2)
+
+
+def test_speech_endpoint_open_speech_is_a_next_onset() -> None:
+    probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 10), (0.9, 20))
+    endpoint = endpoint_on(probs)
+    endpoint.push(audio)
+    assert len(endpoint.ended) == 1  # the second one is still open
+    assert not endpoint.final_due(55 * FRAME_S, last_token_end_s=52 * FRAME_S)
+    assert not endpoint.ended
+
+
+def test_speech_endpoint_drops_an_utterance_with_nothing_decoded() -> None:
     probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 10))
     noise = endpoint_on(probs)
     noise.push(audio)

@@ -158,6 +158,11 @@ class VadSegmenter(UtteranceSegmenter):
     def _level(self, frame: Audio) -> float:
         return self._queued.popleft()
 
+    @property
+    def open_since(self) -> int | None:
+        """Start of the open utterance (preroll included), None between utterances."""
+        return self._utt_start if self._in_speech else None
+
 
 @dataclass(frozen=True, slots=True)
 class SpeechSpan:
@@ -177,13 +182,13 @@ def speech_spans(jobs: Sequence[DecodeJob], decided_at: int) -> list[SpeechSpan]
 # --- the hook of a streaming recognizer -----------------------------------------------------
 
 
-def hypothesis_covers(speech_end_s: float, decoded_until_s: float,
-                      last_token_end_s: float | None, lookahead_s: float) -> bool:
-    """The streaming hypothesis holds the whole utterance: the decoder has emitted the frames
-    up to the speech end plus ``lookahead_s`` (the model's emission delay), and no token was
-    emitted after that (one would mean the speech went on past the VAD's end)."""
-    limit = speech_end_s + lookahead_s
-    return decoded_until_s >= limit and (last_token_end_s is None or last_token_end_s <= limit)
+def hypothesis_covers(speech_end_s: float, decoded_until_s: float, last_token_end_s: float,
+                      *, lookahead_s: float, settle_s: float) -> bool:
+    """The streaming hypothesis holds the whole utterance the VAD ended at ``speech_end_s``:
+    the decoder has emitted its frames up to the speech end plus ``lookahead_s`` (the
+    model's emission delay: a word's tokens come some frames after it was spoken) and
+    ``settle_s`` past its last token (a CTC token's frames are not still going on)."""
+    return decoded_until_s >= max(speech_end_s + lookahead_s, last_token_end_s + settle_s)
 
 
 class SpeechEndpoint:
@@ -192,17 +197,17 @@ class SpeechEndpoint:
     ``final_due(decoded_until_s, last_token_end_s)`` is True when the VAD ended an
     utterance and the hypothesis covers it (``hypothesis_covers``); the recognizer then
     emits its hypothesis as the final and calls ``finalized()``. An ended utterance the
-    decoder passed with no token (a cough, noise), or with a token after its end (the
-    speech went on), is dropped: the next one decides. The speech end is the VAD's own
-    (no tail added).
+    decoder passed with no token (a cough, noise), or whose hypothesis already holds a token
+    at or after the next utterance's onset, is dropped: the next one (or the recognizer's
+    own rule) decides. The speech end is the VAD's own (no tail added).
     """
 
     def __init__(self, levels: Levels, *, threshold: float = 0.5, end_silence_ms: int = 256,
-                 lookahead_s: float = 0.16) -> None:
+                 lookahead_s: float = 0.24, settle_s: float = 0.12) -> None:
         config = vad_endpoint_config(threshold=threshold, end_silence_ms=end_silence_ms,
                                      preroll_ms=0, tail_ms=0, partial_interval_s=1e9)
         self._segmenter = VadSegmenter(config, levels)
-        self._lookahead_s = lookahead_s
+        self._lookahead_s, self._settle_s = lookahead_s, settle_s
         self.ended: deque[SpeechSpan] = deque()
 
     def push(self, audio: Audio) -> list[SpeechSpan]:
@@ -214,15 +219,22 @@ class SpeechEndpoint:
 
     def final_due(self, decoded_until_s: float, last_token_end_s: float | None) -> bool:
         while self.ended:
-            limit_s = self.ended[0].end / SAMPLE_RATE_HZ + self._lookahead_s
-            if decoded_until_s < limit_s:
+            end_s = self.ended[0].end / SAMPLE_RATE_HZ
+            if decoded_until_s < end_s + self._lookahead_s:
                 return False
-            if last_token_end_s is not None and last_token_end_s <= limit_s:
-                return True
-            # nothing decoded in it (noise), or tokens past it (the speech went on): the
-            # next ended utterance decides
+            onset = self._next_onset()
+            if last_token_end_s is not None and (
+                    onset is None or last_token_end_s <= onset / SAMPLE_RATE_HZ):
+                return hypothesis_covers(end_s, decoded_until_s, last_token_end_s,
+                                         lookahead_s=self._lookahead_s, settle_s=self._settle_s)
             self.ended.popleft()
         return False
+
+    def _next_onset(self) -> int | None:
+        """Start of the speech after the first ended utterance, if the VAD heard any."""
+        if len(self.ended) > 1:
+            return self.ended[1].start
+        return self._segmenter.open_since
 
     def finalized(self) -> None:
         if self.ended:
