@@ -65,6 +65,9 @@ class Metrics:
         self.asr_keepalives = Counter(
             "gateway_asr_keepalives_total", "Requests sent only to keep an idle Triton sequence "
             "open", registry=r)
+        self.asr_sequences = Counter(
+            "gateway_asr_sequences_total", "ASR sequences started (a channel's stream, and each "
+            "replay of it), per model version", ["version"], registry=r)
         self.asr_buffered = Gauge(
             "gateway_asr_buffered_seconds", "Audio held for ASR, summed over channels",
             registry=r)

@@ -386,6 +386,8 @@ class AsrHub:
             ch.version = self.version
             self._log.debug("asr.channel_started", channel=ch.key,
                             model=self.config.asr_model, version=ch.version)
+        if chunk.sequence_start:
+            self._metrics.asr_sequences.labels(version=ch.version).inc()
         return encode_request(model=self.config.asr_model,
                               version=ch.version, corrid=ch.corrid,
                               audio=chunk.audio, start=chunk.sequence_start,

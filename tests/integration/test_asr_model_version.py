@@ -197,6 +197,10 @@ def test_a_new_version_takes_new_calls_while_live_ones_finish_on_theirs(
     started = {e["channel"]: e["version"] for e in gw.events("asr.channel_started")}
     assert started == {f"{first.call_id}/customer": "1", f"{second.call_id}/customer": "2",
                        f"{third.call_id}/customer": "2"}
+    status, metrics = gw.http("/metrics")
+    assert status == 200
+    assert b'gateway_asr_sequences_total{version="1"} 1.0' in metrics
+    assert b'gateway_asr_sequences_total{version="2"} 2.0' in metrics
     for bad in ("asr.sequence_lost", "asr.channel_failed", "asr.stream_lost"):
         cut = [(e.get("channel"), e.get("version"), str(e.get("error"))[:90])
                for e in gw.events(bad)]

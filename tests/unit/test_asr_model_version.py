@@ -57,6 +57,9 @@ async def test_a_switch_moves_only_the_channels_that_start_after_it() -> None:
     assert {v for v, c, _s in sent if c == late.corrid} == {"2"}
     assert (early.version, late.version) == ("1", "2")
     assert hub.versions_in_use() == {"1": 1, "2": 1}
+    started = hub._metrics.registry.get_sample_value
+    assert started("gateway_asr_sequences_total", {"version": "1"}) == 1
+    assert started("gateway_asr_sequences_total", {"version": "2"}) == 1
 
 
 async def test_a_replayed_sequence_keeps_its_version() -> None:
