@@ -39,6 +39,7 @@ from gateway.dataset.card import CardInfo, ConsentInfo, dataset_card
 from gateway.dataset.formats import SPLITS, Item, write_manifests
 from gateway.dataset.model import RedactedPolicy, Segment, SegmentRules
 from gateway.dataset.review import (
+    Correction,
     CorrectionStats,
     apply_corrections,
     parse_corrections,
@@ -57,6 +58,7 @@ from gateway.dataset.sources import (
 )
 from gateway.dataset.speakers import hashed_id
 from gateway.dataset.split import assign_splits, split_summary
+from gateway.redaction.detect import detect
 
 CORRECTIONS: Final = "corrections.jsonl"
 REVIEW: Final = "review.jsonl"
@@ -108,6 +110,7 @@ class Report:
     stats: SegmentStats = field(default_factory=SegmentStats)
     items: list[Item] = field(default_factory=list)
     split_warnings: list[str] = field(default_factory=list)
+    corrections_refused_pii: list[int] = field(default_factory=list)
 
     def to_dict(self, options: ExportOptions) -> dict[str, Any]:
         return {
@@ -122,6 +125,7 @@ class Report:
                               "failed": len(self.failed)},
             "channels_without_consent": self.channels_without_consent,
             "turns_without_word_times": self.turns_without_word_times,
+            "corrections_refused_pii": self.corrections_refused_pii,
             "corrections": asdict(self.corrections) if self.corrections else None,
             "segments": {split: _split_counts([i for i in self.items if i.split == split])
                          for split in SPLITS},
@@ -315,10 +319,26 @@ def _apply_corrections(plans: Sequence[_Planned], options: ExportOptions,
         corrections = parse_corrections(path.read_text(encoding="utf-8").splitlines())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"corrections {path}: {exc}") from None
+    corrections, report.corrections_refused_pii = _without_pii(corrections)
     segments, report.corrections = apply_corrections(
         [s for p in plans for s in p.segments], corrections)
     for plan in plans:
         plan.segments = [s for s in segments if s.conversation == plan.key]
+
+
+def _without_pii(corrections: dict[str, Correction]
+                 ) -> tuple[dict[str, Correction], list[int]]:
+    """A reviewer's text goes into the dataset as typed, so a fix whose text holds personal
+    data (the redaction detectors, no context) is not applied: the segment keeps its
+    redacted ASR text and the correction's line number is reported."""
+    kept: dict[str, Correction] = {}
+    refused: list[int] = []
+    for key, c in corrections.items():
+        if c.text is not None and detect(c.text.split()):
+            refused.append(c.line)
+        else:
+            kept[key] = c
+    return kept, sorted(refused)
 
 
 def _splits(plans: Sequence[_Planned], salt: bytes, report: Report) -> dict[str, str]:

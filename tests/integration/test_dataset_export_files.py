@@ -269,3 +269,25 @@ def test_same_inputs_same_dataset_and_corrections_apply_next_time(
     assert (first / "corrections.jsonl").exists()
     corrections = json.loads((first / "export.json").read_text())["corrections"]
     assert (corrections["fixed"], corrections["rejected"]) == (1, 1)
+
+
+def test_a_correction_typed_with_personal_data_is_not_applied(
+        state: Path, tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    export(state, out)
+    review = _lines(out / "review.jsonl")
+    leaky, clean = review[0], review[1]
+    leaky.update(action="fix", text="my card is 4111 1111 1111 1111 thanks")
+    clean.update(action="fix", text="corrected words here")
+    (out / "corrections.jsonl").write_text("\n".join(json.dumps(r) for r in (leaky, clean)))
+    export(state, out, "--force")
+    entries = {e["segment_id"]: e for e in _manifest(out)}
+    assert "4111" not in entries[leaky["segment_id"]]["text_raw"]
+    assert entries[leaky["segment_id"]]["verified"] is False
+    assert entries[clean["segment_id"]]["text"] == "corrected words here"
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["corrections_refused_pii"] == [1]
+    assert summary["corrections"]["fixed"] == 1
+    # only the reviewer's own corrections.jsonl still holds what they typed
+    assert not any("4111" in p.read_text(errors="ignore") for p in out.rglob("*")
+                   if p.suffix in (".json", ".jsonl", ".md") and p.name != "corrections.jsonl")
