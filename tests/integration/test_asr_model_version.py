@@ -4,7 +4,8 @@ this test's own with the committed config.pbtxt (its version_policy), version 1 
 start; version 2 is installed mid-call (a copy of 1, as finetune.py installs one), the config
 asks for it and the gateway reloads. The call that started on 1 stays on 1 to its end, the
 next call goes to 2 (Triton's per-version statistics say so, not only the gateway), a version
-that does not exist is refused while the calls go on."""
+that does not exist is refused while the calls go on; latest ("") then picks up a third
+version, and Triton unloads the first."""
 
 from __future__ import annotations
 
@@ -201,6 +202,11 @@ def test_a_new_version_takes_new_calls_while_live_ones_finish_on_theirs(
     assert status == 200
     assert b'gateway_asr_sequences_total{version="1"} 1.0' in metrics
     assert b'gateway_asr_sequences_total{version="2"} 2.0' in metrics
+    _install(model_dir / "3")                              # latest again: picks up 3
+    latest = _reload(gw, "")
+    assert "triton.asr_model_version" in latest["changed"] and "failed" not in latest
+    assert gw.events("asr.model_version_ready")[-1]["version"] == "3"
+    assert [client.is_model_ready(MODEL, v) for v in "123"] == [False, True, True]
     for bad in ("asr.sequence_lost", "asr.channel_failed", "asr.stream_lost"):
         cut = [(e.get("channel"), e.get("version"), str(e.get("error"))[:90])
                for e in gw.events(bad)]
