@@ -37,6 +37,7 @@ from streaming_ctc import (  # noqa: E402
     F32,
     ModelFilesError,
     RecognizerConfig,
+    StreamConfigError,
     StreamingRecognizer,
     StreamInput,
 )
@@ -171,6 +172,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--phrase", action="append", default=[])
     parser.add_argument("--phrase-boost", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--decoder", default="", help="rnnt or ctc (default: the model's)")
     return parser.parse_args(argv)
 
 
@@ -179,10 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     left, right = (int(v) for v in args.att_context.split(","))
     config = RecognizerConfig(att_context_size=(left, right), end_silence_ms=args.end_silence_ms,
                               end_pad_ms=args.end_pad_ms,
-                              phrase_boost=args.phrase_boost, device="cpu", threads=args.threads)
+                              phrase_boost=args.phrase_boost, device="cpu", threads=args.threads,
+                              decoder=args.decoder)
     try:
         rec = StreamingRecognizer(args.model_dir, config)
-    except ModelFilesError as exc:
+    except (ModelFilesError, StreamConfigError) as exc:
         print(f"selfcheck: {exc}", file=sys.stderr)
         return 2
     timed = TimedSession(rec.session)
@@ -196,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {"files": [{"path": t.path, "text": t.text, "results": t.results}
                             for t in done]}
     report["att_context_size"] = [left, right]
+    report["decoder"] = rec.decoder
     report["step_ms"] = timed.summary()
     print(json.dumps(report))
     return 0

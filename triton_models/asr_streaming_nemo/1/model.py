@@ -1,9 +1,11 @@
-"""asr_streaming_nemo: cache-aware streaming FastConformer-CTC (NeMo) behind the streaming
-ASR contract (triton_models/README.md), run with ONNX Runtime inside the Python backend.
+"""asr_streaming_nemo: cache-aware streaming FastConformer (NeMo; CTC, RNNT or hybrid) behind
+the streaming ASR contract (triton_models/README.md), run with ONNX Runtime inside the Python
+backend.
 
 Each execute() feeds every request's audio to its CORRID's stream, then steps the
 encoder over all ready chunks of all streams of the batch together (caches stacked
-on the batch axis), decodes CTC greedily with word times, and answers each request
+on the batch axis), decodes greedily (CTC, or RNNT batched over the streams: parameter
+`decoder`) with word times, and answers each request
 with its finals (endpointing: `end_silence_ms` of blank frames), a partial when the
 open utterance changed, and at END the final of the open utterance. See
 streaming_ctc.py for the model-side details and README.md beside config.pbtxt.
@@ -70,7 +72,8 @@ def recognizer_config(params: dict[str, str]) -> RecognizerConfig:
         phrase_boost=float_parameter(params, "phrase_boost", 2.0, minimum=None),
         max_batch=_int_parameter(params, "max_batch", 32),
         device=params.get("device") or "auto",
-        threads=_int_parameter(params, "cpu_threads", 0))
+        threads=_int_parameter(params, "cpu_threads", 0),
+        decoder=(params.get("decoder") or "").strip().lower())
 
 
 def model_folder(raw: str) -> Path:
@@ -97,7 +100,8 @@ class TritonPythonModel:
             idle_s, lambda _corrid: self._rec.new_stream())
         self._log.log_info(
             f"asr_streaming_nemo: {folder} loaded in {time.monotonic() - started:.1f} s, "
-            f"providers {self._rec.session.providers}, att_context_size "
+            f"providers {self._rec.session.providers}, decoder {self._rec.decoder}, "
+            f"att_context_size "
             f"{list(config.att_context_size)}, chunk {self._rec.geometry.chunk_mel_frames * 10} ms")
 
     def execute(self, requests: list[Any]) -> None:
