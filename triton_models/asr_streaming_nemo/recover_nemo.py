@@ -181,17 +181,18 @@ class Comparison:
     stream_steps: int
     texts_a: list[str]
     texts_b: list[str]
+    meta_diff: list[str]
 
     @property
     def ok(self) -> bool:
         return (max(self.random_max_diff, self.stream_max_diff) <= TOLERANCE
-                and self.texts_a == self.texts_b)
+                and self.texts_a == self.texts_b and not self.meta_diff)
 
     def to_json(self) -> dict[str, Any]:
         return {"random_max_abs_diff": self.random_max_diff,
                 "stream_max_abs_diff": self.stream_max_diff, "stream_steps": self.stream_steps,
                 "texts_equal": self.texts_a == self.texts_b, "texts": self.texts_a,
-                "ok": self.ok}
+                "model_json_diff": self.meta_diff, "ok": self.ok}
 
 
 def _session(onnx_path: Path) -> Any:
@@ -254,16 +255,35 @@ def stream(folder: Path, audios: Sequence[Any]) -> tuple[list[str], list[tuple[A
     return [t.text for t in done], recorder.outputs
 
 
+def meta_diff(a: Path, b: Path) -> list[str]:
+    """Keys of a's model.json that b's lacks or holds another value for (b may add keys)."""
+    meta_a, meta_b = (json.loads((f / "model.json").read_text(encoding="utf-8")) for f in (a, b))
+    return sorted(k for k, v in meta_a.items() if meta_b.get(k) != v)
+
+
+def same_runtime(a: Path, b: Path, out: Path) -> Path:
+    """`a`'s files with b's encoder_ctc.onnx: the graphs compared under one runtime setup
+    (an exporter that writes more files or keys changes nothing here)."""
+    for path in a.iterdir():
+        if path.is_file():
+            shutil.copyfile(path, out / path.name)
+    shutil.copyfile(b / "encoder_ctc.onnx", out / "encoder_ctc.onnx")
+    return out
+
+
 def compare_exports(a: Path, b: Path, audios: Sequence[Any]) -> Comparison:
+    """The encoder graphs of two export folders on random inputs and streamed `audios`
+    (runtime files of `a` for both), and their model.json."""
     texts_a, out_a = stream(a, audios)
-    texts_b, out_b = stream(b, audios)
+    with tempfile.TemporaryDirectory() as tmp:
+        texts_b, out_b = stream(same_runtime(a, b, Path(tmp)), audios)
     if len(out_a) != len(out_b):
         raise RecoveryError(f"streams took {len(out_a)} and {len(out_b)} encoder steps")
     worst = 0.0
     for step_a, step_b in zip(out_a, out_b, strict=True):
         for x, y in zip(step_a, step_b, strict=True):
             worst = max(worst, float(np.abs(x.astype(np.float64) - y).max()))
-    return Comparison(random_diff(a, b), worst, len(out_a), texts_a, texts_b)
+    return Comparison(random_diff(a, b), worst, len(out_a), texts_a, texts_b, meta_diff(a, b))
 
 
 def export_cli(nemo: Path, out: Path) -> None:
