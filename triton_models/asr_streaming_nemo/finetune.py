@@ -54,6 +54,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# never write __pycache__ into the model repository: Triton reloads a served version whose
+# folder changed at the next load_model (the gateway's SIGHUP), restarting its live sequences
+sys.dont_write_bytecode = True
 sys.path.insert(0, str(HERE))
 
 from train_small import read_manifest, word_errors  # noqa: E402
@@ -250,7 +253,8 @@ def train(args: argparse.Namespace, base: Path, rows: Sequence[dict[str, Any]],
 def export_cli(nemo: Path, out: Path) -> None:
     """export_onnx.py through its command line (`--nemo X --out DIR`)."""
     subprocess.run([sys.executable, str(HERE / "export_onnx.py"), "--nemo", str(nemo),
-                    "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+                    "--out", str(out)], check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def build_version(staging: Path, base: Path, trained: Trained) -> None:
@@ -267,9 +271,9 @@ def build_version(staging: Path, base: Path, trained: Trained) -> None:
 def next_steps(model: str, version: int) -> str:
     return (f"installed version {version} of {model}. To serve it:\n"
             f"  1. gateway config: triton.asr_model_version = \"{version}\"\n"
-            "  2. make Triton load it if its version_policy does not (config.pbtxt is "
-            "unchanged)\n"
-            "  3. kill -HUP <gateway pid>   (reload: new calls use it, live calls keep theirs)")
+            "  2. kill -HUP <gateway pid>   (the gateway has Triton load it, waits until it is "
+            "ready; new calls use it, live calls keep theirs; config.pbtxt serves the newest "
+            "two versions)")
 
 
 # --- command line --------------------------------------------------------------------------
