@@ -87,9 +87,10 @@ def model_config(kind: str, tokenizer: Path, size: Size) -> Any:
 
 
 def build_checkpoint(folder: Path, kind: str, *, size: Size = SMALL, seed: int = 0,
-                     eou: bool = False, vocab_size: int = 48) -> Path:
+                     eou: bool = False, vocab_size: int = 48, eou_rate: float = 0.03,
+                     calibration: Audio | None = None) -> Path:
     """A .nemo of `kind` (ctc, rnnt, hybrid) with seeded random weights, output layers
-    rescaled (see `liven`)."""
+    rescaled (see `liven`) on `calibration` audio (default: 3 s of `speechlike`)."""
     from nemo.collections.asr.models import (
         EncDecCTCModelBPE,
         EncDecHybridRNNTCTCBPEModel,
@@ -102,9 +103,10 @@ def build_checkpoint(folder: Path, kind: str, *, size: Size = SMALL, seed: int =
     torch.manual_seed(seed)
     model = classes[kind](cfg=cfg)
     model.eval()
-    liven(model, speechlike(3.0, seed=seed + 100), seed=seed)
+    audio = speechlike(3.0, seed=seed + 100) if calibration is None else calibration
+    liven(model, audio, seed=seed)
     if eou:
-        make_eou_fire(model, speechlike(3.0, seed=seed + 100))
+        make_eou_fire(model, audio, eou_rate)
     path = folder / f"{kind}.nemo"
     model.save_to(str(path))
     return path
