@@ -28,7 +28,7 @@ Steps:
    served checkpoint's last stage); with `--dev` the checkpoint with the best offline dev
    WER is kept (checked every `--eval-every-min` and at the end), else the last.
 5. Export with `export_onnx.py --nemo X --out DIR` (its CLI) into `<model>/.<N+1>.tmp-<pid>`,
-   copy `model.py` and `streaming_ctc.py` from the base version folder, `model.nemo`,
+   copy the base version folder's `*.py` (model.py, streaming_ctc.py, ...), `model.nemo`,
    `feature_norm.npz`, stream the dev set through the exported folder (dev WER after),
    write `finetune.json`, then rename the folder to `<model>/<N+1>` (N: the highest
    version there). `--no-install` leaves the folder in `--work` instead.
@@ -236,7 +236,8 @@ def train(args: argparse.Namespace, base: Path, rows: Sequence[dict[str, Any]],
     dev_set = norm.apply(featurize(model, dev_rows, args.device)) if dev_rows else []
     before = round(offline_wer(model, dev_set), 4) if dev_set else None
     opts = TrainOptions(args.minutes or 1e9, args.eval_every_min, args.max_frames, args.lr,
-                        args.warmup_steps, args.seed, time_shift=args.time_shift,
+                        args.warmup_steps, args.seed, amp=str(args.device).startswith("cuda"),
+                        time_shift=args.time_shift,
                         sorted_first_epoch=False, max_steps=args.steps or 0)
     t0 = time.monotonic()
     best = train_loop(model, train_set, dev_set, work, opts)
