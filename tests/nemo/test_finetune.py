@@ -45,14 +45,20 @@ VERSION_FILES = {"encoder_ctc.onnx", "model.json", "frontend.npz", "tokenizer.mo
 
 
 def _write_set(folder: Path, name: str, items: list[tuple[str, Voice]],
-               extra: list[dict[str, Any]] | None = None) -> Path:
+               extra: list[dict[str, Any]] | None = None, flac: bool = False) -> Path:
+    """Rows as the dataset exporter writes them (16 kHz FLAC there; WAV for the dev set)."""
+    import soundfile  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
     (folder / "audio").mkdir(parents=True, exist_ok=True)
     rows = []
     for i, (text, voice) in enumerate(items):
         audio, rate = synthesize(text, voice, None)
         audio = phone_line(audio, rate, np.random.default_rng(i))
-        rel = f"audio/{name}-{i}.wav"
-        write_wav(folder / rel, audio, 16000)
+        rel = f"audio/{name}-{i}.{'flac' if flac else 'wav'}"
+        if flac:
+            soundfile.write(folder / rel, audio, 16000, subtype="PCM_16")
+        else:
+            write_wav(folder / rel, audio, 16000)
         rows.append({"audio_filepath": rel, "duration": round(audio.size / 16000, 3),
                      "text": text, "speaker": f"spk{i % 2}", "channel": "caller",
                      "call_id": f"h{i}", "confidence": 0.9, "text_raw": text})
@@ -65,10 +71,10 @@ def _write_set(folder: Path, name: str, items: list[tuple[str, Voice]],
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("export")
-    tagged = {"audio_filepath": "audio/train-0.wav", "duration": 1.0,
+    tagged = {"audio_filepath": "audio/train-0.flac", "duration": 1.0,
               "text": "my card is [card] thanks"}
     gone = {"audio_filepath": "audio/nowhere.wav", "duration": 1.0, "text": "hello"}
-    return {"train": _write_set(folder, "train", TRAIN, [tagged, gone]),
+    return {"train": _write_set(folder, "train", TRAIN, [tagged, gone], flac=True),
             "dev": _write_set(folder, "dev", DEV)}
 
 
