@@ -224,3 +224,18 @@ def test_hybrid_export_of_one_head_and_runtime_choice(built: dict[str, Built],
     assert StreamingRecognizer(hybrid.out, RecognizerConfig()).decoder == "rnnt"
     with pytest.raises(StreamConfigError, match="decoder must be rnnt or ctc"):
         RecognizerConfig(decoder="tdt")
+
+
+@pytest.mark.slow
+def test_full_size_hybrid_equals_nemo(tmp_path: Path) -> None:
+    """NeMo's hybrid config at its own size (17 layers x 512, about 114M parameters, the
+    stt_en_fastconformer_hybrid_large_streaming architecture), RNNT head, [70,13]: about
+    45 s alone, 2 min on a loaded machine (the export), so one decoder and one look-ahead."""
+    model = Built(tmp_path, "hybrid", size=sm.FULL)
+    audio = sm.speechlike(6.0, seed=1)
+    states, results = stream_runtime(model.out, [audio], [70, 13], "rnnt")
+    ref = sm.nemo_stream(model.model, audio, [70, 13], "rnnt")
+    assert len(ref.tokens) >= MIN_TOKENS and len({t for t, _ in ref.tokens}) >= MIN_DISTINCT
+    assert states[0].decoder.trace == list(ref.tokens)
+    finals = [r for r in results[0] if r.type == "final"]
+    assert finals[-1].text.split() == ref.text.split()
