@@ -191,6 +191,15 @@ def test_base_version_without_nemo(tmp_path: Path, data: dict[str, Path]) -> Non
     assert "has no model.nemo" in done.stderr and "recover_nemo.py" in done.stderr
 
 
+def test_an_empty_dev_manifest_is_no_dev_set(tmp_path: Path, data: dict[str, Path]) -> None:
+    empty = tmp_path / "dev_manifest.json"
+    empty.write_text("")
+    done = _finetune("--model-repo", _repo_copy(tmp_path), "--manifest", data["train"],
+                     "--dev", empty, "--steps", "1", "--no-install", "--work", tmp_path / "w")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "is empty: no dev WER" in done.stderr
+
+
 def test_text_policy() -> None:
     import sentencepiece  # type: ignore[import-not-found,unused-ignore]
     from finetune import TextPolicy  # type: ignore[import-not-found,unused-ignore]

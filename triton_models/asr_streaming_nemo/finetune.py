@@ -124,6 +124,19 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def dev_rows_of(path: Path | None, policy: TextPolicy
+                ) -> tuple[list[dict[str, Any]], ManifestStats | None]:
+    """The dev rows; an empty dev manifest (export-dataset writes one for an empty split) is
+    no dev set: a warning, then no dev WER and the last checkpoint is kept."""
+    if path is None:
+        return [], None
+    if path.is_file() and not path.read_text(encoding="utf-8").strip():
+        print(f"warning: dev manifest {path} is empty: no dev WER, the last checkpoint is "
+              "kept", file=sys.stderr)
+        return [], None
+    return load_rows(path, policy)
+
+
 def load_rows(path: Path, policy: TextPolicy) -> tuple[list[dict[str, Any]], ManifestStats]:
     """Usable rows of one manifest (text cleaned) and what was skipped, and why."""
     if not path.is_file():
@@ -344,7 +357,7 @@ def read_inputs(args: argparse.Namespace) -> Inputs:
         got, stat = load_rows(path, policy)
         rows.extend(got)
         stats.append(stat)
-    dev_rows, dev_stats = load_rows(args.dev, policy) if args.dev else ([], None)
+    dev_rows, dev_stats = dev_rows_of(args.dev, policy)
     return Inputs(version, base, rows, dev_rows, stats, dev_stats)
 
 
