@@ -168,13 +168,23 @@ def frames_of(*runs: tuple[float, int]) -> tuple[list[float], Audio]:
 def test_rule_hysteresis_min_speech_and_short_trailing_silence() -> None:
     # a 1-frame blip never opens; 0.4 (between offset 0.35 and onset 0.5) keeps speech open
     probs, audio = frames_of((0.0, 10), (0.9, 1), (0.0, 10), (0.9, 20), (0.4, 15), (0.9, 5),
-                             (0.1, 9), (0.9, 5), (0.0, 12))
+                             (0.1, 9), (0.9, 20), (0.0, 12))
     frame_s = FRAME_SAMPLES / SAMPLE_RATE_HZ
     assert segment_with(probs, audio, end_silence_ms=256) == [
-        pytest.approx((21 * frame_s, 61 * frame_s)), pytest.approx((70 * frame_s, 75 * frame_s))]
+        pytest.approx((21 * frame_s, 61 * frame_s)), pytest.approx((70 * frame_s, 90 * frame_s))]
     # 9 quiet frames (288 ms) do not end an utterance at 320 ms of trailing silence
     assert segment_with(probs, audio, end_silence_ms=320) == [
-        pytest.approx((21 * frame_s, 75 * frame_s))]
+        pytest.approx((21 * frame_s, 90 * frame_s))]
+
+
+def test_rule_short_burst_waits_for_the_longer_silence() -> None:
+    """Under 500 ms of speech ("Yes,") a 384 ms pause does not end the utterance; 640 ms does."""
+    frame_s = FRAME_SAMPLES / SAMPLE_RATE_HZ
+    probs, audio = frames_of((0.0, 10), (0.9, 5), (0.0, 12), (0.9, 30), (0.0, 20))
+    assert segment_with(probs, audio) == [pytest.approx((10 * frame_s, 57 * frame_s))]
+    probs, audio = frames_of((0.0, 10), (0.9, 5), (0.0, 20), (0.9, 30), (0.0, 20))
+    assert segment_with(probs, audio) == [pytest.approx((10 * frame_s, 15 * frame_s)),
+                                          pytest.approx((35 * frame_s, 65 * frame_s))]
 
 
 def test_rule_parameters_are_checked() -> None:

@@ -4,8 +4,10 @@ Audio time is the only clock: every decision is taken on 20 ms frames of the
 samples pushed so far. A frame louder than ``start_dbfs`` for ``min_speech_ms``
 opens an utterance (with ``preroll_ms`` of audio before the onset); frames
 quieter than ``stop_dbfs`` (hysteresis: lower than the start threshold) for
-``end_silence_ms`` close it. While an utterance is open a partial decode is
-asked for every ``partial_interval_s`` of audio, only when speech arrived since
+``end_silence_ms`` close it (``short_end_silence_ms`` while it holds less than
+``short_speech_ms`` of speech: a short burst before a pause is mostly the start of a
+sentence, "Yes, ...", and Whisper loops on one alone). While an utterance is open
+a partial decode is asked for every ``partial_interval_s`` of audio, only when speech arrived since
 the last one. Utterances longer than ``max_utterance_s`` are cut (Whisper reads
 30 s windows).
 """
@@ -31,6 +33,8 @@ class EndpointConfig:
     max_utterance_s: float = 25.0
     partial_interval_s: float = 1.0
     frame_ms: int = 20
+    short_speech_ms: int = 0            # 0: every utterance ends after end_silence_ms
+    short_end_silence_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.stop_dbfs > self.start_dbfs:
@@ -81,6 +85,7 @@ class UtteranceSegmenter:
         self._onset = 0
         self._quiet_frames = 0
         self._utt_start = 0
+        self._speech_start = 0
         self._last_speech_end = 0
         self._last_partial_at = 0
         self._speech_since_partial = False
@@ -135,11 +140,12 @@ class UtteranceSegmenter:
         self._loud_frames += 1
         if self._loud_frames >= self._cfg.frames(self._cfg.min_speech_ms):
             utt_start = max(self._buf_start, self._onset - self._cfg.samples(self._cfg.preroll_ms))
-            self._open(utt_start, start + self._frame)
+            self._open(utt_start, start + self._frame, self._onset)
 
-    def _open(self, utt_start: int, speech_end: int) -> None:
+    def _open(self, utt_start: int, speech_end: int, onset: int) -> None:
         self._in_speech = True
         self._utt_start = utt_start
+        self._speech_start = onset
         self._last_speech_end = speech_end
         self._quiet_frames = 0
         self._loud_frames = 0
@@ -153,15 +159,21 @@ class UtteranceSegmenter:
             self._quiet_frames = 0
             self._last_speech_end = frame_end
             self._speech_since_partial = True
-        if self._quiet_frames >= self._cfg.frames(self._cfg.end_silence_ms):
+        if self._quiet_frames >= self._end_frames():
             self._in_speech = False
             end = min(frame_end, self._last_speech_end + self._cfg.samples(self._cfg.tail_ms))
             return self._final(self._utt_start, end)
         if frame_end - self._utt_start >= self._cfg.samples(self._cfg.max_utterance_s * 1000):
             job = self._final(self._utt_start, frame_end)
-            self._open(frame_end, frame_end)
+            self._open(frame_end, frame_end, frame_end)
             return job
         return None
+
+    def _end_frames(self) -> int:
+        short = self._cfg.samples(self._cfg.short_speech_ms)
+        if self._last_speech_end - self._speech_start < short:
+            return self._cfg.frames(max(self._cfg.short_end_silence_ms, self._cfg.end_silence_ms))
+        return self._cfg.frames(self._cfg.end_silence_ms)
 
     def _final(self, start: int, end: int) -> DecodeJob:
         job = DecodeJob("final", self._segment, start, end, self._slice(start, end).copy())

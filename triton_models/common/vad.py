@@ -122,10 +122,14 @@ class VadStream:
 
 def vad_endpoint_config(*, threshold: float = 0.5, end_silence_ms: int = 256,
                         min_speech_ms: int = 64, preroll_ms: int = 300, tail_ms: int = 200,
-                        max_utterance_s: float = 25.0,
-                        partial_interval_s: float = 1.0) -> EndpointConfig:
+                        max_utterance_s: float = 25.0, partial_interval_s: float = 1.0,
+                        short_speech_ms: int = 500,
+                        short_end_silence_ms: int = 600) -> EndpointConfig:
     """UtteranceSegmenter settings on 32 ms VAD frames: its start/stop levels are speech
-    probabilities (onset ``threshold``, offset ``threshold - 0.15``), not dBFS."""
+    probabilities (onset ``threshold``, offset ``threshold - 0.15``), not dBFS. Less than
+    ``short_speech_ms`` of speech ends only after ``short_end_silence_ms``: piper's "Yes,"
+    and "Hello," are followed by 260-400 ms pauses, and Whisper on "Yes," alone wrote
+    "Yes, yes, yes, yes, yes"."""
     if not 0.0 < threshold < 1.0:
         raise ParameterError(f"vad_threshold must be between 0 and 1, got {threshold}")
     if end_silence_ms < FRAME_MS:
@@ -134,7 +138,8 @@ def vad_endpoint_config(*, threshold: float = 0.5, end_silence_ms: int = 256,
         start_dbfs=threshold, stop_dbfs=max(threshold - OFFSET_GAP, 0.01),
         min_speech_ms=min_speech_ms, end_silence_ms=end_silence_ms, preroll_ms=preroll_ms,
         tail_ms=min(tail_ms, end_silence_ms), max_utterance_s=max_utterance_s,
-        partial_interval_s=partial_interval_s, frame_ms=FRAME_MS)
+        partial_interval_s=partial_interval_s, frame_ms=FRAME_MS,
+        short_speech_ms=short_speech_ms, short_end_silence_ms=short_end_silence_ms)
 
 
 class VadSegmenter(UtteranceSegmenter):

@@ -94,6 +94,8 @@ def endpoint_config(params: dict[str, str]) -> EndpointConfig:
         return vad_endpoint_config(
             threshold=float_parameter(params, "vad_threshold", 0.5),
             end_silence_ms=int_parameter(params, "vad_end_silence_ms", 250),
+            short_speech_ms=int_parameter(params, "vad_short_speech_ms", 500),
+            short_end_silence_ms=int_parameter(params, "vad_short_end_silence_ms", 600),
             max_utterance_s=float_parameter(params, "max_utterance_s", 25.0),
             partial_interval_s=float_parameter(params, "partial_interval_s", 1.0))
     return EndpointConfig(
