@@ -7,6 +7,24 @@ the gateway's events carry their wall-clock ``ts``. A transcript belongs to the 
 whose speech interval is nearest to the transcript's ``end_s`` (conversation timeline: the
 call's first packet is at its leg's offset, a fraction of a second, small next to the pauses
 between sentences). Calls start staggered so sentence ends spread out.
+
+RTP modes (``--rtp``): ``continuous`` sends packets all along (silence in the pauses);
+``stop_after_speech`` sends RTP only while a sentence is spoken, as a phone with silence
+suppression and no comfort noise does: packets stop at each sentence's end of speech and
+resume at the next onset, and after the last sentence none come at all (the call stays up
+for ``stop_bound_s``). The gateway's media clock fills silence once no packet came for
+``FILL_AFTER_MS`` (gateway/media/leg.py), so endpointing can fire; the last sentence's rows
+say whether a final came within the bound, before the hangup.
+
+Endpointing modes (``--endpointing energy,vad``): a model whose config.pbtxt has an
+``endpointing`` parameter runs once per value, the ones other than its configured value
+from a temporary model repository (bench.modelrepo: the model copied under another name with
+that parameter changed, every other model linked), all in one Triton and one run, so the
+JSON compares them side by side (``endpointing_comparison``).
+
+Redaction is off unless ``--redaction``: the gateway's redaction stage holds a final that
+ends in digits up to ``redaction.hold_s`` (3 s) for the next final (a card number read in
+groups), which is a policy delay on top of the ASR's, not the ASR's own.
 """
 
 from __future__ import annotations
@@ -17,10 +35,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report, stack
+from bench import modelrepo, report, stack
 from bench.corpus import CORPORA, Utterance, corpus_name, utterances
-from bench.figures import median, percentile, rounded
-from bench.speechcalls import CallOutcome, CallScript, Event, Spoken, build_script, run_calls
+from bench.figures import median, percentile, ratio, rounded
+from bench.speechcalls import (
+    CallOutcome,
+    CallScript,
+    Event,
+    Spoken,
+    build_script,
+    nearest_sentence,
+    run_calls,
+)
 from tests.speech import word_error_rate
 
 NAME = "asr_latency"
@@ -28,6 +54,8 @@ GAP_S = 1.5
 TAIL_S = 2.5
 LEAD_S = 0.5
 FINALS_TIMEOUT_S = 40.0
+RTP_MODES = ("continuous", "stop_after_speech")
+STOP_BOUND_S = 10.0     # after RTP stopped for good: how long the call stays up for a final
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +64,11 @@ class LatencyParams:
     concurrency: tuple[int, ...] = (1, 10)
     sentences_single: int = 8          # sentences the lone call speaks
     sentences_each: int = 3            # sentences each call speaks when several run
+    rtp_modes: tuple[str, ...] = RTP_MODES
+    endpointing: tuple[str, ...] = ()  # values of a model's endpointing parameter to compare
+    endpointing_models: tuple[str, ...] = ("asr_cpu_default",)   # the models compared so
+    stop_bound_s: float = STOP_BOUND_S
+    redaction: bool = False            # the gateway's redaction stage (holds digit finals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +76,6 @@ class SentenceLatency:
     final_s: float | None          # end of speech -> last final of the sentence
     partial_s: float | None        # speech onset -> first non-empty partial
     gateway_final_s: float | None  # the gateway's own latency_s of that final
-
-
-def nearest_sentence(spoken: Sequence[Spoken], end_s: float) -> int:
-    """Index of the sentence whose [start, end] interval is closest to ``end_s``."""
-    def distance(s: Spoken) -> float:
-        return max(s.start_s - end_s, 0.0, end_s - s.end_s)
-    return min(range(len(spoken)), key=lambda i: distance(spoken[i]))
 
 
 def sentence_latencies(spoken: Sequence[Spoken], wall0: float, finals: Sequence[Event],
@@ -76,14 +102,42 @@ def sentence_latencies(spoken: Sequence[Spoken], wall0: float, finals: Sequence[
     return out
 
 
-def _scripts(corpus: Sequence[Utterance], calls: int, per_call: int) -> list[CallScript]:
+def _scripts(corpus: Sequence[Utterance], calls: int, per_call: int,
+             rtp: str = "continuous") -> list[CallScript]:
     cycle_s = sum(u.duration_s for u in corpus) / len(corpus) + GAP_S
     out = []
     for k in range(calls):
         picked = [corpus[(k * per_call + j) % len(corpus)] for j in range(per_call)]
-        out.append(build_script(picked, lead_s=LEAD_S + k * cycle_s / calls, gap_s=GAP_S,
-                                tail_s=TAIL_S))
+        script = build_script(picked, lead_s=LEAD_S + k * cycle_s / calls, gap_s=GAP_S,
+                              tail_s=TAIL_S)
+        out.append(CallScript(script.pcm, script.spoken, talk_only=True)
+                   if rtp == "stop_after_speech" else script)
     return out
+
+
+def after_rtp_stop(outcomes: Sequence[CallOutcome], bound_s: float) -> dict[str, Any]:
+    """The last sentence of each call, after which no packet came: whether its final came
+    within ``bound_s`` of the end of speech and before the hangup, and how late."""
+    within: list[float] = []
+    late = after_hangup = 0
+    for o in outcomes:
+        last = sentence_latencies(o.script.spoken, o.wall0, o.finals, o.partials)[-1]
+        if last.final_s is None:
+            continue
+        end_wall = o.wall0 + o.script.spoken[-1].end_s
+        up_s = None if o.hung_up_at is None else o.hung_up_at - end_wall
+        if up_s is not None and last.final_s > up_s:
+            after_hangup += 1
+        elif last.final_s > bound_s:
+            late += 1
+        else:
+            within.append(last.final_s)
+    return {"bound_s": bound_s, "last_sentences": len(outcomes),
+            "finals_within_bound": len(within), "finals_later": late,
+            "finals_only_after_hangup": after_hangup,
+            "final_after_speech_end_s": {"p50": rounded(median(within), 3),
+                                         "p95": rounded(percentile(within, 0.95), 3),
+                                         "max": rounded(max(within, default=None), 3)}}
 
 
 def _summary(model: str, calls: int, outcomes: Sequence[CallOutcome]) -> dict[str, Any]:
@@ -109,23 +163,58 @@ def _summary(model: str, calls: int, outcomes: Sequence[CallOutcome]) -> dict[st
     }
 
 
-def measure(server_url: str, model: str, calls: int, params: LatencyParams,
+def _per_sentence(outcomes: Sequence[CallOutcome]) -> list[dict[str, Any]]:
+    """Each sentence's figures (seconds), in call order: for outliers and reruns."""
+    return [{"call": i, "sentence": k, "final_s": rounded(lat.final_s, 3),
+             "partial_s": rounded(lat.partial_s, 3),
+             "gateway_final_s": rounded(lat.gateway_final_s, 3)}
+            for i, o in enumerate(outcomes)
+            for k, lat in enumerate(sentence_latencies(o.script.spoken, o.wall0, o.finals,
+                                                       o.partials))]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    model: str              # the model as the bench names it
+    served: str             # the model the gateway asks Triton for (a variant's own name)
+    endpointing: str | None  # its endpointing parameter (None: the model has none)
+    rtp: str
+    calls: int
+
+
+def measure(server_url: str, cond: Condition, params: LatencyParams,
             corpus: Sequence[Utterance], workdir: Path) -> dict[str, Any]:
-    per_call = params.sentences_single if calls == 1 else params.sentences_each
-    extra = {"triton": {"asr_model": model, "final_timeout_s": 30.0, "buffer_s": 60.0}}
-    with stack.gateway(workdir / f"gw-{model}-{calls}", server_url, max_calls=calls + 5,
-                       extra=extra) as gw:
-        outcomes = run_calls(gw, _scripts(corpus, calls, per_call),
-                             finals_timeout_s=FINALS_TIMEOUT_S)
-    return {"corpus": corpus_name(model), **_summary(model, calls, outcomes)}
+    per_call = params.sentences_single if cond.calls == 1 else params.sentences_each
+    stop = cond.rtp == "stop_after_speech"
+    extra = {"triton": {"asr_model": cond.served, "final_timeout_s": 30.0, "buffer_s": 60.0},
+             "redaction": {"enabled": params.redaction}}
+    folder = workdir / f"gw-{cond.served}-{cond.rtp}-{cond.calls}"
+    with stack.gateway(folder, server_url, max_calls=cond.calls + 5, extra=extra) as gw:
+        outcomes = run_calls(gw, _scripts(corpus, cond.calls, per_call, cond.rtp),
+                             finals_timeout_s=params.stop_bound_s if stop else FINALS_TIMEOUT_S,
+                             until_last=stop)
+    row = {"corpus": corpus_name(cond.model), **_summary(cond.model, cond.calls, outcomes),
+           "endpointing": cond.endpointing, "rtp": cond.rtp,
+           "per_sentence": _per_sentence(outcomes)}
+    if stop:
+        row["after_rtp_stop"] = after_rtp_stop(outcomes, params.stop_bound_s)
+    return row
 
 
-COLUMNS = ("model", "calls", "sentences", "final_p50_s", "final_p95_s", "partial_p50_s",
-           "partial_p95_s", "missing_finals", "wer_mean")
+COLUMNS = ("model", "endpointing", "rtp", "calls", "sentences", "final_p50_s", "final_p95_s",
+           "partial_p50_s", "partial_p95_s", "missing_finals", "last_within_bound",
+           "wer_mean")
+
+
+def _last_within(row: dict[str, Any]) -> str | None:
+    stop = row.get("after_rtp_stop")
+    return None if stop is None else f"{stop['finals_within_bound']}/{stop['last_sentences']}"
 
 
 def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"model": r["model"], "calls": r["calls"], "sentences": r["sentences"],
+    return [{"model": r["model"], "endpointing": r.get("endpointing"), "rtp": r.get("rtp"),
+             "calls": r["calls"], "sentences": r["sentences"],
+             "last_within_bound": _last_within(r),
              "final_p50_s": r["final_after_speech_end_s"]["p50"],
              "final_p95_s": r["final_after_speech_end_s"]["p95"],
              "partial_p50_s": r["first_partial_after_speech_start_s"]["p50"],
@@ -133,13 +222,44 @@ def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
              "missing_finals": r["finals_missing"], "wer_mean": r["wer_mean"]} for r in rows]
 
 
+def endpointing_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model, RTP mode and calls: each endpointing value's p50/p95 (end of speech ->
+    final) over the first value's, from rows of one run."""
+    out = []
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("endpointing") is not None:
+            groups.setdefault((r["model"], r.get("rtp", "continuous"), r["calls"]), []).append(r)
+    for (model, rtp, calls), group in groups.items():
+        base = group[0]
+        for other in group[1:]:
+            item: dict[str, Any] = {"model": model, "rtp": rtp, "calls": calls,
+                                    "baseline": base["endpointing"],
+                                    "endpointing": other["endpointing"]}
+            for q in ("p50", "p95"):
+                item[f"final_{q}_ratio"] = rounded(ratio(
+                    other["final_after_speech_end_s"][q], base["final_after_speech_end_s"][q]), 3)
+            out.append(item)
+    return out
+
+
+def _conditions(params: LatencyParams, variants: modelrepo.Variants
+                ) -> list[Condition]:
+    return [Condition(m, served, ep, rtp, c) for m in params.models
+            for served, ep in variants.served(m) for rtp in params.rtp_modes
+            for c in params.concurrency]
+
+
 def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, Any]:
     started_at, t0 = report.now_iso(), time.monotonic()
     corpora = {m: utterances(CORPORA[corpus_name(m)]) for m in params.models}
-    with stack.triton(list(params.models), workdir / "triton") as server:
+    compared = [m for m in params.models if m in params.endpointing_models]
+    variants = modelrepo.endpointing_variants(params.models, params.endpointing,
+                                              workdir / "model-repository", compared)
+    with stack.triton(variants.models, workdir / "triton", variants.repository) as server:
         env = report.environment(server.http_url)
-        rows = [measure(server.grpc_url, m, c, params, corpora[m], workdir)
-                for m in params.models for c in params.concurrency]
+        rows = [measure(server.grpc_url, cond, params, corpora[cond.model], workdir)
+                for cond in _conditions(params, variants)]
     document = {
         "benchmark": NAME, "started_at": started_at,
         "duration_s": round(time.monotonic() - t0, 1), "environment": env,
@@ -147,8 +267,14 @@ def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, An
                        "sentences_single": params.sentences_single,
                        "sentences_each": params.sentences_each, "gap_s": GAP_S,
                        "chunk_ms": 160, "codec": "PCMU",
-                       "corpora": {m: corpus_name(m) for m in params.models}},
+                       "corpora": {m: corpus_name(m) for m in params.models},
+                       "rtp_modes": list(params.rtp_modes),
+                       "endpointing": list(params.endpointing),
+                       "endpointing_models": list(params.endpointing_models),
+                       "stop_bound_s": params.stop_bound_s,
+                       "redaction": params.redaction},
         "results": rows,
+        "endpointing_comparison": endpointing_comparison(rows),
     }
     report.write_result(NAME, document, results_dir)
     report.show("asr_latency (piper speech over PCMU, real time)", _table(rows), COLUMNS)

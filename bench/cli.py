@@ -77,6 +77,19 @@ def _asr_latency(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                    help="simultaneous calls per run (default 1,10)")
     p.add_argument("--sentences-single", type=int, default=defaults.sentences_single)
     p.add_argument("--sentences-each", type=int, default=defaults.sentences_each)
+    p.add_argument("--rtp", type=_str_list, default=defaults.rtp_modes,
+                   help="continuous (packets in the pauses too) and/or stop_after_speech "
+                        "(RTP only while speaking, none after the last sentence)")
+    p.add_argument("--endpointing", type=_str_list, default=defaults.endpointing,
+                   help="compare these values of a model's endpointing parameter in one run "
+                        "(e.g. energy,vad; the first is the baseline of the ratios)")
+    p.add_argument("--endpointing-models", type=_str_list, default=defaults.endpointing_models,
+                   help="the models --endpointing applies to (default asr_cpu_default)")
+    p.add_argument("--stop-bound-s", type=float, default=defaults.stop_bound_s,
+                   help="stop_after_speech: how long the call stays up for the last final")
+    p.add_argument("--redaction", action="store_true",
+                   help="keep the gateway's redaction stage on (it holds finals that end in "
+                        "digits up to redaction.hold_s)")
     p.set_defaults(runner=_run_asr_latency)
 
 
@@ -84,7 +97,15 @@ def _run_asr_latency(args: argparse.Namespace, workdir: Path, results: Path
                      ) -> dict[str, Any]:
     params = asr_latency.LatencyParams(models=args.models, concurrency=args.calls,
                                        sentences_single=args.sentences_single,
-                                       sentences_each=args.sentences_each)
+                                       sentences_each=args.sentences_each,
+                                       rtp_modes=args.rtp, endpointing=args.endpointing,
+                                       endpointing_models=args.endpointing_models,
+                                       stop_bound_s=args.stop_bound_s,
+                                       redaction=args.redaction)
+    unknown = set(params.rtp_modes) - set(asr_latency.RTP_MODES)
+    if unknown:
+        raise SystemExit(f"--rtp: unknown mode(s) {sorted(unknown)}; "
+                         f"known: {', '.join(asr_latency.RTP_MODES)}")
     return asr_latency.run(params, workdir, results)
 
 
@@ -115,13 +136,17 @@ def _accuracy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="packet loss fractions injected by the sender (default 0,0.02,0.05)")
     p.add_argument("--calls-per-condition", type=int, default=defaults.calls_per_condition)
     p.add_argument("--sentences", type=int, default=defaults.sentences)
+    p.add_argument("--corpora", type=_str_list, default=defaults.corpora,
+                   help="sentence sets: own (each model's: general for Whisper, domain for "
+                        "the small NeMo model), general, domain, heldout (multi-voice, never "
+                        "in training); default own,heldout")
     p.set_defaults(runner=_run_accuracy)
 
 
 def _run_accuracy(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
     params = accuracy.AccuracyParams(models=args.models, losses=args.losses,
                                      calls_per_condition=args.calls_per_condition,
-                                     sentences=args.sentences)
+                                     sentences=args.sentences, corpora=args.corpora)
     return accuracy.run(params, workdir, results)
 
 

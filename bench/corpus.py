@@ -98,14 +98,74 @@ DOMAIN_SENTENCES: tuple[str, ...] = (
     "nope my ticket number is zero six one seven two",
 )
 
-CORPORA: dict[str, tuple[str, ...]] = {"general": SENTENCES, "domain": DOMAIN_SENTENCES}
+# A second held-out set (issue 15): call-centre sentences written for it, in none of the
+# other sets, not from any training generator (data_gen.py's templates, flywheel_corpus's),
+# with names, addresses, amounts, dates and products, spoken by several voices (piper,
+# flite, espeak-ng: bench/flywheel_corpus.VOICES in turn), brought to 8 kHz with soxr.
+HELDOUT_SENTENCES: tuple[str, ...] = (
+    "Hi, this is Margaret Okafor, I am calling about the washing machine I ordered.",
+    "The delivery address is fourteen Willow Lane in Bristol.",
+    "You billed me forty five pounds instead of thirty.",
+    "Can we move the visit to the second of June in the morning?",
+    "The new blender stopped working after only two weeks.",
+    "Please post the contract to eighty one Kings Road, flat three.",
+    "My husband Gregory opened the account, so he is the main holder.",
+    "Our broadband bill went up by twelve pounds without any warning.",
+    "I ordered the grey sofa and a matching footstool on Monday.",
+    "Could somebody ring me back after half past four today?",
+    "The plumber said the boiler needs a new pressure valve.",
+    "Is it possible to freeze my gym membership over the summer?",
+    "The courier left my parcel with the neighbour at number twelve.",
+    "I would rather get store credit than wait for the refund.",
+    "Her name is Priya Raman and she has my permission to talk to you.",
+    "The laptop charger sparked when I plugged it in.",
+    "We are moving to twenty seven Station Street on the fifth of August.",
+    "The voucher for ten percent off did not work at checkout.",
+    "The wardrobe came with two doors missing and no screws.",
+    "Last month I paid sixty pounds but the statement says ninety.",
+    "Can you spell the surname for me, is it Kowalski with a K?",
+    "The fridge freezer is making a loud clicking noise at night.",
+    "My daughter Chloe is seventeen, can she be added as a user?",
+    "The flight to Madrid on the ninth of October was cancelled.",
+    "I need a receipt for the two hundred and fifty pounds I paid.",
+    "The television mount you installed is coming off the wall.",
+    "Please cancel the direct debit that comes out on the first of each month.",
+    "Mister Henderson from the Leeds branch promised me a callback.",
+    "The coffee machine shows an error code and then switches off.",
+    "I want the insurance to cover the phone screen as well.",
+)
+
+CORPORA: dict[str, tuple[str, ...]] = {"general": SENTENCES, "domain": DOMAIN_SENTENCES,
+                                       "heldout": HELDOUT_SENTENCES}
 _MODEL_CORPUS = {"asr_streaming_nemo": "domain"}
+OWN = "own"                     # in a list of corpora: each model's own (corpus_name)
+MULTI_VOICE = frozenset({"heldout"})
 
 
 def corpus_name(model: str) -> str:
     """The sentence set a model is measured on: its own domain for the small NeMo model,
     the general call-centre sentences for every other model."""
     return _MODEL_CORPUS.get(model, "general")
+
+
+def resolve_corpora(model: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The corpora to measure ``model`` on: ``own`` is its own (:func:`corpus_name`), other
+    names are taken as they are (unknown ones raise ValueError); each at most once."""
+    out: list[str] = []
+    for name in names:
+        resolved = corpus_name(model) if name == OWN else name
+        if resolved not in CORPORA:
+            raise ValueError(f"unknown corpus {name!r} (known: {OWN}, {', '.join(CORPORA)})")
+        if resolved not in out:
+            out.append(resolved)
+    return tuple(out)
+
+
+def corpus_voices(name: str) -> str:
+    """Who speaks a corpus (for the result's parameters)."""
+    if name in MULTI_VOICE:
+        return "piper (joe-us), flite (slt, kal, awb), espeak-ng (en-us+m3, en-us+f2, en+m1)"
+    return "piper (joe-us)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +198,13 @@ def utterances(texts: tuple[str, ...] = SENTENCES) -> list[Utterance]:
         start, end = speech_bounds_s(pcm)
         out.append(Utterance(text, pcm, start, end))
     return out
+
+
+def corpus_utterances(name: str) -> list[Utterance]:
+    """A named corpus spoken at 8 kHz: piper alone, or several voices in turn for the
+    multi-voice sets (bench.flywheel_corpus's voices; imported here, it imports this module)."""
+    texts = CORPORA[name]
+    if name not in MULTI_VOICE:
+        return utterances(texts)
+    from bench import flywheel_corpus  # here: flywheel_corpus imports this module
+    return [u for u, _voice in flywheel_corpus.utterances(texts)]

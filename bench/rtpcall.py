@@ -105,6 +105,29 @@ def rtp_packets(pcm: npt.NDArray[np.int16], ssrc: int) -> list[bytes]:
     return out
 
 
+def talkspurt_packets(pcm: npt.NDArray[np.int16], ssrc: int, talk: Sequence[tuple[int, int]]
+                      ) -> tuple[list[bytes], frozenset[int]]:
+    """What a sender with silence suppression and no comfort noise sends: only the 20 ms
+    slots of each talkspurt ``[first, last)`` (slot indices), sequence numbers counting sent
+    packets only, timestamps by the audio's clock (a jump across each pause), the marker on
+    each talkspurt's first packet. Returns one entry per slot up to the last one sent (b""
+    for a silent slot) and the silent slots (``Stream.dropped``: not sent)."""
+    slots = len(pcm) // FRAME_SAMPLES
+    send = sorted({i for a, b in talk for i in range(max(0, a), min(b, slots))})
+    if not send:
+        return [], frozenset()
+    payload = linear_to_ulaw(pcm[: slots * FRAME_SAMPLES]).tobytes()
+    seq0, ts0 = ssrc % 30000, ssrc % 100000
+    out = [b""] * (send[-1] + 1)
+    sent = set(send)
+    for n, i in enumerate(send):
+        marker = 0x80 if i - 1 not in sent else 0
+        header = struct.pack("!BBHII", 0x80, PCMU | marker, (seq0 + n) & 0xFFFF,
+                             (ts0 + i * FRAME_SAMPLES) & 0xFFFFFFFF, ssrc)
+        out[i] = header + payload[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES]
+    return out, frozenset(range(len(out))) - sent
+
+
 def drop_indices(count: int, loss: float, seed: int) -> frozenset[int]:
     """Independent random drops with probability ``loss`` (reproducible from ``seed``)."""
     if not 0.0 <= loss < 1.0:

@@ -32,22 +32,25 @@ class BenchSetupError(RuntimeError):
     """A piece of the bench (Triton, gateway, sipp, pjsua) could not be started."""
 
 
-def _start_triton(models: Sequence[str], workdir: Path, attempt: int) -> TritonProcess:
+def _start_triton(models: Sequence[str], workdir: Path, attempt: int,
+                  repository: Path | None = None) -> TritonProcess:
     http, grpc, metrics = distinct_tcp_ports(3)
-    server = TritonProcess(MODEL_REPOSITORY, venv=TRITON_VENV, workdir=workdir,
+    server = TritonProcess(repository or MODEL_REPOSITORY, venv=TRITON_VENV, workdir=workdir,
                            http_port=http, grpc_port=grpc, metrics_port=metrics,
                            models=list(models), log_path=workdir / f"triton-{attempt}.log")
     return server.start(timeout_s=TRITON_START_TIMEOUT_S)
 
 
 @contextmanager
-def triton(models: Sequence[str], workdir: Path) -> Iterator[TritonProcess]:
-    """Triton serving ``models`` from triton_models/ (retried when a port was taken)."""
+def triton(models: Sequence[str], workdir: Path, repository: Path | None = None
+           ) -> Iterator[TritonProcess]:
+    """Triton serving ``models`` from triton_models/ (or ``repository``: bench.modelrepo's
+    variants), retried when a port was taken."""
     workdir.mkdir(parents=True, exist_ok=True)
     server: TritonProcess | None = None
     for attempt in range(_START_ATTEMPTS):
         try:
-            server = _start_triton(models, workdir, attempt)
+            server = _start_triton(models, workdir, attempt, repository)
             break
         except TritonLaunchError as exc:
             if "already in use" not in exc.log_tail or attempt == _START_ATTEMPTS - 1:

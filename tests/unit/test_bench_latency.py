@@ -1,0 +1,94 @@
+"""bench asr_latency's pure pieces: the silence-suppressing sender's packets, the last
+sentence after RTP stopped, the endpointing comparison, and the model-variant configs."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench.asr_latency import after_rtp_stop, endpointing_comparison
+from bench.modelrepo import config_parameter, variant_name, with_parameter
+from bench.rtpcall import FRAME_SAMPLES, talkspurt_packets
+from bench.speechcalls import CallOutcome, CallScript, Spoken, heard_last, talkspurts
+
+CONFIG = '''name: "asr_cpu_default"
+backend: "python"
+parameters [
+  { key: "endpointing", value: { string_value: "vad" } },
+  { key: "end_silence_ms", value: { string_value: "600" } }
+]
+'''
+
+
+def _header(packet: bytes) -> tuple[int, int, int]:
+    _b0, b1, seq, ts, _ssrc = struct.unpack("!BBHII", packet[:12])
+    return b1 >> 7, seq, ts
+
+
+def test_talkspurt_packets_send_only_speech_with_continuous_sequence_numbers() -> None:
+    pcm = np.zeros(10 * FRAME_SAMPLES, np.int16)
+    packets, silent = talkspurt_packets(pcm, ssrc=0x1000, talk=[(1, 3), (6, 8)])
+    assert len(packets) == 8                       # nothing after the last talkspurt
+    assert silent == {0, 3, 4, 5}
+    sent = [_header(packets[i]) for i in (1, 2, 6, 7)]
+    markers, seqs, stamps = zip(*sent, strict=True)
+    assert markers == (1, 0, 1, 0)                 # each talkspurt starts with the marker
+    assert [s - seqs[0] for s in seqs] == [0, 1, 2, 3]   # no gap: not loss
+    assert [t - stamps[0] for t in stamps] == [0, 160, 800, 960]   # the clock jumps
+    assert all(len(packets[i]) == 12 + FRAME_SAMPLES for i in (1, 2, 6, 7))
+
+
+def test_talkspurts_cover_each_sentence_to_the_end_of_its_speech() -> None:
+    spoken = [Spoken("a", 0.51, 1.0), Spoken("b", 2.0, 2.73)]
+    assert talkspurts(spoken) == [(25, 50), (100, 137)]
+
+
+def _outcome(spoken: list[Spoken], finals: list[dict[str, Any]], hung_up_at: float
+             ) -> CallOutcome:
+    script = CallScript(np.zeros(8000, np.int16), tuple(spoken), talk_only=True)
+    return CallOutcome(script, "c1", 1000.0, tuple(finals), (), {"legs": []}, hung_up_at)
+
+
+def test_after_rtp_stop_sorts_the_last_finals_by_when_they_came() -> None:
+    spoken = [Spoken("one", 1.0, 2.0), Spoken("two", 4.0, 5.0)]
+    in_time = _outcome(spoken, [{"end_s": 2.1, "ts": 1002.5}, {"end_s": 5.1, "ts": 1005.4}],
+                       hung_up_at=1010.0)
+    late = _outcome(spoken, [{"end_s": 5.2, "ts": 1008.0}], hung_up_at=1010.0)
+    at_bye = _outcome(spoken, [{"end_s": 5.2, "ts": 1011.0}], hung_up_at=1010.0)
+    none = _outcome(spoken, [{"end_s": 2.1, "ts": 1002.5}], hung_up_at=1010.0)
+    got = after_rtp_stop([in_time, late, at_bye, none], bound_s=2.0)
+    assert got["last_sentences"] == 4 and got["finals_within_bound"] == 1
+    assert got["finals_later"] == 1 and got["finals_only_after_hangup"] == 1
+    assert got["final_after_speech_end_s"]["p50"] == pytest.approx(0.4)
+    assert heard_last(spoken, in_time.finals) and not heard_last(spoken, none.finals)
+
+
+def _row(endpointing: str, calls: int, p50: float, p95: float | None) -> dict[str, Any]:
+    return {"model": "asr_cpu_default", "endpointing": endpointing, "rtp": "continuous",
+            "calls": calls, "final_after_speech_end_s": {"p50": p50, "p95": p95}}
+
+
+def test_endpointing_comparison_is_over_the_first_value_of_the_same_condition() -> None:
+    rows = [_row("energy", 1, 1.0, 2.0), _row("vad", 1, 0.5, 1.0), _row("energy", 10, 2.0, 4.0),
+            _row("vad", 10, 1.0, None), {**_row("x", 1, 1, 1), "endpointing": None}]
+    got = endpointing_comparison(rows)
+    assert [(c["calls"], c["baseline"], c["endpointing"]) for c in got] == [
+        (1, "energy", "vad"), (10, "energy", "vad")]
+    assert got[0]["final_p50_ratio"] == 0.5 and got[0]["final_p95_ratio"] == 0.5
+    assert got[1]["final_p95_ratio"] is None
+
+
+def test_variant_config_is_renamed_with_one_parameter_changed() -> None:
+    assert config_parameter(CONFIG, "endpointing") == "vad"
+    assert config_parameter(CONFIG, "missing") is None
+    name = variant_name("asr_cpu_default", "endpointing", "energy")
+    assert name == "asr_cpu_default_ep_energy"
+    changed = with_parameter(CONFIG, name, "endpointing", "energy")
+    assert changed.startswith('name: "asr_cpu_default_ep_energy"\n')
+    assert config_parameter(changed, "endpointing") == "energy"
+    assert config_parameter(changed, "end_silence_ms") == "600"
+    with pytest.raises(ValueError, match="no parameter"):
+        with_parameter(CONFIG, name, "missing", "x")
