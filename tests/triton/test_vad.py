@@ -250,3 +250,14 @@ def test_speech_endpoint_drops_an_utterance_with_nothing_decoded() -> None:
     noise = endpoint_on(probs)
     noise.push(audio)
     assert not noise.final_due(5.0, last_token_end_s=None) and not noise.ended
+
+
+def test_speech_endpoint_knows_where_it_heard_speech() -> None:
+    probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 20), (0.9, 20))
+    endpoint = endpoint_on(probs)
+    endpoint.push(audio)
+    assert endpoint.heard_speech(0.0, 10.5 * FRAME_S)           # the first utterance
+    assert not endpoint.heard_speech(41 * FRAME_S, 59 * FRAME_S)  # the pause after it
+    assert endpoint.heard_speech(59 * FRAME_S, 61 * FRAME_S)      # the open one
+    endpoint.finalized()
+    assert endpoint.heard_speech(20 * FRAME_S, 21 * FRAME_S)      # kept after its final

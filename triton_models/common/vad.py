@@ -44,6 +44,7 @@ OFFSET_GAP = 0.15            # offset threshold = threshold - 0.15 (Silero's neg
 MODEL_FILE = "silero_vad_v6.onnx"
 F32 = npt.NDArray[np.float32]
 Levels = Callable[[Audio], Iterable[float]]
+HEARD_SPANS = 32             # SpeechEndpoint.heard_speech looks this many utterances back
 
 
 class VadModelError(RuntimeError):
@@ -214,13 +215,25 @@ class SpeechEndpoint:
         self._segmenter = VadSegmenter(config, levels)
         self._lookahead_s, self._settle_s = lookahead_s, settle_s
         self.ended: deque[SpeechSpan] = deque()
+        self._heard: deque[tuple[int, int]] = deque(maxlen=HEARD_SPANS)  # ended [start, end)
 
     def push(self, audio: Audio) -> list[SpeechSpan]:
         """The utterances this audio ended (also kept in ``ended`` until finalized)."""
         jobs = self._segmenter.push(audio)
         spans = speech_spans(jobs, self._segmenter.total_samples)
         self.ended.extend(spans)
+        self._heard.extend((span.start, span.end) for span in spans)
         return spans
+
+    def heard_speech(self, start_s: float, end_s: float) -> bool:
+        """Whether the VAD heard speech in [start_s, end_s) of the stream (of the audio it
+        has had; the last HEARD_SPANS utterances and the open one): a recognizer's run of
+        blank frames there is a pause inside speech, not the end of the utterance."""
+        start, end = int(start_s * SAMPLE_RATE_HZ), int(end_s * SAMPLE_RATE_HZ)
+        open_since = self._segmenter.open_since
+        if open_since is not None and open_since < end:
+            return True
+        return any(a < end and start < b for a, b in self._heard)
 
     def final_due(self, decoded_until_s: float, last_token_end_s: float | None) -> bool:
         while self.ended:
