@@ -15,7 +15,7 @@ from streaming_ctc import RecognizerConfig, StreamConfigError  # noqa: E402
 
 @pytest.mark.parametrize(("key", "value"), [
     ("end_pad_ms", -1.0), ("end_pad_ms", 5000.5), ("end_silence_ms", 0.0),
-    ("max_batch", 0), ("device", "tpu"),
+    ("max_batch", 0), ("device", "tpu"), ("decoder", "tdt"),
 ])
 def test_bad_values_name_the_key(key: str, value: Any) -> None:
     with pytest.raises(StreamConfigError, match=key):
