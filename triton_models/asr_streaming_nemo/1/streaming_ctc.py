@@ -90,6 +90,7 @@ class ModelSpec:
     rnnt_state_shape: tuple[int, int] = (0, 0)  # LSTM layers, hidden
     max_symbols: int = 10
     eou_id: int = -1
+    export_att_context_size: tuple[int, int] = (70, 13)  # the graph serves [left, <= right]
 
     @classmethod
     def from_json(cls, path: Path) -> ModelSpec:
@@ -112,7 +113,8 @@ class ModelSpec:
             encoder_output=str(raw.get("encoder_output", "logprobs")),
             ctc_head=str(raw.get("ctc_head", "")), rnnt_onnx=str(rnnt.get("onnx", "")),
             rnnt_state_shape=_pair(rnnt.get("state_shape", [0, 0])),
-            max_symbols=int(rnnt.get("max_symbols", 10)), eou_id=int(raw.get("eou_id", -1)))
+            max_symbols=int(rnnt.get("max_symbols", 10)), eou_id=int(raw.get("eou_id", -1)),
+            export_att_context_size=_pair(raw.get("export_att_context_size", [70, 13])))
 
     @property
     def frame_s(self) -> float:
@@ -268,6 +270,11 @@ class ChunkGeometry:
             raise StreamConfigError(
                 f"att_context_size {list(att_context_size)} was not trained; "
                 f"trained: {sorted(list(a) for a in trained)}")
+        left, widest = spec.export_att_context_size
+        if att_context_size[0] != left or att_context_size[1] > widest:
+            raise StreamConfigError(
+                f"att_context_size {list(att_context_size)} is not served by this export "
+                f"(traced at [{left}, {widest}]: same left context, right <= {widest})")
         right = att_context_size[1]
         chunk = spec.subsampling_factor * (right + 1)
         pre = spec.pre_encode_cache_frames
