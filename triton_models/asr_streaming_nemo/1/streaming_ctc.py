@@ -475,7 +475,8 @@ class CtcSegmenter:
         if tok == self.spec.blank_id:
             self._last_id = tok
             self._trailing_blank += 1
-            if self.silence_ends_utterance(self._trailing_blank, index):
+            if (self._trailing_blank >= self.end_silence_frames
+                    and self.silence_ends_utterance(self._trailing_blank, index)):
                 return self.close()
             return None
         self._trailing_blank = 0
