@@ -56,6 +56,7 @@ LEAD_S = 0.5
 FINALS_TIMEOUT_S = 40.0
 RTP_MODES = ("continuous", "stop_after_speech")
 STOP_BOUND_S = 10.0     # after RTP stopped for good: how long the call stays up for a final
+SETTLE_S = 2.0          # then: no new final for this long (a sentence may end in two)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +117,9 @@ def _scripts(corpus: Sequence[Utterance], calls: int, per_call: int,
 
 
 def after_rtp_stop(outcomes: Sequence[CallOutcome], bound_s: float) -> dict[str, Any]:
-    """The last sentence of each call, after which no packet came: whether its final came
-    within ``bound_s`` of the end of speech and before the hangup, and how late."""
+    """The last sentence of each call, after which no packet came: whether its (last)
+    final came within ``bound_s`` of the end of speech, later, or only after the BYE (the
+    END request flushed it), and how late."""
     within: list[float] = []
     late = after_hangup = 0
     for o in outcomes:
@@ -134,7 +136,7 @@ def after_rtp_stop(outcomes: Sequence[CallOutcome], bound_s: float) -> dict[str,
             within.append(last.final_s)
     return {"bound_s": bound_s, "last_sentences": len(outcomes),
             "finals_within_bound": len(within), "finals_later": late,
-            "finals_only_after_hangup": after_hangup,
+            "finals_after_hangup": after_hangup,
             "final_after_speech_end_s": {"p50": rounded(median(within), 3),
                                          "p95": rounded(percentile(within, 0.95), 3),
                                          "max": rounded(max(within, default=None), 3)}}
@@ -192,7 +194,7 @@ def measure(server_url: str, cond: Condition, params: LatencyParams,
     with stack.gateway(folder, server_url, max_calls=cond.calls + 5, extra=extra) as gw:
         outcomes = run_calls(gw, _scripts(corpus, cond.calls, per_call, cond.rtp),
                              finals_timeout_s=params.stop_bound_s if stop else FINALS_TIMEOUT_S,
-                             until_last=stop)
+                             until_last=stop, settle_s=SETTLE_S if stop else 0.0)
     row = {"corpus": corpus_name(cond.model), **_summary(cond.model, cond.calls, outcomes),
            "endpointing": cond.endpointing, "rtp": cond.rtp,
            "per_sentence": _per_sentence(outcomes)}

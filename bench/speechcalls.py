@@ -114,14 +114,21 @@ def _transcripts(gw: GatewayProcess, kind: str, call_id: str | None) -> tuple[Ev
 
 
 def _wait_finals(gw: GatewayProcess, calls: Sequence[tuple[RawCall, str | None]],
-                 scripts: Sequence[CallScript], timeout_s: float, until_last: bool) -> None:
+                 scripts: Sequence[CallScript], timeout_s: float, until_last: bool,
+                 settle_s: float = 0.0) -> None:
     """Until each call has as many finals as it has sentences (and, ``until_last``, one of
-    them for its last sentence), at most ``timeout_s``."""
+    them for its last sentence) and no new final came for ``settle_s`` (a sentence may end
+    in two finals), at most ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
+    seen, since = -1, time.monotonic()
     while time.monotonic() < deadline:
         finals = [_transcripts(gw, "final", cid) for _c, cid in calls]
+        count = sum(len(f) for f in finals)
+        if count != seen:
+            seen, since = count, time.monotonic()
         if all(len(f) >= len(s.spoken) and (not until_last or heard_last(s.spoken, f))
-               for f, s in zip(finals, scripts, strict=True)):
+               for f, s in zip(finals, scripts, strict=True)) \
+                and time.monotonic() - since >= settle_s:
             return
         time.sleep(0.2)
 
@@ -137,11 +144,11 @@ def _stream(call: RawCall, script: CallScript, index: int, loss: float, seed: in
 
 def run_calls(gw: GatewayProcess, scripts: Sequence[CallScript], *,
               losses: Sequence[float] | None = None, seed: int = 1,
-              finals_timeout_s: float = 30.0, headers: str = "", until_last: bool = False
-              ) -> list[CallOutcome]:
+              finals_timeout_s: float = 30.0, headers: str = "", until_last: bool = False,
+              settle_s: float = 0.0) -> list[CallOutcome]:
     """Place one call per script, play them all at once (script i loses ``losses[i]`` of its
     packets, none by default), wait for the finals (``until_last``: also for one of the
-    last sentence), hang up; one outcome per script."""
+    last sentence; then ``settle_s`` with no new final), hang up; one outcome per script."""
     losses = list(losses) if losses is not None else [0.0] * len(scripts)
     calls: list[tuple[RawCall, str | None]] = []
     try:
@@ -152,7 +159,7 @@ def run_calls(gw: GatewayProcess, scripts: Sequence[CallScript], *,
         streams = [_stream(call, script, i, losses[i], seed)
                    for i, ((call, _cid), script) in enumerate(zip(calls, scripts, strict=True))]
         wall0 = play(streams)
-        _wait_finals(gw, calls, scripts, finals_timeout_s, until_last)
+        _wait_finals(gw, calls, scripts, finals_timeout_s, until_last, settle_s)
         hung_up_at = time.time()
         for call, _cid in calls:
             call.hangup()

@@ -4,6 +4,7 @@ sentence after RTP stopped, the endpointing comparison, and the model-variant co
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,14 @@ import pytest
 from bench.asr_latency import after_rtp_stop, endpointing_comparison
 from bench.modelrepo import config_parameter, variant_name, with_parameter
 from bench.rtpcall import FRAME_SAMPLES, talkspurt_packets
-from bench.speechcalls import CallOutcome, CallScript, Spoken, heard_last, talkspurts
+from bench.speechcalls import (
+    CallOutcome,
+    CallScript,
+    Spoken,
+    _wait_finals,
+    heard_last,
+    talkspurts,
+)
 
 CONFIG = '''name: "asr_cpu_default"
 backend: "python"
@@ -61,7 +69,7 @@ def test_after_rtp_stop_sorts_the_last_finals_by_when_they_came() -> None:
     none = _outcome(spoken, [{"end_s": 2.1, "ts": 1002.5}], hung_up_at=1010.0)
     got = after_rtp_stop([in_time, late, at_bye, none], bound_s=2.0)
     assert got["last_sentences"] == 4 and got["finals_within_bound"] == 1
-    assert got["finals_later"] == 1 and got["finals_only_after_hangup"] == 1
+    assert got["finals_later"] == 1 and got["finals_after_hangup"] == 1
     assert got["final_after_speech_end_s"]["p50"] == pytest.approx(0.4)
     assert heard_last(spoken, in_time.finals) and not heard_last(spoken, none.finals)
 
@@ -92,3 +100,26 @@ def test_variant_config_is_renamed_with_one_parameter_changed() -> None:
     assert config_parameter(changed, "end_silence_ms") == "600"
     with pytest.raises(ValueError, match="no parameter"):
         with_parameter(CONFIG, name, "missing", "x")
+
+
+class _FakeGateway:
+    """Finals appear as the test's clock says: (seconds after the start, event)."""
+
+    def __init__(self, timeline: list[tuple[float, dict[str, Any]]]) -> None:
+        self.timeline, self.t0 = timeline, time.monotonic()
+
+    def events(self, type_: str) -> list[dict[str, Any]]:
+        now = time.monotonic() - self.t0
+        return [e for at, e in self.timeline if at <= now and type_ == "transcript.final"]
+
+
+def test_wait_for_the_last_sentence_settles_before_the_hangup() -> None:
+    spoken = (Spoken("one", 1.0, 2.0), Spoken("two", 4.0, 5.0))
+    script = CallScript(np.zeros(8000, np.int16), spoken, talk_only=True)
+    gw = _FakeGateway([(0.0, {"call_id": "c", "end_s": 2.0}),
+                       (0.0, {"call_id": "c", "end_s": 4.5}),     # the last, in two finals
+                       (0.4, {"call_id": "c", "end_s": 5.0})])
+    t0 = time.monotonic()
+    _wait_finals(gw, [(None, "c")], [script], 5.0, True,  # type: ignore[arg-type,list-item]
+                 settle_s=0.5)
+    assert 0.85 <= time.monotonic() - t0 < 2.0       # 0.4 s for the second part, then 0.5 s
