@@ -273,7 +273,8 @@ def _flywheel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = flywheel.FlywheelParams()
     p.add_argument("--train-sentences", type=int, default=d.train_sentences)
     p.add_argument("--heldout-sentences", type=int, default=d.heldout_sentences)
-    p.add_argument("--finetune-minutes", type=float, default=d.finetune_minutes)
+    p.add_argument("--finetune-steps", type=int, default=d.finetune_steps,
+                   help="optimizer steps of the fine-tune (default 300)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--parallel-calls", type=int, default=d.parallel_calls)
     p.set_defaults(runner=_run_flywheel)
@@ -282,7 +283,7 @@ def _flywheel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run_flywheel(args: argparse.Namespace, workdir: Path, results: Path) -> dict[str, Any]:
     params = flywheel.FlywheelParams(train_sentences=args.train_sentences,
                                      heldout_sentences=args.heldout_sentences,
-                                     finetune_minutes=args.finetune_minutes, lr=args.lr,
+                                     finetune_steps=args.finetune_steps, lr=args.lr,
                                      parallel_calls=args.parallel_calls)
     return flywheel.run(params, workdir, results)
 

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ class FlywheelParams:
     sentences_per_call: int = 8
     unconsented_calls: int = 2
     parallel_calls: int = 8
-    finetune_minutes: float = 6.0
+    finetune_steps: int = 300      # optimizer steps (a step budget: the same run on a loaded host)
     lr: float = 3e-4
     seed: int = 7
 
@@ -142,7 +142,7 @@ def _finetune(repo: Path, dataset: Path, params: FlywheelParams, workdir: Path
               ) -> dict[str, Any]:
     cmd = [str(NEMO_PY), str(FINETUNE), "--manifest", str(dataset / "train_manifest.json"),
            "--model-repo", str(repo), "--model", NEMO_MODEL,
-           "--minutes", str(params.finetune_minutes), "--lr", str(params.lr),
+           "--steps", str(params.finetune_steps), "--lr", str(params.lr),
            "--seed", str(params.seed), "--threads", "2"]
     dev = dataset / "dev_manifest.json"
     if dev.exists() and dev.read_text().strip():
@@ -206,7 +206,7 @@ def run(params: FlywheelParams, workdir: Path, results_dir: Path) -> dict[str, A
     document = {
         "benchmark": NAME, "started_at": started_at,
         "duration_s": round(time.monotonic() - t0, 1), "environment": env,
-        "parameters": {**params.__dict__, "label_model": LABEL_MODEL, "model": NEMO_MODEL,
+        "parameters": {**asdict(params), "label_model": LABEL_MODEL, "model": NEMO_MODEL,
                        "voices": "piper joe, flite slt/kal/awb, espeak-ng en-us+m3/f2, en+m1",
                        "codec": "PCMU"},
         "results": {"labels": labels, "export": exported, "finetune": tuned,
