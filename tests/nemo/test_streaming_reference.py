@@ -215,6 +215,18 @@ def test_non_streaming_checkpoint_is_refused(tmp_path: Path) -> None:
         export_onnx.export(path, tmp_path / "out")
 
 
+def test_per_utterance_normalisation_is_refused(tmp_path: Path) -> None:
+    """A preprocessor normalising per utterance cannot be streamed feature for feature."""
+    from nemo.collections.asr.models import EncDecCTCModelBPE
+
+    cfg = sm.model_config("ctc", sm.make_tokenizer(tmp_path, 48, False), sm.SMALL)
+    cfg.preprocessor.normalize = "per_feature"
+    path = tmp_path / "per_feature.nemo"
+    EncDecCTCModelBPE(cfg=cfg).save_to(str(path))
+    with pytest.raises(export_onnx.ExportError, match="normalize NA"):
+        export_onnx.export(path, tmp_path / "out")
+
+
 def test_hybrid_export_of_one_head_and_runtime_choice(built: dict[str, Built],
                                                       tmp_path: Path) -> None:
     hybrid = built["hybrid"]

@@ -84,6 +84,19 @@ def check_streaming(model: Any, nemo_path: Path) -> list[int]:
     return max((a for a in sizes if a[0] == left), key=lambda a: a[1])
 
 
+def check_frontend(model: Any, nemo_path: Path) -> None:
+    """The runtime computes NeMo's log-mel without per-utterance normalisation (what
+    streaming needs): refuse a preprocessor it would not reproduce."""
+    feat = model.preprocessor.featurizer
+    normalize = feat.normalize if feat.normalize not in (None, "None") else "NA"
+    settings = {"normalize": normalize, "log": bool(feat.log),
+                "mag_power": float(feat.mag_power), "frame_splicing": int(feat.frame_splicing)}
+    if settings != {"normalize": "NA", "log": True, "mag_power": 2.0, "frame_splicing": 1}:
+        raise ExportError(f"{nemo_path}: preprocessor {settings} is not streamable by the "
+                          "runtime (needs normalize NA, log, mag_power 2, frame_splicing 1, "
+                          "as NeMo's cache-aware streaming configs)")
+
+
 def model_heads(model: Any) -> tuple[str, ...]:
     """The decoders a checkpoint has: rnnt (transducer), ctc, or both (hybrid)."""
     rnnt = hasattr(model, "joint") and type(model.decoder).__name__.startswith("RNNT")
@@ -206,6 +219,7 @@ def export(nemo_path: Path, out_dir: Path, norm_path: Path | None = None,
            decoder: str | None = None) -> dict[str, Any]:
     model = load_model(nemo_path)
     att_context = check_streaming(model, nemo_path)
+    check_frontend(model, nemo_path)
     heads = chosen_heads(model_heads(model), decoder, nemo_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = streaming_meta(model, att_context)
