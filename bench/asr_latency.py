@@ -20,7 +20,8 @@ Endpointing modes (``--endpointing energy,vad``): a model whose config.pbtxt has
 ``endpointing`` parameter runs once per value, the ones other than its configured value
 from a temporary model repository (bench.modelrepo: the model copied under another name with
 that parameter changed, every other model linked), all in one Triton and one run, so the
-JSON compares them side by side (``endpointing_comparison``).
+JSON compares them side by side (``endpointing_comparison``). ``--att-context 70,13/70,1``
+does the same for asr_streaming_nemo's look-ahead (``parameter_comparison`` has both).
 
 Redaction is off unless ``--redaction``: the gateway's redaction stage holds a final that
 ends in digits up to ``redaction.hold_s`` (3 s) for the next final (a card number read in
@@ -68,6 +69,7 @@ class LatencyParams:
     rtp_modes: tuple[str, ...] = RTP_MODES
     endpointing: tuple[str, ...] = ()  # values of a model's endpointing parameter to compare
     endpointing_models: tuple[str, ...] = ("asr_cpu_default",)   # the models compared so
+    att_contexts: tuple[str, ...] = ()  # asr_streaming_nemo att_context_size values
     stop_bound_s: float = STOP_BOUND_S
     redaction: bool = False            # the gateway's redaction stage (holds digit finals)
 
@@ -179,9 +181,16 @@ def _per_sentence(outcomes: Sequence[CallOutcome]) -> list[dict[str, Any]]:
 class Condition:
     model: str              # the model as the bench names it
     served: str             # the model the gateway asks Triton for (a variant's own name)
-    endpointing: str | None  # its endpointing parameter (None: the model has none)
+    varied: tuple[str, str] | None   # the parameter (key, value) this run differs in
     rtp: str
     calls: int
+
+    @property
+    def endpointing(self) -> str | None:
+        """Its endpointing parameter (None: the model has none)."""
+        if self.varied is not None and self.varied[0] == modelrepo.ENDPOINTING:
+            return self.varied[1]
+        return modelrepo.configured(self.model, modelrepo.ENDPOINTING)
 
 
 def measure(server_url: str, cond: Condition, params: LatencyParams,
@@ -197,13 +206,15 @@ def measure(server_url: str, cond: Condition, params: LatencyParams,
                              until_last=stop, settle_s=SETTLE_S if stop else 0.0)
     row = {"corpus": corpus_name(cond.model), **_summary(cond.model, cond.calls, outcomes),
            "endpointing": cond.endpointing, "rtp": cond.rtp,
+           "varied": None if cond.varied is None else dict([cond.varied]),
            "per_sentence": _per_sentence(outcomes)}
     if stop:
         row["after_rtp_stop"] = after_rtp_stop(outcomes, params.stop_bound_s)
     return row
 
 
-COLUMNS = ("model", "endpointing", "rtp", "calls", "sentences", "final_p50_s", "final_p95_s",
+COLUMNS = ("model", "endpointing", "varied", "rtp", "calls", "sentences", "final_p50_s",
+           "final_p95_s",
            "partial_p50_s", "partial_p95_s", "missing_finals", "last_within_bound",
            "wer_mean")
 
@@ -215,6 +226,7 @@ def _last_within(row: dict[str, Any]) -> str | None:
 
 def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"model": r["model"], "endpointing": r.get("endpointing"), "rtp": r.get("rtp"),
+             "varied": ",".join(f"{k}={v}" for k, v in (r.get("varied") or {}).items()) or None,
              "calls": r["calls"], "sentences": r["sentences"],
              "last_within_bound": _last_within(r),
              "final_p50_s": r["final_after_speech_end_s"]["p50"],
@@ -224,20 +236,20 @@ def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
              "missing_finals": r["finals_missing"], "wer_mean": r["wer_mean"]} for r in rows]
 
 
-def endpointing_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per model, RTP mode and calls: each endpointing value's p50/p95 (end of speech ->
-    final) over the first value's, from rows of one run."""
+def parameter_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model, varied parameter, RTP mode and calls: each value's p50/p95 (end of speech
+    -> final) over the first value's, from rows of one run."""
     out = []
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, int], list[tuple[str, dict[str, Any]]]] = {}
     for r in rows:
-        if r.get("endpointing") is not None:
-            groups.setdefault((r["model"], r.get("rtp", "continuous"), r["calls"]), []).append(r)
-    for (model, rtp, calls), group in groups.items():
-        base = group[0]
-        for other in group[1:]:
-            item: dict[str, Any] = {"model": model, "rtp": rtp, "calls": calls,
-                                    "baseline": base["endpointing"],
-                                    "endpointing": other["endpointing"]}
+        for key, value in (r.get("varied") or {}).items():
+            groups.setdefault((r["model"], key, r.get("rtp", "continuous"), r["calls"]),
+                              []).append((value, r))
+    for (model, key, rtp, calls), group in groups.items():
+        base_value, base = group[0]
+        for value, other in group[1:]:
+            item: dict[str, Any] = {"model": model, "parameter": key, "rtp": rtp,
+                                    "calls": calls, "baseline": base_value, "value": value}
             for q in ("p50", "p95"):
                 item[f"final_{q}_ratio"] = rounded(ratio(
                     other["final_after_speech_end_s"][q], base["final_after_speech_end_s"][q]), 3)
@@ -245,19 +257,33 @@ def endpointing_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any
     return out
 
 
+def endpointing_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`parameter_comparison` of the endpointing parameter (value as ``endpointing``)."""
+    return [{"model": c["model"], "rtp": c["rtp"], "calls": c["calls"],
+             "baseline": c["baseline"], "endpointing": c["value"],
+             "final_p50_ratio": c["final_p50_ratio"], "final_p95_ratio": c["final_p95_ratio"]}
+            for c in parameter_comparison(rows) if c["parameter"] == modelrepo.ENDPOINTING]
+
+
 def _conditions(params: LatencyParams, variants: modelrepo.Variants
                 ) -> list[Condition]:
-    return [Condition(m, served, ep, rtp, c) for m in params.models
-            for served, ep in variants.served(m) for rtp in params.rtp_modes
+    return [Condition(m, served, varied, rtp, c) for m in params.models
+            for served, varied in variants.served(m) for rtp in params.rtp_modes
             for c in params.concurrency]
+
+
+def _variations(params: LatencyParams) -> list[modelrepo.Variation]:
+    return [modelrepo.Variation(modelrepo.ENDPOINTING, params.endpointing,
+                                params.endpointing_models),
+            modelrepo.Variation("att_context_size", params.att_contexts,
+                                ("asr_streaming_nemo",))]
 
 
 def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, Any]:
     started_at, t0 = report.now_iso(), time.monotonic()
     corpora = {m: utterances(CORPORA[corpus_name(m)]) for m in params.models}
-    compared = [m for m in params.models if m in params.endpointing_models]
-    variants = modelrepo.endpointing_variants(params.models, params.endpointing,
-                                              workdir / "model-repository", compared)
+    variants = modelrepo.parameter_variants(params.models, _variations(params),
+                                            workdir / "model-repository")
     with stack.triton(variants.models, workdir / "triton", variants.repository) as server:
         env = report.environment(server.http_url)
         rows = [measure(server.grpc_url, cond, params, corpora[cond.model], workdir)
@@ -273,10 +299,12 @@ def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, An
                        "rtp_modes": list(params.rtp_modes),
                        "endpointing": list(params.endpointing),
                        "endpointing_models": list(params.endpointing_models),
+                       "att_contexts": list(params.att_contexts),
                        "stop_bound_s": params.stop_bound_s,
                        "redaction": params.redaction},
         "results": rows,
         "endpointing_comparison": endpointing_comparison(rows),
+        "parameter_comparison": parameter_comparison(rows),
     }
     report.write_result(NAME, document, results_dir)
     report.show("asr_latency (piper speech over PCMU, real time)", _table(rows), COLUMNS)

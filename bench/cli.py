@@ -85,6 +85,9 @@ def _asr_latency(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                         "(e.g. energy,vad; the first is the baseline of the ratios)")
     p.add_argument("--endpointing-models", type=_str_list, default=defaults.endpointing_models,
                    help="the models --endpointing applies to (default asr_cpu_default)")
+    p.add_argument("--att-context", type=lambda t: tuple(x for x in t.split("/") if x),
+                   default=defaults.att_contexts,
+                   help="compare asr_streaming_nemo look-aheads in one run, e.g. 70,13/70,1")
     p.add_argument("--stop-bound-s", type=float, default=defaults.stop_bound_s,
                    help="stop_after_speech: how long the call stays up for the last final")
     p.add_argument("--redaction", action="store_true",
@@ -100,6 +103,7 @@ def _run_asr_latency(args: argparse.Namespace, workdir: Path, results: Path
                                        sentences_each=args.sentences_each,
                                        rtp_modes=args.rtp, endpointing=args.endpointing,
                                        endpointing_models=args.endpointing_models,
+                                       att_contexts=args.att_context,
                                        stop_bound_s=args.stop_bound_s,
                                        redaction=args.redaction)
     unknown = set(params.rtp_modes) - set(asr_latency.RTP_MODES)

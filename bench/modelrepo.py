@@ -49,18 +49,29 @@ def variant_name(model: str, key: str, value: str) -> str:
     return f"{model}_{short}_{re.sub(r'[^A-Za-z0-9]+', '_', value)}"
 
 
+@dataclass(frozen=True, slots=True)
+class Variation:
+    """Run each of ``models`` once per value of its config parameter ``key``."""
+
+    key: str
+    values: tuple[str, ...]
+    models: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class Variants:
-    """What to load and, per bench model, the served names and their parameter values."""
+    """What to load and, per bench model, the served names and the varied parameter
+    (key, value), None for a model run as configured."""
 
     repository: Path | None                      # None: triton_models/ itself
-    per_model: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+    per_model: dict[str, list[tuple[str, tuple[str, str] | None]]] = field(
+        default_factory=dict)
 
     @property
     def models(self) -> list[str]:
         return [served for pairs in self.per_model.values() for served, _v in pairs]
 
-    def served(self, model: str) -> list[tuple[str, str | None]]:
+    def served(self, model: str) -> list[tuple[str, tuple[str, str] | None]]:
         return self.per_model.get(model, [(model, None)])
 
 
@@ -88,26 +99,30 @@ def _build(folder: Path, copies: dict[str, tuple[str, str, str]]) -> Path:
     return folder
 
 
-def endpointing_variants(models: Sequence[str], values: Sequence[str], folder: Path,
-                         compared: Sequence[str]) -> Variants:
-    """Each model of ``compared`` with an ``endpointing`` parameter once per value in
-    ``values`` (its configured value from triton_models/, the others as variants under
-    ``folder``); the other models, or all with no values, as they are."""
+def configured(model: str, key: str) -> str | None:
+    """``key``'s value in triton_models/<model>/config.pbtxt (None: absent)."""
+    return config_parameter((MODEL_REPOSITORY / model / "config.pbtxt").read_text(), key)
+
+
+def parameter_variants(models: Sequence[str], variations: Sequence[Variation], folder: Path
+                       ) -> Variants:
+    """Each model once per value of the first variation that names it and whose parameter
+    its config has (the configured value from triton_models/, the others as variants under
+    ``folder``); every other model as it is."""
     copies: dict[str, tuple[str, str, str]] = {}
-    per_model: dict[str, list[tuple[str, str | None]]] = {}
+    per_model: dict[str, list[tuple[str, tuple[str, str] | None]]] = {}
     for model in models:
-        configured = config_parameter((MODEL_REPOSITORY / model / "config.pbtxt").read_text(),
-                                      ENDPOINTING)
-        if configured is None or not values or model not in compared:
-            per_model[model] = [(model, configured)]
-            continue
-        per_model[model] = []
-        for value in dict.fromkeys(values):
-            if value == configured:
-                per_model[model].append((model, value))
-            else:
-                name = variant_name(model, ENDPOINTING, value)
-                copies[name] = (model, ENDPOINTING, value)
-                per_model[model].append((name, value))
+        per_model[model] = [(model, None)]
+        for v in variations:
+            current = configured(model, v.key)
+            if model not in v.models or current is None or not v.values:
+                continue
+            per_model[model] = []
+            for value in dict.fromkeys(v.values):
+                name = model if value == current else variant_name(model, v.key, value)
+                if name != model:
+                    copies[name] = (model, v.key, value)
+                per_model[model].append((name, (v.key, value)))
+            break
     repository = _build(folder, copies) if copies else None
     return Variants(repository, per_model)

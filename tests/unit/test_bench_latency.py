@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import struct
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from bench.asr_latency import after_rtp_stop, endpointing_comparison
-from bench.modelrepo import config_parameter, variant_name, with_parameter
+from bench.asr_latency import after_rtp_stop, endpointing_comparison, parameter_comparison
+from bench.modelrepo import (
+    Variation,
+    config_parameter,
+    configured,
+    parameter_variants,
+    variant_name,
+    with_parameter,
+)
 from bench.rtpcall import FRAME_SAMPLES, talkspurt_packets
 from bench.speechcalls import (
     CallOutcome,
@@ -76,17 +84,50 @@ def test_after_rtp_stop_sorts_the_last_finals_by_when_they_came() -> None:
 
 def _row(endpointing: str, calls: int, p50: float, p95: float | None) -> dict[str, Any]:
     return {"model": "asr_cpu_default", "endpointing": endpointing, "rtp": "continuous",
+            "varied": {"endpointing": endpointing},
             "calls": calls, "final_after_speech_end_s": {"p50": p50, "p95": p95}}
 
 
 def test_endpointing_comparison_is_over_the_first_value_of_the_same_condition() -> None:
     rows = [_row("energy", 1, 1.0, 2.0), _row("vad", 1, 0.5, 1.0), _row("energy", 10, 2.0, 4.0),
-            _row("vad", 10, 1.0, None), {**_row("x", 1, 1, 1), "endpointing": None}]
+            _row("vad", 10, 1.0, None), {**_row("x", 1, 1, 1), "varied": None},
+            {**_row("vad", 1, 0.3, 0.3), "varied": {"att_context_size": "70,1"}}]
     got = endpointing_comparison(rows)
     assert [(c["calls"], c["baseline"], c["endpointing"]) for c in got] == [
         (1, "energy", "vad"), (10, "energy", "vad")]
     assert got[0]["final_p50_ratio"] == 0.5 and got[0]["final_p95_ratio"] == 0.5
     assert got[1]["final_p95_ratio"] is None
+    # a value alone in its condition is compared with nothing
+    assert [c["parameter"] for c in parameter_comparison(rows)] == ["endpointing"] * 2
+    pair = rows[-1:] + [{**rows[-1], "varied": {"att_context_size": "70,13"}}]
+    (lookahead,) = parameter_comparison(pair)
+    assert (lookahead["baseline"], lookahead["value"]) == ("70,1", "70,13")
+    assert lookahead["final_p50_ratio"] == 1.0
+
+
+def test_parameter_variants_link_the_models_and_rewrite_one_config(tmp_path: Path) -> None:
+    ep = configured("asr_cpu_default", "endpointing")
+    ctx = configured("asr_streaming_nemo", "att_context_size")
+    assert ep is not None and ctx is not None
+    other_ep = "energy" if ep != "energy" else "vad"
+    got = parameter_variants(
+        ["asr_cpu_default", "asr_streaming_nemo", "asr_ack"],
+        [Variation("endpointing", (other_ep, ep), ("asr_cpu_default",)),
+         Variation("att_context_size", (ctx, "70,0"), ("asr_streaming_nemo",))], tmp_path)
+    assert got.repository == tmp_path
+    assert got.served("asr_cpu_default") == [
+        (f"asr_cpu_default_ep_{other_ep}", ("endpointing", other_ep)),
+        ("asr_cpu_default", ("endpointing", ep))]
+    assert got.served("asr_streaming_nemo")[1] == (
+        "asr_streaming_nemo_att_context_size_70_0", ("att_context_size", "70,0"))
+    assert got.served("asr_ack") == [("asr_ack", None)]
+    variant = tmp_path / f"asr_cpu_default_ep_{other_ep}"
+    config = (variant / "config.pbtxt").read_text()
+    assert config_parameter(config, "endpointing") == other_ep
+    assert f'name: "asr_cpu_default_ep_{other_ep}"' in config
+    assert (variant / "1" / "model.py").is_symlink()
+    assert (tmp_path / "common").is_symlink() and (tmp_path / "asr_ack").is_symlink()
+    assert configured("asr_cpu_default", "endpointing") == ep    # triton_models/ untouched
 
 
 def test_variant_config_is_renamed_with_one_parameter_changed() -> None:
