@@ -13,9 +13,6 @@ words, timing, per-sequence state under batching, and EOU finals without a silen
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,19 +20,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.triton.fixtures import (
-    MODEL_REPOSITORY,
-    REPO_ROOT,
-    SAMPLE_RATE_HZ,
-    AsrStream,
-    Audio,
-    private_triton,
-)
+from tests.triton.fixtures import SAMPLE_RATE_HZ, AsrStream, Audio, private_triton
+from tests.triton.nemo_repo import install_model, make_exports
 from tests.triton.test_asr_contract import check_sequence
 from tests.triton.test_nemo_small import espeak, silence, write_wav
 
-NEMO_VENV = Path(os.environ.get("NEMO_VENV", str(REPO_ROOT / ".venv-nemo")))
-MAKE_MODELS = REPO_ROOT / "tests" / "nemo" / "make_test_models.py"
 SERVED = {  # model name -> (export, parameters)
     "asr_nemo_rnnt": ("rnnt", {"att_context_size": "70,1"}),
     "asr_nemo_hybrid": ("hybrid", {"att_context_size": "70,6"}),
@@ -48,29 +37,11 @@ SENTENCES = ("please transfer me to the billing department",
 Result = dict[str, Any]
 
 
-def served_config(name: str, params: dict[str, str]) -> str:
-    config = (MODEL_REPOSITORY / "asr_streaming_nemo" / "config.pbtxt").read_text()
-    config, renamed = re.subn(r'name:\s*"asr_streaming_nemo"', f'name: "{name}"', config)
-    assert renamed == 1
-    for key, value in params.items():
-        config, set_ = re.subn(rf'(key:\s*"{key}",\s*value:\s*\{{\s*string_value:\s*)"[^"]*"',
-                               rf'\1"{value}"', config)
-        assert set_ == 1, key
-    return config
-
-
 @pytest.fixture(scope="module")
 def nemo_exports(tmp_path_factory: pytest.TempPathFactory, speech: Audio) -> Path:
-    python = NEMO_VENV / "bin" / "python"
-    if not python.exists():
-        pytest.fail(f"no NeMo venv at {NEMO_VENV}: run make nemo-venv", pytrace=False)
     out = tmp_path_factory.mktemp("nemo_exports")
     wav = write_wav(out / "calibration.wav", speech)
-    done = subprocess.run([str(python), str(MAKE_MODELS), "--out", str(out),
-                           "--only", "rnnt,hybrid,eou", "--calibrate", str(wav)],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    return make_exports(out, ("rnnt", "hybrid", "eou"), wav)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +49,7 @@ def served(nemo_exports: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """A private Triton serving the four models; its gRPC URL."""
     repo = tmp_path_factory.mktemp("nemo_repo")
     for name, (export, params) in SERVED.items():
-        (repo / name / "1").mkdir(parents=True)
-        (repo / name / "1" / "model.py").symlink_to(
-            MODEL_REPOSITORY / "asr_streaming_nemo" / "1" / "model.py")
-        (repo / name / "config.pbtxt").write_text(served_config(
-            name, {"model_path": str(nemo_exports / export), **params}))
+        install_model(repo, name, {"model_path": str(nemo_exports / export), **params})
     with private_triton(tmp_path_factory.mktemp("nemo_triton"), list(SERVED),
                         repository=repo) as server:
         yield server.grpc_url
