@@ -249,12 +249,9 @@ async def close_websockets(app: web.Application) -> None:
 async def say(request: web.Request) -> web.Response:
     """POST {"text": "...", "barge_in": true} -> 202 {"reply_id": ...}."""
     gateway = request.app[GATEWAY_KEY]
-    try:
-        body = await request.json()
-    except ValueError:
-        return _error(400, "body must be JSON")
-    if not isinstance(body, dict):
-        return _error(400, "body must be a JSON object")
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
     text, barge_in = body.get("text"), body.get("barge_in", True)
     if not isinstance(text, str) or not text.strip():
         return _error(400, "'text' must be a non-empty string")

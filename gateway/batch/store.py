@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.batch.jobspec import FileOutcome, FileStatus, Job, JobFile, JobStatus, WebhookState
+from gateway.sqlite_store import open_versioned
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
@@ -104,37 +105,8 @@ def _file(row: Sequence[Any]) -> JobFile:
 
 def _connect(path: Path) -> sqlite3.Connection:
     """Open (creating or migrating) the database; blocking, run in a thread."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"{path}: cannot open the batch store: {exc}") from exc
-    try:
-        _migrate(db, path)
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    try:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA foreign_keys = ON")
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{path}: batch store schema {version} is newer than this "
-                             f"gateway's ({SCHEMA_VERSION})")
-        for step in range(version, SCHEMA_VERSION):
-            db.execute("BEGIN IMMEDIATE")
-            for statement in _MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {step + 1}")
-            db.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: not a usable batch store: {exc}") from exc
+    return open_versioned(path, _MIGRATIONS, what="batch store", error=StoreError,
+                          pragmas=("foreign_keys = ON",))
 
 
 class JobStore:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.consent.policy import ConsentRecord, latest_per_channel
+from gateway.sqlite_store import open_versioned
 
 SCHEMA_VERSION = 1
 FILE_NAME = "consent.sqlite3"
@@ -97,36 +98,7 @@ def _withdrawal(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    except (OSError, sqlite3.Error) as exc:
-        raise ConsentStoreError(f"{path}: cannot open the consent store: {exc}") from exc
-    try:
-        _migrate(db, path)
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    try:
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise ConsentStoreError(f"{path}: consent store schema {version} is newer than "
-                                    f"this gateway's ({SCHEMA_VERSION})")
-        for step in range(version, SCHEMA_VERSION):
-            db.execute("BEGIN IMMEDIATE")
-            for statement in _MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {step + 1}")
-            db.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise ConsentStoreError(f"{path}: not a usable consent store: {exc}") from exc
+    return open_versioned(path, _MIGRATIONS, what="consent store", error=ConsentStoreError)
 
 
 class ConsentStore:

@@ -68,6 +68,7 @@ PURE: frozenset[str] = frozenset({
 TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("gateway/__init__.py", "gateway/config.py", "gateway/logs.py",
                     "gateway/metrics.py", "gateway/sdnotify.py", "gateway/events/",
+                    "gateway/sqlite_store.py",
                     "gateway/processors.py",
                     "gateway/redaction/", "gateway/analytics/")),
     ("protocols and media", ("gateway/sip/", "gateway/media/", "gateway/asr/", "gateway/tts/",
