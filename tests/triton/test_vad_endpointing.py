@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,8 +50,8 @@ class Sentence:
     speech_end_s: float      # within ``audio``
 
 
-def sentence(text: str) -> Sentence:
-    clean, rate = espeak_voice(text, ESPEAK_ARGS)
+def sentence(text: str, voice: tuple[str, ...] = ESPEAK_ARGS) -> Sentence:
+    clean, rate = espeak_voice(text, voice)
     _, end_s = envelope_bounds(clean, rate)
     return Sentence(text, phone_line(clean, rate), end_s)
 
@@ -100,13 +101,11 @@ class PacedSender:
         return last
 
     def send_watching(self, audio: Audio, segment: int, pause_chunks: int) -> int | None:
-        """Send ``audio``, then up to ``pause_chunks`` of silence until ``segment``'s final
-        comes; the samples sent by then, None when it had not come by the pause's end."""
+        """Send ``audio``, then ``pause_chunks`` of silence, watching for ``segment``'s
+        final; the samples sent when it came, None when it had not come by the pause's end."""
         self.watched = segment
         self.send(audio)
         for _ in range(pause_chunks):
-            if self.watched is None:
-                break
             self.send(silence(1))
         self._look()
         return None if self.watched is not None else self.seen_after
@@ -224,3 +223,77 @@ def test_energy_endpointing_still_waits_for_its_timer(
             stream.close()
     check_texts(finals, sentences)
     assert all(decided_s >= OLD_TIMER_S for _, decided_s, _ in finals), finals
+
+
+# --- asr_streaming_nemo: endpointing = vad | blank -----------------------------------------
+
+NEMO_SENTENCES = ("my account number is three eight one six zero four seven two",
+                  "my phone number is five nine zero one three")
+NEMO_LOOKAHEAD = "70,1"      # 80 ms chunks: the look-ahead the 300 ms goal is for
+
+
+def nemo_repository(target: Path, source: Path = MODEL_REPOSITORY / "asr_streaming_nemo"
+                    ) -> dict[str, str]:
+    """The small NeMo model twice, ``asr_nemo_vad`` and ``asr_nemo_blank``, at
+    NEMO_LOOKAHEAD; {endpointing: model name}."""
+    names = {}
+    for mode in ("vad", "blank"):
+        name = f"asr_nemo_{mode}"
+        (target / name).mkdir(parents=True)
+        (target / name / "1").symlink_to(source / "1", target_is_directory=True)
+        config = (source / "config.pbtxt").read_text()
+        edits = [(r'name:\s*"asr_streaming_nemo"', f'name: "{name}"'),
+                 (r'(key:\s*"endpointing",\s*value:\s*\{\s*string_value:\s*)"\w+"', rf'\1"{mode}"'),
+                 (r'(key:\s*"att_context_size",\s*value:\s*\{\s*string_value:\s*)"[\d,]+"',
+                  rf'\1"{NEMO_LOOKAHEAD}"')]
+        for pattern, replacement in edits:
+            config, count = re.subn(pattern, replacement, config)
+            assert count == 1, f"asr_streaming_nemo/config.pbtxt: no {pattern}"
+        (target / name / "config.pbtxt").write_text(config)
+        names[mode] = name
+    return names
+
+
+def paced_finals(stream: AsrStream, sentences: list[Sentence]) -> list[Result]:
+    """The sentences with PAUSE_CHUNKS of silence after each, at real time; the finals."""
+    sender = PacedSender(stream)
+    for item in sentences:
+        sender.send(np.concatenate([item.audio, silence(PAUSE_CHUNKS)]))
+    stream.wait_closed(sender.send(np.zeros(0, np.float32), end=True))
+    results = stream.results(sender.corrid)
+    check_sequence(results, sender.sent_samples / SAMPLE_RATE_HZ)
+    return finals_with_text(results)
+
+
+@pytest.mark.slow
+def test_nemo_vad_final_per_sentence_before_the_blank_rule(
+        tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    """asr_streaming_nemo, same audio and chunks, endpointing = vad and = blank: with the VAD
+    one final per sentence, decided before the blank rule's 600 ms could be, holding the
+    same words the blank rule's finals hold, each on less audio (decisions in audio time)."""
+    sentences = [sentence(text, ("-v", "en-us")) for text in NEMO_SENTENCES]
+    names = nemo_repository(tmp_path / "repo")
+    with private_triton(tmp_path, list(names.values()), repository=tmp_path / "repo") as server:
+        streams = {mode: AsrStream(server.grpc_url, name) for mode, name in names.items()}
+        try:
+            vad = run_paced_call(streams["vad"], sentences, record_property)
+            blank = paced_finals(streams["blank"], sentences)
+        finally:
+            for stream in streams.values():
+                stream.close()
+    print("blank:", [(f["text"], f["end_s"], f["audio_s"]) for f in blank])
+    for final, decided_s, chunks in vad:
+        assert decided_s < OLD_TIMER_S and chunks is not None, final
+        same = [f for f in blank if final["start_s"] - 0.05 <= f["end_s"] <= final["end_s"]]
+        assert same and same[-1]["end_s"] == final["end_s"], (final, blank)
+        assert words_of(" ".join(f["text"] for f in same)) == words_of(final["text"])
+        assert final["audio_s"] < same[-1]["audio_s"], (final, same[-1])
+
+
+def test_nemo_endpointing_value_is_checked() -> None:
+    sys.path.insert(0, str(MODEL_REPOSITORY / "asr_streaming_nemo" / "1"))
+    from streaming_ctc import RecognizerConfig, StreamConfigError
+
+    assert RecognizerConfig().endpointing == "blank"  # the Triton config turns vad on
+    with pytest.raises(StreamConfigError, match="endpointing"):
+        RecognizerConfig(endpointing="timer")

@@ -73,6 +73,10 @@ def recognizer_config(params: dict[str, str]) -> RecognizerConfig:
         max_batch=_int_parameter(params, "max_batch", 32),
         device=params.get("device") or "auto",
         threads=_int_parameter(params, "cpu_threads", 0),
+        endpointing=params.get("endpointing") or "vad",
+        vad_threshold=float_parameter(params, "vad_threshold", 0.5),
+        vad_end_silence_ms=_int_parameter(params, "vad_end_silence_ms", 200),
+        vad_lookahead_ms=float_parameter(params, "vad_lookahead_ms", 240.0),
         decoder=(params.get("decoder") or "").strip().lower())
 
 

@@ -14,7 +14,12 @@ Everything but `EncoderSession` (ONNX Runtime) is pure computation on arrays:
   utterance building from the tokens of greedy RNNT (rnnt_decoder.py). Endpointing
   is decided in one place, `CtcSegmenter.silence_ends_utterance`, plus the EOU token
   (`_Utterances.eou`) for models that have one.
-- `StreamingRecognizer`: ties them together and builds contract results.
+- `StreamingRecognizer`: ties them together and builds contract results. With
+  `endpointing = "vad"` each stream also runs Silero VAD (common/vad.py,
+  `SpeechEndpoint`): once the VAD has ended an utterance and the decoder has emitted
+  the frames up to its end plus `vad_lookahead_ms` with no later token, the hypothesis
+  is the final, without waiting for the blank rule (which then applies only where the
+  VAD heard no speech in its last `end_silence_ms`).
 
 Phrase boosting (PHRASES): every SentencePiece token of the phrases gets
 `phrase_boost` added to its log-probability before the greedy arg-max (blank is
@@ -27,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from common.asr_contract import AsrResult, Word  # noqa: E402
+from common.vad import SileroVad, SpeechEndpoint  # noqa: E402
 from rnnt_decoder import (  # noqa: E402
     DecoderJointSession,
     Emission,
@@ -51,6 +57,7 @@ WORD_START = "\u2581"
 ONNX_NAME = "encoder_ctc.onnx"
 TRAINED_LOOKAHEADS = ((70, 0), (70, 1), (70, 6), (70, 13))
 DECODERS = ("rnnt", "ctc")
+ENDPOINTING = ("vad", "blank")
 
 
 class ModelFilesError(ValueError):
@@ -451,6 +458,7 @@ class CtcSegmenter:
     frame: int = 0
     endpoint_until: int | None = None  # frames from here on (END's padding) never endpoint
     trace: list[tuple[int, int]] | None = None  # (token id, frame) of every token, when set
+    speech_heard: Callable[[float, float], bool] | None = None  # endpointing = vad
     _tokens: list[_Token] = field(default_factory=list)
     _last_id: int = -1
     _trailing_blank: int = 0
@@ -493,9 +501,16 @@ class CtcSegmenter:
     def silence_ends_utterance(self, silent_frames: int, index: int) -> bool:
         """THE endpointing rule of both decoders: an open utterance ends once `silent_frames`
         encoder frames without a token follow its last token (checked at frame `index`),
-        except over END's padding. The EOU token (`_token`) ends one at once."""
+        except over END's padding, and (endpointing = vad) while the VAD heard speech in
+        the last `end_silence_frames`. The EOU token (`_token`) ends one at once."""
         return (bool(self._tokens) and silent_frames >= self.end_silence_frames
-                and (self.endpoint_until is None or index < self.endpoint_until))
+                and (self.endpoint_until is None or index < self.endpoint_until)
+                and not self._speech_heard_in(index + 1 - self.end_silence_frames, index + 1))
+
+    def _speech_heard_in(self, first: int, stop: int) -> bool:
+        frame_s = self.spec.frame_s
+        return self.speech_heard is not None and self.speech_heard(first * frame_s,
+                                                                   stop * frame_s)
 
     def _token(self, tok: int, index: int, prob: float) -> Hypothesis | None:
         """A new token at frame `index`; the EOU token closes the utterance (never in text)."""
@@ -637,6 +652,10 @@ class RecognizerConfig:
     device: str = "auto"
     threads: int = 0
     decoder: str = ""  # "rnnt" | "ctc"; empty: rnnt when the export has it, else ctc
+    endpointing: str = "blank"  # "vad": Silero VAD ends utterances too (common/vad.py)
+    vad_threshold: float = 0.5
+    vad_end_silence_ms: int = 200
+    vad_lookahead_ms: float = 240.0
 
     def __post_init__(self) -> None:
         if self.end_silence_ms <= 0:
@@ -647,6 +666,8 @@ class RecognizerConfig:
             raise StreamConfigError(f"max_batch must be >= 1, got {self.max_batch}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise StreamConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.endpointing not in ENDPOINTING:
+            raise StreamConfigError(f"endpointing must be vad or blank, got {self.endpointing!r}")
         if self.decoder not in DECODERS + ("",):
             raise StreamConfigError(f"decoder must be rnnt or ctc (or empty for the model's "
                                     f"default), got {self.decoder!r}")
@@ -661,6 +682,7 @@ class StreamState:
     decoder: CtcSegmenter  # an RnntSegmenter (with its prediction state) for RNNT
     last_partial: str = ""
     pad_samples: int = 0
+    vad: SpeechEndpoint | None = None  # endpointing = vad
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,6 +708,7 @@ class StreamingRecognizer:
         self.session = EncoderSession(folder / self.spec.encoder_onnx, device=config.device,
                                       threads=config.threads, first_path=first)
         self._end_frames = max(1, math.ceil(config.end_silence_ms / 1000 / self.spec.frame_s))
+        self._vad = SileroVad() if config.endpointing == "vad" else None
         self._end_pad_samples = int(config.end_pad_ms / 1000 * self.spec.sample_rate_hz)
         self._ctc_head: tuple[F32, F32] | None = None
         if self.decoder == "ctc" and self.spec.encoder_output == "encoded":
@@ -707,6 +730,12 @@ class StreamingRecognizer:
             segmenter = CtcSegmenter(self.spec, self._end_frames)
         state = StreamState(LogMelFrontend(self.spec, self._tables),
                             EncoderStream.fresh(self.spec, self.geometry), segmenter)
+        if self._vad is not None:
+            state.vad = SpeechEndpoint(
+                self._vad.new_stream().push, threshold=self.config.vad_threshold,
+                end_silence_ms=self.config.vad_end_silence_ms,
+                lookahead_s=self.config.vad_lookahead_ms / 1000)
+            segmenter.speech_heard = state.vad.heard_speech
         self.set_phrases(state, phrases)
         return state
 
@@ -734,11 +763,15 @@ class StreamingRecognizer:
                 for start in range(0, len(group), self.config.max_batch):
                     batch = group[start:start + self.config.max_batch]
                     for state, finals in zip(batch, self._step(batch), strict=True):
+                        finals = finals + self._vad_final(state)
                         audio_s = self._audio_s(state)
                         results[owners[id(state)]].extend(_final(h, audio_s) for h in finals)
                         if finals:
                             state.last_partial = ""
         for index, item in enumerate(inputs):
+            if not item.end:  # the VAD may end an utterance the decoder already passed
+                results[index].extend(_final(h, self._audio_s(item.state))
+                                      for h in self._vad_final(item.state))
             results[index].extend(self._close_or_partial(item))
         return results
 
@@ -758,8 +791,22 @@ class StreamingRecognizer:
         return [_prediction_owner(s).feed_tokens(e, f.shape[0])
                 for s, e, f in zip(segmenters, emissions, frames, strict=True)]
 
+    def _vad_final(self, state: StreamState) -> list[Hypothesis]:
+        """endpointing = vad: the open hypothesis as a final once it covers the utterance
+        the VAD ended (the blank rule did not close it yet)."""
+        if state.vad is None:
+            return []
+        words = state.decoder.pending().words if state.decoder.has_tokens else ()
+        decoded_s = state.decoder.frame * self.spec.frame_s
+        if not state.vad.final_due(decoded_s, words[-1].end_s if words else None):
+            return []
+        state.vad.finalized()
+        return [state.decoder.close()]
+
     def _featurize(self, item: StreamInput) -> None:
         frontend, enc = item.state.frontend, item.state.encoder
+        if item.state.vad is not None:
+            item.state.vad.push(np.asarray(item.audio, dtype=np.float32).reshape(-1))
         frames = [frontend.push(np.asarray(item.audio, dtype=np.float32).reshape(-1))]
         if item.end:
             # Streaming CTC models emit a word's tokens some frames after it was spoken:
