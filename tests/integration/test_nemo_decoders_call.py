@@ -6,10 +6,10 @@ gateway per variant, the calls at once (raw SIP, paced PCMU).
 
 The weights are random (calibrated on the call's speech), so the checks are on structure:
 finals arrive, carry words whose times lie inside the call's audio, no asr.* warning or
-error. The EOU model runs with silence endpointing out of reach (end_silence_ms 60 s), so its
-finals before the hang-up come from its <EOU> token; the RNNT model with the same setting is
-the control: no final before the hang-up. Also: a model whose model_path does not exist
-fails to load through Triton with a message naming the path.
+error. The EOU model runs with silence endpointing out of reach (end_silence_ms 60 s, no
+VAD), so its finals before the hang-up come from its <EOU> token; the RNNT model with the
+same setting is the control: no final before the hang-up. Also: a model whose model_path
+does not exist fails to load through Triton with a message naming the path.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tests.triton.nemo_repo import install_model, make_exports
 from tests.triton.test_nemo_small import espeak, silence, write_wav
 
 pytestmark = pytest.mark.slow
-NO_SILENCE_RULE = {"end_silence_ms": "60000"}
+NO_SILENCE_RULE = {"end_silence_ms": "60000", "endpointing": "blank"}  # no VAD either
 VARIANTS = {  # model name -> (export, parameters)
     "asr_call_ctc": ("ctc", {}),
     "asr_call_rnnt": ("rnnt", {}),
