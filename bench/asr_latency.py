@@ -70,6 +70,7 @@ class LatencyParams:
     endpointing: tuple[str, ...] = ()  # values of a model's endpointing parameter to compare
     endpointing_models: tuple[str, ...] = ("asr_cpu_default",)   # the models compared so
     att_contexts: tuple[str, ...] = ()  # asr_streaming_nemo att_context_size values
+    nemo_endpointing: tuple[str, ...] = ()  # asr_streaming_nemo endpointing values
     stop_bound_s: float = STOP_BOUND_S
     redaction: bool = False            # the gateway's redaction stage (holds digit finals)
 
@@ -184,13 +185,14 @@ class Condition:
     varied: tuple[str, str] | None   # the parameter (key, value) this run differs in
     rtp: str
     calls: int
+    configured_endpointing: str | None = None   # the model's, read when the run started
 
     @property
     def endpointing(self) -> str | None:
         """Its endpointing parameter (None: the model has none)."""
         if self.varied is not None and self.varied[0] == modelrepo.ENDPOINTING:
             return self.varied[1]
-        return modelrepo.configured(self.model, modelrepo.ENDPOINTING)
+        return self.configured_endpointing
 
 
 def measure(server_url: str, cond: Condition, params: LatencyParams,
@@ -267,7 +269,8 @@ def endpointing_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any
 
 def _conditions(params: LatencyParams, variants: modelrepo.Variants
                 ) -> list[Condition]:
-    return [Condition(m, served, varied, rtp, c) for m in params.models
+    configured = {m: modelrepo.configured(m, modelrepo.ENDPOINTING) for m in params.models}
+    return [Condition(m, served, varied, rtp, c, configured[m]) for m in params.models
             for served, varied in variants.served(m) for rtp in params.rtp_modes
             for c in params.concurrency]
 
@@ -275,6 +278,8 @@ def _conditions(params: LatencyParams, variants: modelrepo.Variants
 def _variations(params: LatencyParams) -> list[modelrepo.Variation]:
     return [modelrepo.Variation(modelrepo.ENDPOINTING, params.endpointing,
                                 params.endpointing_models),
+            modelrepo.Variation(modelrepo.ENDPOINTING, params.nemo_endpointing,
+                                ("asr_streaming_nemo",)),
             modelrepo.Variation("att_context_size", params.att_contexts,
                                 ("asr_streaming_nemo",))]
 
@@ -284,10 +289,11 @@ def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, An
     corpora = {m: utterances(CORPORA[corpus_name(m)]) for m in params.models}
     variants = modelrepo.parameter_variants(params.models, _variations(params),
                                             workdir / "model-repository")
+    conditions = _conditions(params, variants)
     with stack.triton(variants.models, workdir / "triton", variants.repository) as server:
         env = report.environment(server.http_url)
         rows = [measure(server.grpc_url, cond, params, corpora[cond.model], workdir)
-                for cond in _conditions(params, variants)]
+                for cond in conditions]
     document = {
         "benchmark": NAME, "started_at": started_at,
         "duration_s": round(time.monotonic() - t0, 1), "environment": env,
@@ -300,6 +306,7 @@ def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, An
                        "endpointing": list(params.endpointing),
                        "endpointing_models": list(params.endpointing_models),
                        "att_contexts": list(params.att_contexts),
+                       "nemo_endpointing": list(params.nemo_endpointing),
                        "stop_bound_s": params.stop_bound_s,
                        "redaction": params.redaction},
         "results": rows,

@@ -88,6 +88,9 @@ def _asr_latency(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--att-context", type=lambda t: tuple(x for x in t.split("/") if x),
                    default=defaults.att_contexts,
                    help="compare asr_streaming_nemo look-aheads in one run, e.g. 70,13/70,1")
+    p.add_argument("--nemo-endpointing", type=_str_list, default=defaults.nemo_endpointing,
+                   help="compare asr_streaming_nemo endpointing values, e.g. blank,vad (before "
+                        "--att-context: a model varies in one parameter per run)")
     p.add_argument("--stop-bound-s", type=float, default=defaults.stop_bound_s,
                    help="stop_after_speech: how long the call stays up for the last final")
     p.add_argument("--redaction", action="store_true",
@@ -104,6 +107,7 @@ def _run_asr_latency(args: argparse.Namespace, workdir: Path, results: Path
                                        rtp_modes=args.rtp, endpointing=args.endpointing,
                                        endpointing_models=args.endpointing_models,
                                        att_contexts=args.att_context,
+                                       nemo_endpointing=args.nemo_endpointing,
                                        stop_bound_s=args.stop_bound_s,
                                        redaction=args.redaction)
     unknown = set(params.rtp_modes) - set(asr_latency.RTP_MODES)
