@@ -130,11 +130,12 @@ def _config(asr: bool, tts: bool) -> GatewayConfig:
 
 async def test_the_gateway_lists_its_parts_in_start_order() -> None:
     """Reversed, this is the shutdown order: unregister, SIP and its calls, ASR, TTS, HTTP
-    (after SIP: WebSocket clients see the last calls end), Triton health, tasks, events."""
+    (after SIP: WebSocket clients see the last calls end), Triton health, tasks, events, and
+    the consent store last (the calls' last consent records are written before it closes)."""
     assert [p.name for p in Gateway(_config(asr=True, tts=True)).parts()] == [
-        "events", "tasks", "triton", "http", "tts", "asr", "sip", "registrations"]
+        "consent", "events", "tasks", "triton", "http", "tts", "asr", "sip", "registrations"]
     assert [p.name for p in Gateway(_config(asr=False, tts=False)).parts()] == [
-        "events", "tasks", "triton", "http", "sip", "registrations"]
+        "consent", "events", "tasks", "triton", "http", "sip", "registrations"]
 
 
 async def test_the_gateways_own_tasks_are_cancelled_and_awaited_at_stop() -> None:
