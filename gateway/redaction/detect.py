@@ -694,8 +694,10 @@ _PROVIDERS: Final = frozenset({"gmail", "googlemail", "yahoo", "hotmail", "outlo
                                "aol", "protonmail", "proton", "live", "msn", "me", "mac"})
 
 
-def _domain_end(low: Sequence[str], j: int) -> int | None:
-    """The end of ``example dot co dot uk`` (or ``example.com``) starting at ``j``."""
+def _domain_end(low: Sequence[str], j: int, dotted: Collection[int] = ()) -> int | None:
+    """The end of ``example dot co dot uk`` (or ``example.com``, or as an ASR writes it,
+    ``example .com`` / ``example. com``: ``dotted`` holds the indices of tokens that ended in
+    a dot before normalising) starting at ``j``."""
     labels, end, want_label = 0, None, True
     for k in range(j, min(len(low), j + 12)):
         w = low[k]
@@ -704,7 +706,12 @@ def _domain_end(low: Sequence[str], j: int) -> int | None:
             labels += len(parts)
             if labels >= 2 and parts[-1] in _TLDS:
                 end = k + 1
-            want_label = False
+            want_label = k in dotted
+        elif not want_label and w.startswith(".") and _labels_ok(w[1:]):
+            parts = w[1:].split(".")
+            labels += len(parts)
+            if parts[-1] in _TLDS:
+                end = k + 1
         elif not want_label and w in ("dot", "period", "."):
             want_label = True
         elif labels == 1 and low[k - 1] in _PROVIDERS and w in _TLDS:     # gmail com
@@ -714,6 +721,10 @@ def _domain_end(low: Sequence[str], j: int) -> int | None:
         else:
             break
     return end
+
+
+def _labels_ok(text: str) -> bool:
+    return bool(text) and all(_LABEL.match(p) for p in text.split("."))
 
 
 _SPELLING_ASIDES: Final = (("all", "one", "word"), ("one", "word"), ("no", "spaces"),
@@ -764,6 +775,15 @@ def _lost_at(u: _Utt, w: str) -> bool:
     return bool(_DOTTED.match(w)) and w.rstrip(".").rsplit(".", 1)[-1] in _TLDS
 
 
+def _dotted(u: _Utt) -> frozenset[int]:
+    """Indices of tokens written with one trailing dot (``example.``; not ``...``), when
+    e-mail is being talked about (else ``at noon. In ...`` would read as an address)."""
+    if EMAIL not in u.everywhere and EMAIL not in u.context:
+        return frozenset()
+    return frozenset(k for k, t in enumerate(u.tokens)
+                     if t.rstrip().endswith(".") and not t.rstrip().endswith(".."))
+
+
 def _email_finds(u: _Utt) -> list[Found]:
     out: list[Found] = []
     for i, w in enumerate(u.low):
@@ -774,7 +794,7 @@ def _email_finds(u: _Utt) -> list[Found]:
             if end is not None:
                 out.append(Found(EMAIL, i, i + end, "spoken"))
         elif w in ("at", "@"):
-            end = _domain_end(u.low, i + 1)
+            end = _domain_end(u.low, i + 1, _dotted(u))
             start = _local_start(u.low, i) if end is not None else i
             if end is not None and start < i:
                 out.append(Found(EMAIL, start, end, "spoken"))

@@ -327,6 +327,10 @@ def test_not_a_phone(text: str) -> None:
     ("john smith, all one word, at gmail dot com.", "john smith, all one word, at gmail dot com."),
     ("it's k dot obrien, that's o b r i e n, at outlook dot com.",
      "k dot obrien, that's o b r i e n, at outlook dot com."),
+    # Whisper's spacing around the dots (seen through a real call)
+    ("My email is John. Smith at example .com", "John. Smith at example .com"),
+    ("it's jane at gmail .co .uk, thanks", "jane at gmail .co .uk,"),
+    ("my email is john smith at example. com", "john smith at example. com"),
 ])
 def test_email(text: str, span: str) -> None:
     assert spans(text) == [(EMAIL, span)]
@@ -336,6 +340,7 @@ def test_email(text: str, span: str) -> None:
     "meet me at the office", "i'm at home dot", "look at this", "at gmail dot", "at 5 pm",
     "email me at", "look at www dot example dot com", "we are based at example dot com",
     "i work at acme com",
+    "i will meet john at noon. In the lobby",       # a trailing dot counts only in e-mail talk
 ])
 def test_not_an_email(text: str) -> None:
     assert spans(text) == []
