@@ -137,13 +137,16 @@ def _successes(client: grpcclient.InferenceServerClient, version: str) -> int:
     return sum(int(s["inference_stats"]["success"].get("count", 0)) for s in stats)
 
 
-def _reload(gw: GatewayProcess, version: str) -> dict[str, Any]:
+def reload_version(gw: GatewayProcess, version: str, timeout_s: float = 120.0
+                   ) -> dict[str, Any]:
+    """``triton.asr_model_version = version`` in the config file, SIGHUP, and the
+    ``config.reloaded`` event that answered it."""
     seen = len(gw.events("config.reloaded"))
     config = {**gw.config, "triton": {**gw.config["triton"], "asr_model_version": version}}
     gw.config_path.write_text(to_toml(config))
     gw.config = config
     gw.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout_s
     while len(gw.events("config.reloaded")) == seen:
         assert time.monotonic() < deadline, "no config.reloaded"
         time.sleep(0.1)
@@ -165,7 +168,7 @@ def test_a_new_version_takes_new_calls_while_live_ones_finish_on_theirs(
     assert first.asr_versions() == ["1"]                   # latest, resolved: 1
 
     _install(model_dir / "2")                              # the fine-tuned version arrives
-    reloaded = _reload(gw, "2")
+    reloaded = reload_version(gw, "2")
     assert "triton.asr_model_version" in reloaded["changed"] and "failed" not in reloaded
     switched = gw.events("asr.model_version_ready")[-1]
     assert switched["version"] == "2"
@@ -180,7 +183,7 @@ def test_a_new_version_takes_new_calls_while_live_ones_finish_on_theirs(
     assert _successes(client, "2") > v2_at_switch           # Triton saw version 2 work
     assert _successes(client, "1") > v1_at_switch           # and version 1 go on
 
-    refused = _reload(gw, "7")                              # no such version folder
+    refused = reload_version(gw, "7")                              # no such version folder
     assert refused["failed"] and refused["failed"][0].startswith("triton.asr_model_version")
     failed = gw.events("asr.model_version_failed")[-1]
     assert failed["requested"] == "7" and failed["serving"] == "2" and failed["reason"]
@@ -203,7 +206,7 @@ def test_a_new_version_takes_new_calls_while_live_ones_finish_on_theirs(
     assert b'gateway_asr_sequences_total{version="1"} 1.0' in metrics
     assert b'gateway_asr_sequences_total{version="2"} 2.0' in metrics
     _install(model_dir / "3")                              # latest again: picks up 3
-    latest = _reload(gw, "")
+    latest = reload_version(gw, "")
     assert "triton.asr_model_version" in latest["changed"] and "failed" not in latest
     assert gw.events("asr.model_version_ready")[-1]["version"] == "3"
     assert [client.is_model_ready(MODEL, v) for v in "123"] == [False, True, True]

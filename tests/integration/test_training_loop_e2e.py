@@ -31,10 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from gateway.triton_launcher import TritonProcess
-from tests.gateway_proc import GatewayProcess, base_config, merge, to_toml
+from tests.gateway_proc import GatewayProcess, base_config, merge
+from tests.integration.test_asr_model_version import reload_version
 from tests.integration.test_media import Caller
 from tests.media_tools import RATE, packets, send_paced
 from tests.speech import piper_wavs, read_pcm
@@ -190,16 +189,7 @@ def _installed(job: subprocess.Popen[str], repo: Path, manifest: Path) -> dict[s
 
 def _switch(gw: GatewayProcess, version: str) -> None:
     """Phase 4's reload: the config file asks for ``version``, SIGHUP, wait until ready."""
-    seen = len(gw.events("config.reloaded"))
-    config = {**gw.config, "triton": {**gw.config["triton"], "asr_model_version": version}}
-    gw.config_path.write_text(to_toml(config))
-    gw.config = config
-    gw.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 180
-    while len(gw.events("config.reloaded")) == seen:
-        assert time.monotonic() < deadline, "no config.reloaded"
-        time.sleep(0.1)
-    reloaded = gw.events("config.reloaded")[-1]
+    reloaded = reload_version(gw, version, timeout_s=180.0)
     assert "triton.asr_model_version" in reloaded["changed"] and "failed" not in reloaded, (
         reloaded)
     assert gw.events("asr.model_version_ready")[-1]["version"] == version
