@@ -135,3 +135,39 @@ def test_eou_token_closes_at_once_and_is_not_text() -> None:
     assert seg.trace == [(0, 0), (3, 0), (4, 1), (5, 2)]
     assert seg.feed_tokens([Emission(4, 0, 0.9)], 1)[0].text == "e"
     assert seg.feed_tokens([Emission(4, 0, 0.9)], 1) == []  # nothing open: no empty final
+
+
+def test_adopted_flush_drops_the_finalised_tokens_but_not_new_speech() -> None:
+    """After a speculative flush finalised the open utterance on a copy, the real stream
+    does not emit again the tokens it decodes for frames the copy covered, unless the VAD
+    heard speech start there; the segment numbers continue from the copy's."""
+    seg = RnntSegmenter(spec(), end_silence_frames=1000)
+    starts: list[float] = []  # VAD onsets after the finalised utterance (seconds)
+    seg.speech_started = lambda after, until_s: any(after / 16000 <= s < until_s
+                                                    for s in starts)
+    seg.feed_tokens([Emission(0, 0, 0.9), Emission(1, 1, 0.9)], 4)
+    trial = seg.clone()
+    assert trial.feed_tokens([Emission(2, 1, 0.9)], 4) == []  # the copy runs on silence
+    assert seg.pending().text == "ab" and trial.pending().text == "ab c"
+    hyp = trial.close()
+    seg.adopt_flush(trial, speech_end=int(0.3 * 16000))
+    assert hyp.text == "ab c" and seg.segment == trial.segment == 1
+    assert not seg.has_tokens
+    # the real stream decodes the same frames 4-7 (the copy's): "c" again, not emitted
+    assert seg.feed_tokens([Emission(2, 1, 0.9)], 4) == [] and not seg.has_tokens
+    starts.append(8 * 0.08)  # new speech starts at frame 8, inside the flushed frames
+    seg.flushed_until = 12
+    assert seg.feed_tokens([Emission(5, 0, 0.9), Emission(3, 2, 0.9)], 4) == []
+    assert seg.pending().text == "ed" and seg.pending().segment == 1
+
+
+def test_clone_is_independent() -> None:
+    seg = RnntSegmenter(spec(), end_silence_frames=1000, prediction=PredictionState.fresh(
+        (1, HIDDEN), BLANK))
+    seg.trace = []
+    seg.feed_tokens([Emission(0, 0, 0.9)], 2)
+    twin = seg.clone()
+    assert twin.trace is None and twin.prediction is not seg.prediction
+    twin.feed_tokens([Emission(1, 0, 0.9)], 2)
+    assert seg.pending().text == "a" and seg.frame == 2 and seg.trace == [(0, 0)]
+    assert twin.pending().text == "ab" and twin.frame == 4

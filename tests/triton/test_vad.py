@@ -26,6 +26,7 @@ sys.path.insert(0, str(MODEL_REPOSITORY))
 from common.asr_contract import ParameterError  # noqa: E402
 from common.vad import (  # noqa: E402
     FRAME_SAMPLES,
+    EarlyFinal,
     SpeechEndpoint,
     VadSegmenter,
     hypothesis_covers,
@@ -261,3 +262,72 @@ def test_speech_endpoint_knows_where_it_heard_speech() -> None:
     assert endpoint.heard_speech(59 * FRAME_S, 61 * FRAME_S)      # the open one
     endpoint.finalized()
     assert endpoint.heard_speech(20 * FRAME_S, 21 * FRAME_S)      # kept after its final
+
+
+def test_speech_endpoint_verdict_asks_without_changing_anything() -> None:
+    """The speculative flush asks `verdict` on a copy's hypothesis: it must not drop or
+    finalise the ended utterance (final_due, the stream's own question, does)."""
+    probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 10))
+    endpoint = endpoint_on(probs)
+    assert endpoint.verdict(0.0, None) == "none"
+    endpoint.push(audio)
+    end_s = 40 * FRAME_S
+    assert endpoint.verdict(end_s + 0.2, end_s - 0.1) == "wait"   # look-ahead not decoded
+    assert endpoint.verdict(end_s + 0.25, end_s - 0.1) == "final"
+    assert endpoint.verdict(end_s + 0.3, end_s + 0.25) == "wait"  # a late token settles
+    assert endpoint.verdict(end_s + 0.25, None) == "drop"         # nothing decoded
+    assert len(endpoint.ended) == 1
+    assert not endpoint.final_due(end_s + 0.25, None) and not endpoint.ended
+
+
+def test_speech_endpoint_speech_since_is_new_speech_only() -> None:
+    probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 20), (0.9, 20))
+    endpoint = endpoint_on(probs)
+    endpoint.push(audio)
+    first_end = 40 * FRAME_SAMPLES
+    assert not endpoint.speech_since(first_end, 59 * FRAME_S)  # the finalised one is before
+    assert endpoint.speech_since(first_end, 61 * FRAME_S)      # the open one started at 60
+    assert not endpoint.speech_since(61 * FRAME_SAMPLES, 80 * FRAME_S)
+
+
+def early_jobs(probs: Sequence[float], audio: Audio, early_ms: int
+               ) -> list[tuple[str, int, int, int, int]]:
+    """(kind, segment, start, end, frames pushed when it came) of every final job, with
+    the early final on, pushed in 160 ms chunks."""
+    config = vad_endpoint_config(end_silence_ms=250, preroll_ms=0, partial_interval_s=1e9,
+                                 early_decode_ms=early_ms)
+    segmenter = VadSegmenter(config, Recorded(probs), early_decode_ms=early_ms)
+    out = []
+    for start in range(0, audio.size, 2560):
+        for job in segmenter.push(audio[start:start + 2560]):
+            if job.type == "final":
+                kind = "early" if isinstance(job, EarlyFinal) else "final"
+                out.append((kind, job.segment, job.start_sample, job.end_sample,
+                            segmenter.total_samples // FRAME_SAMPLES))
+    return out
+
+
+def test_early_final_is_the_final_cut_before_the_end_rule_fires() -> None:
+    """vad_early_decode_ms 128: after 4 of the 8 quiet frames the segmenter cuts the final
+    the utterance will have if the silence goes on (the tail capped at those 128 ms); the
+    final that follows is the same audio and comes chunks later."""
+    probs, audio = frames_of((0.0, 10), (0.9, 30), (0.0, 20))
+    jobs = early_jobs(probs, audio, 128)
+    assert [j[:4] for j in jobs] == [("early", 0, 10 * FRAME_SAMPLES, 44 * FRAME_SAMPLES),
+                                     ("final", 0, 10 * FRAME_SAMPLES, 44 * FRAME_SAMPLES)]
+    assert jobs[0][4] < jobs[1][4]
+    # off: no early job, the usual 200 ms tail
+    assert [j[:4] for j in early_jobs(probs, audio, 0)] == [
+        ("final", 0, 10 * FRAME_SAMPLES, int(40 * FRAME_SAMPLES + 0.2 * SAMPLE_RATE_HZ))]
+
+
+def test_early_final_goes_stale_when_speech_resumes() -> None:
+    """A pause of 5 quiet frames inside a sentence: an early job is cut, speech resumes, and
+    the final (after the real end) is other audio, so the early decode is not used."""
+    probs, audio = frames_of((0.0, 10), (0.9, 20), (0.0, 5), (0.9, 20), (0.0, 20))
+    jobs = early_jobs(probs, audio, 128)
+    assert [j[0] for j in jobs] == ["early", "early", "final"]
+    first, second, final = jobs
+    assert first[1:4] != final[1:4] and second[1:4] == final[1:4]
+    with pytest.raises(ParameterError, match="vad_early_decode_ms"):
+        vad_endpoint_config(early_decode_ms=-1)

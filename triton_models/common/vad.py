@@ -24,11 +24,12 @@ onnxruntime is imported only when a ``SileroVad`` is made: the rest is numpy.
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,7 @@ MODEL_FILE = "silero_vad_v6.onnx"
 F32 = npt.NDArray[np.float32]
 Levels = Callable[[Audio], Iterable[float]]
 HEARD_SPANS = 32             # SpeechEndpoint.heard_speech looks this many utterances back
+Verdict = Literal["none", "wait", "final", "drop"]
 
 
 class VadModelError(RuntimeError):
@@ -125,16 +127,22 @@ def vad_endpoint_config(*, threshold: float = 0.5, end_silence_ms: int = 256,
                         min_speech_ms: int = 64, preroll_ms: int = 300, tail_ms: int = 200,
                         max_utterance_s: float = 25.0, partial_interval_s: float = 1.0,
                         short_speech_ms: int = 500,
-                        short_end_silence_ms: int = 600) -> EndpointConfig:
+                        short_end_silence_ms: int = 600,
+                        early_decode_ms: int = 0) -> EndpointConfig:
     """UtteranceSegmenter settings on 32 ms VAD frames: its start/stop levels are speech
     probabilities (onset ``threshold``, offset ``threshold - 0.15``), not dBFS. Less than
     ``short_speech_ms`` of speech ends only after ``short_end_silence_ms``: piper's "Yes,"
     and "Hello," are followed by 260-400 ms pauses, and Whisper on "Yes," alone wrote
-    "Yes, yes, yes, yes, yes"."""
+    "Yes, yes, yes, yes, yes". With ``early_decode_ms`` (VadSegmenter's early final) the tail
+    kept after the speech is at most the silence heard when the early job is cut, so that
+    the final, once due, is the same audio."""
     if not 0.0 < threshold < 1.0:
         raise ParameterError(f"vad_threshold must be between 0 and 1, got {threshold}")
     if end_silence_ms < FRAME_MS:
         raise ParameterError(f"vad_end_silence_ms must be >= {FRAME_MS}, got {end_silence_ms}")
+    if early_decode_ms:
+        quiet = early_quiet_frames(end_silence_ms, early_decode_ms)
+        tail_ms = min(tail_ms, quiet * FRAME_MS)
     return EndpointConfig(
         start_dbfs=threshold, stop_dbfs=max(threshold - OFFSET_GAP, 0.01),
         min_speech_ms=min_speech_ms, end_silence_ms=end_silence_ms, preroll_ms=preroll_ms,
@@ -143,23 +151,59 @@ def vad_endpoint_config(*, threshold: float = 0.5, end_silence_ms: int = 256,
         short_speech_ms=short_speech_ms, short_end_silence_ms=short_end_silence_ms)
 
 
+def early_quiet_frames(end_silence_ms: int, early_decode_ms: int) -> int:
+    """Quiet 32 ms frames after which the early final is cut: ``early_decode_ms`` before
+    the end of ``end_silence_ms``, at least one frame."""
+    if early_decode_ms < 0:
+        raise ParameterError(f"vad_early_decode_ms must be >= 0, got {early_decode_ms}")
+    end = math.ceil(end_silence_ms / FRAME_MS)
+    return max(1, end - math.ceil(early_decode_ms / FRAME_MS))
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyFinal(DecodeJob):
+    """The final job the open utterance will have if the silence goes on: cut
+    ``early_decode_ms`` before the end rule fires, so that its decode can start then. A
+    final job later with the same segment, start and end is the same audio."""
+
+
 class VadSegmenter(UtteranceSegmenter):
     """UtteranceSegmenter whose frame level is the VAD's speech probability.
 
     ``levels(chunk)`` returns the probabilities of the 32 ms frames the chunk completed
     (``VadStream.push``; in tests, recorded probabilities), frames counted from sample 0.
+    With ``early_decode_ms`` > 0, ``push`` also returns an :class:`EarlyFinal` once the
+    open utterance has been quiet for all but ``early_decode_ms`` of the end silence
+    (``vad_endpoint_config`` with the same value caps the tail so that the final that
+    follows, if the silence goes on, is the same audio).
     """
 
-    def __init__(self, config: EndpointConfig, levels: Levels) -> None:
+    def __init__(self, config: EndpointConfig, levels: Levels, *,
+                 early_decode_ms: int = 0) -> None:
         if config.frame_ms != FRAME_MS:
             raise ParameterError(f"VAD frames are {FRAME_MS} ms, not {config.frame_ms}")
         super().__init__(config)
         self._levels = levels
         self._queued: deque[float] = deque()
+        self._early_lead = math.ceil(early_decode_ms / FRAME_MS) if early_decode_ms else 0
+        self._early: list[DecodeJob] = []
 
     def push(self, audio: Audio) -> list[DecodeJob]:
         self._queued.extend(float(p) for p in self._levels(audio))
-        return super().push(audio)
+        jobs = super().push(audio)
+        if self._early:
+            early, self._early = self._early, []
+            jobs = early + jobs  # decoded first: a final in the same push is the same job
+        return jobs
+
+    def _track_speech(self, frame_end: int, level: float) -> DecodeJob | None:
+        job = super()._track_speech(frame_end, level)
+        if (job is None and self._early_lead and self._in_speech
+                and self._quiet_frames == max(1, self._end_frames() - self._early_lead)):
+            end = min(frame_end, self._last_speech_end + self._cfg.samples(self._cfg.tail_ms))
+            self._early.append(EarlyFinal("final", self._segment, self._utt_start, end,
+                                          self._slice(self._utt_start, end).copy()))
+        return job
 
     def _level(self, frame: Audio) -> float:
         return self._queued.popleft()
@@ -237,16 +281,46 @@ class SpeechEndpoint:
 
     def final_due(self, decoded_until_s: float, last_token_end_s: float | None) -> bool:
         while self.ended:
-            end_s = self.ended[0].end / SAMPLE_RATE_HZ
-            if decoded_until_s < end_s + self._lookahead_s:
-                return False
-            onset = self._next_onset()
-            if last_token_end_s is not None and (
-                    onset is None or last_token_end_s <= onset / SAMPLE_RATE_HZ):
-                return hypothesis_covers(end_s, decoded_until_s, last_token_end_s,
-                                         lookahead_s=self._lookahead_s, settle_s=self._settle_s)
+            verdict = self.verdict(decoded_until_s, last_token_end_s)
+            if verdict != "drop":
+                return verdict == "final"
             self.ended.popleft()
         return False
+
+    def verdict(self, decoded_until_s: float, last_token_end_s: float | None) -> Verdict:
+        """What the first ended utterance wants of a hypothesis decoded up to
+        ``decoded_until_s`` whose last token ends at ``last_token_end_s`` (None: no token),
+        without changing anything: "none" (no utterance ended), "wait" (not covered yet),
+        "final" (it covers it), "drop" (no token, or a token at or after the next onset)."""
+        if not self.ended:
+            return "none"
+        end_s = self.ended[0].end / SAMPLE_RATE_HZ
+        if decoded_until_s < end_s + self._lookahead_s:
+            return "wait"
+        onset = self._next_onset()
+        if last_token_end_s is None or (
+                onset is not None and last_token_end_s > onset / SAMPLE_RATE_HZ):
+            return "drop"
+        covered = hypothesis_covers(end_s, decoded_until_s, last_token_end_s,
+                                    lookahead_s=self._lookahead_s, settle_s=self._settle_s)
+        return "final" if covered else "wait"
+
+    def speech_since(self, after: int, until_s: float) -> bool:
+        """Whether the VAD heard an utterance start at or after sample ``after`` (the end of
+        one already finalised) and before ``until_s``."""
+        until = int(until_s * SAMPLE_RATE_HZ)
+        open_since = self._segmenter.open_since
+        if open_since is not None and after <= open_since < until:
+            return True
+        return any(after <= a < until for a, _b in self._heard)
+
+    @property
+    def lookahead_s(self) -> float:
+        return self._lookahead_s
+
+    @property
+    def settle_s(self) -> float:
+        return self._settle_s
 
     def _next_onset(self) -> int | None:
         """Start of the speech after the first ended utterance, if the VAD heard any."""

@@ -64,6 +64,18 @@ def _int_parameter(params: dict[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+def _switch(params: dict[str, str], name: str, default: bool) -> bool:
+    """An on/off parameter (on, off; true, false; 1, 0)."""
+    raw = (params.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "1"):
+        return True
+    if raw in ("off", "false", "0"):
+        return False
+    raise ParameterError(f"parameter {name}={params[name]!r} must be on or off")
+
+
 def recognizer_config(params: dict[str, str]) -> RecognizerConfig:
     return RecognizerConfig(
         att_context_size=parse_att_context(params.get("att_context_size") or "70,13"),
@@ -77,6 +89,7 @@ def recognizer_config(params: dict[str, str]) -> RecognizerConfig:
         vad_threshold=float_parameter(params, "vad_threshold", 0.5),
         vad_end_silence_ms=_int_parameter(params, "vad_end_silence_ms", 200),
         vad_lookahead_ms=float_parameter(params, "vad_lookahead_ms", 240.0),
+        vad_flush=_switch(params, "vad_flush", True),
         decoder=(params.get("decoder") or "").strip().lower())
 
 

@@ -29,13 +29,15 @@ value forces phrase tokens and makes errors.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +45,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from common.asr_contract import AsrResult, Word  # noqa: E402
-from common.vad import SileroVad, SpeechEndpoint  # noqa: E402
+from common.vad import SileroVad, SpeechEndpoint, SpeechSpan  # noqa: E402
 from rnnt_decoder import (  # noqa: E402
     DecoderJointSession,
     Emission,
@@ -228,6 +230,13 @@ class LogMelFrontend:
         last = (self.total_samples - self._half) // hop  # highest frame index computable
         return self._frames(last + 1)
 
+    def clone(self) -> LogMelFrontend:
+        """An independent copy (a speculative flush pads it; the stream's own is untouched:
+        every method replaces the buffer, none writes into it)."""
+        twin = copy.copy(self)
+        twin._buf = self._buf.copy()
+        return twin
+
     def flush(self) -> F32:
         """End of stream: the remaining frames, zero-padded on the right like the offline STFT;
         the offline preprocessor keeps total_samples // hop frames."""
@@ -319,6 +328,18 @@ class EncoderStream:
         return cls(np.zeros((spec.n_mels, geometry.lead_zero_frames), dtype=np.float32),
                    np.zeros(spec.cache_channel_shape, dtype=np.float32),
                    np.zeros(spec.cache_time_shape, dtype=np.float32))
+
+    def clone(self) -> EncoderStream:
+        """An independent copy (caches and features are replaced by each step, never
+        written into, so sharing the arrays is safe)."""
+        return dataclasses.replace(self)
+
+    def missing_frames(self, geometry: ChunkGeometry) -> int:
+        """Mel frames still needed for the next full chunk."""
+        if self.first_step(geometry):
+            return max(0, geometry.first_chunk_mel_frames - int(self.feats.shape[1]))
+        pending = int(self.feats.shape[1]) - geometry.pre_cache_mel_frames
+        return max(0, geometry.chunk_mel_frames - pending)
 
     def first_step(self, geometry: ChunkGeometry) -> bool:
         """The next step is the first one and runs the first-chunk graph."""
@@ -459,6 +480,13 @@ class CtcSegmenter:
     endpoint_until: int | None = None  # frames from here on (END's padding) never endpoint
     trace: list[tuple[int, int]] | None = None  # (token id, frame) of every token, when set
     speech_heard: Callable[[float, float], bool] | None = None  # endpointing = vad
+    # (after sample, until s) -> whether the VAD heard an utterance start in between
+    speech_started: Callable[[int, float], bool] | None = None
+    # a speculative flush finalised the utterance decoded up to frame `flushed_until`, whose
+    # speech ended at sample `flushed_after`: tokens before that frame are its (already in
+    # its final), unless the VAD heard new speech start before them
+    flushed_until: int = 0
+    flushed_after: int = 0
     _tokens: list[_Token] = field(default_factory=list)
     _last_id: int = -1
     _trailing_blank: int = 0
@@ -516,10 +544,37 @@ class CtcSegmenter:
         """A new token at frame `index`; the EOU token closes the utterance (never in text)."""
         if self.trace is not None:
             self.trace.append((tok, index))
+        if self._flushed(index):
+            return None
         if tok == self.spec.eou_id:
             return self.close() if self._tokens else None
         self._tokens.append(_Token(tok, index, index, prob))
         return None
+
+    def _flushed(self, index: int) -> bool:
+        """A token at frame `index` belongs to an utterance a speculative flush finalised."""
+        if index >= self.flushed_until:
+            return False
+        started = self.speech_started
+        return started is None or not started(self.flushed_after,
+                                              (index + 1) * self.spec.frame_s)
+
+    def clone(self) -> Self:
+        """An independent copy for a speculative flush (no trace: its tokens are not the
+        stream's)."""
+        return dataclasses.replace(self, trace=None,
+                                   _tokens=[dataclasses.replace(t) for t in self._tokens])
+
+    def adopt_flush(self, trial: CtcSegmenter, speech_end: int) -> None:
+        """A speculative flush on `trial` (a clone of this segmenter) finalised the open
+        utterance: drop its tokens here, continue with the trial's segment numbers, and
+        do not emit again what the real stream decodes before the trial's last frame
+        (unless the VAD hears speech start after `speech_end`, a sample)."""
+        self._tokens = []
+        self._trailing_blank = 0
+        self.segment = trial.segment
+        self.flushed_until = trial.frame
+        self.flushed_after = speech_end
 
     def pending(self) -> Hypothesis:
         """The open utterance so far (for partials)."""
@@ -565,6 +620,13 @@ class RnntSegmenter(CtcSegmenter):
 
     prediction: PredictionState | None = None
     _last_token_frame: int = -1
+
+    def clone(self) -> Self:
+        twin = CtcSegmenter.clone(self)
+        if self.prediction is not None:  # greedy_batch replaces h, c: sharing them is safe
+            twin.prediction = PredictionState(self.prediction.h, self.prediction.c,
+                                              self.prediction.last_token)
+        return twin
 
     def feed_tokens(self, emissions: Sequence[Emission], frames: int) -> list[Hypothesis]:
         """A chunk's `frames` encoder frames and its tokens (frames relative to the chunk)."""
@@ -656,6 +718,7 @@ class RecognizerConfig:
     vad_threshold: float = 0.5
     vad_end_silence_ms: int = 200
     vad_lookahead_ms: float = 240.0
+    vad_flush: bool = True  # speculative flush once the VAD ended an utterance (see _flush)
 
     def __post_init__(self) -> None:
         if self.end_silence_ms <= 0:
@@ -683,6 +746,7 @@ class StreamState:
     last_partial: str = ""
     pad_samples: int = 0
     vad: SpeechEndpoint | None = None  # endpointing = vad
+    flush_tried: SpeechSpan | None = None  # the ended utterance a flush last tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -736,6 +800,7 @@ class StreamingRecognizer:
                 end_silence_ms=self.config.vad_end_silence_ms,
                 lookahead_s=self.config.vad_lookahead_ms / 1000)
             segmenter.speech_heard = state.vad.heard_speech
+            segmenter.speech_started = state.vad.speech_since
         self.set_phrases(state, phrases)
         return state
 
@@ -772,8 +837,90 @@ class StreamingRecognizer:
             if not item.end:  # the VAD may end an utterance the decoder already passed
                 results[index].extend(_final(h, self._audio_s(item.state))
                                       for h in self._vad_final(item.state))
+        if self.config.vad_flush:
+            flushed = self._flush([item.state for item in inputs if not item.end])
+            for index, item in enumerate(inputs):
+                hyps = flushed.get(id(item.state), [])
+                results[index].extend(_final(h, self._audio_s(item.state)) for h in hyps)
+                if hyps:
+                    item.state.last_partial = ""
+        for index, item in enumerate(inputs):
             results[index].extend(self._close_or_partial(item))
         return results
+
+    def _flush(self, states: Sequence[StreamState]) -> dict[int, list[Hypothesis]]:
+        """Speculative flush (endpointing = vad): for each stream whose VAD ended an
+        utterance the decoder has not yet decoded far enough to finalise (the encoder runs
+        on whole chunks only, so it would wait for the chunk to fill in real time), run a
+        copy of its frontend, encoder caches and decoder on silence (zero samples) until
+        the copy's hypothesis covers the utterance, batched across streams. That
+        hypothesis is what the stream itself would finalise if silence followed; it is the
+        final now. The copy is discarded; the stream goes on with real audio and does not
+        emit again the tokens it decodes for frames the copy covered (unless the VAD hears
+        new speech start there). A flush that does not end in a final (the copy's tokens
+        run past the next onset, or never settle) is not retried for that utterance: the
+        stream's own rule decides. Returns id(state) -> finals."""
+        trials: list[tuple[StreamState, StreamState, SpeechSpan]] = []
+        for state in states:
+            vad = state.vad
+            if vad is None or not vad.ended or vad.ended[0] == state.flush_tried:
+                continue
+            if self._verdict(state) != "wait":
+                continue
+            state.flush_tried = vad.ended[0]
+            trial = StreamState(state.frontend.clone(), state.encoder.clone(),
+                                state.decoder.clone())
+            trials.append((state, trial, vad.ended[0]))
+        out: dict[int, list[Hypothesis]] = {}
+        finals: dict[int, list[Hypothesis]] = {id(t): [] for _, t, _ in trials}
+        chunk_s = self.geometry.chunk_mel_frames * self.spec.hop_samples / self.spec.sample_rate_hz
+        bound = math.ceil((self.config.vad_lookahead_ms / 1000 + 1.0) / chunk_s) + 2
+        for _round in range(bound):
+            if not trials:
+                break
+            for _state, trial, _span in trials:
+                self._pad_to_chunk(trial)
+            firsts = [t for _, t, _ in trials if t.encoder.first_step(self.geometry)]
+            rest = [t for _, t, _ in trials if not t.encoder.first_step(self.geometry)]
+            for group in (firsts, rest):
+                for start in range(0, len(group), self.config.max_batch):
+                    batch = group[start:start + self.config.max_batch]
+                    for trial, closed in zip(batch, self._step(batch), strict=True):
+                        finals[id(trial)].extend(closed)
+            live = []
+            for state, trial, span in trials:
+                verdict = self._verdict(trial, state.vad)
+                if verdict == "final":
+                    finals[id(trial)].append(trial.decoder.close())
+                if verdict == "final" or (verdict == "drop" and finals[id(trial)]):
+                    state.decoder.adopt_flush(trial.decoder, span.end)
+                    if state.vad is not None:
+                        state.vad.finalized()
+                    out[id(state)] = finals[id(trial)]
+                elif verdict == "wait":
+                    live.append((state, trial, span))
+            trials = live
+        return out
+
+    def _pad_to_chunk(self, trial: StreamState) -> None:
+        """Zero samples through the trial's frontend until its encoder has a whole chunk."""
+        for _ in range(4):
+            missing = trial.encoder.missing_frames(self.geometry)
+            if missing <= 0:
+                return
+            frames = trial.frontend.push(
+                np.zeros(missing * self.spec.hop_samples, dtype=np.float32))
+            trial.encoder.feats = np.concatenate([trial.encoder.feats, frames], axis=1)
+
+    def _verdict(self, state: StreamState, vad: SpeechEndpoint | None = None) -> str:
+        """The VAD's verdict (SpeechEndpoint.verdict) on a stream's open hypothesis; `vad`:
+        the endpoint to ask (a trial has none of its own)."""
+        endpoint = vad if vad is not None else state.vad
+        if endpoint is None:
+            return "none"
+        words = state.decoder.pending().words if state.decoder.has_tokens else ()
+        decoded_s = state.decoder.frame * self.spec.frame_s
+        return endpoint.verdict(decoded_s, words[-1].end_s if words else None)
 
     def _step(self, batch: Sequence[StreamState]) -> list[list[Hypothesis]]:
         """One encoder step of a batch and its decoding; each stream's closed utterances."""
