@@ -7,10 +7,18 @@ with that utterance's final, as soon as it is decoded; other results go out on
 the sequence's next request; an END request is completed by the worker after
 the last final. Stale partial decodes (a newer partial or the final of the same
 utterance is queued) are skipped, so a loaded CPU sheds partials, never finals.
+
+Early final (VAD endpointing, ``vad_early_decode_ms`` > 0): once the open utterance has
+been quiet for all but ``vad_early_decode_ms`` of the end silence, the VAD segmenter cuts
+the final it would have if the silence goes on (``common.vad.EarlyFinal``) and the worker
+decodes it then; when the end rule fires with the same audio (same segment, start and
+end), that decode is the final, sent at once (or as soon as it is done). Speech that
+resumes makes it stale: the final is decoded afresh, the early decode was wasted CPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import sys
 import threading
@@ -40,7 +48,7 @@ from common.triton_io import (  # noqa: E402
     send_error,
     send_results,
 )
-from common.vad import SileroVad, VadSegmenter, vad_endpoint_config  # noqa: E402
+from common.vad import EarlyFinal, SileroVad, VadSegmenter, vad_endpoint_config  # noqa: E402
 from common.whisper_decode import (  # noqa: E402
     WhisperDecoder,
     WhisperSettings,
@@ -57,6 +65,8 @@ class StreamSession:
     outbox: deque[AsrResult] = field(default_factory=deque)
     latest_partial: DecodeJob | None = None
     finals_queued: int = 0
+    early: tuple[DecodeJob, AsrResult] | None = None  # an EarlyFinal and its decode
+    latest_early: DecodeJob | None = None
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # drain + send, in order
 
@@ -96,6 +106,7 @@ def endpoint_config(params: dict[str, str]) -> EndpointConfig:
             end_silence_ms=int_parameter(params, "vad_end_silence_ms", 250),
             short_speech_ms=int_parameter(params, "vad_short_speech_ms", 500),
             short_end_silence_ms=int_parameter(params, "vad_short_end_silence_ms", 600),
+            early_decode_ms=early_decode_ms(params),
             max_utterance_s=float_parameter(params, "max_utterance_s", 25.0),
             partial_interval_s=float_parameter(params, "partial_interval_s", 1.0))
     return EndpointConfig(
@@ -104,6 +115,11 @@ def endpoint_config(params: dict[str, str]) -> EndpointConfig:
         end_silence_ms=int_parameter(params, "end_silence_ms", 600),
         max_utterance_s=float_parameter(params, "max_utterance_s", 25.0),
         partial_interval_s=float_parameter(params, "partial_interval_s", 1.0))
+
+
+def early_decode_ms(params: dict[str, str]) -> int:
+    """vad_early_decode_ms (0: off)."""
+    return int_parameter(params, "vad_early_decode_ms", 0)
 
 
 def whisper_settings(params: dict[str, str]) -> WhisperSettings:
@@ -151,7 +167,18 @@ class DecodeWorker:
         session, job = work.session, work.job
         if job is not None and job.type == "partial" and _stale(session, job):
             return
-        result = self._result(work)
+        if isinstance(job, EarlyFinal):
+            if not session.closed and job is session.latest_early and (
+                    session.finals_queued <= job.segment):
+                session.early = (job, self._result(work))
+            return
+        early = session.early
+        if job is not None and early is not None and _same_audio(early[0], job):
+            result = dataclasses.replace(early[1], audio_s=work.audio_s)
+            self._log.log_verbose(f"CORRID {session.corrid}: final of segment {job.segment} "
+                                  "from its early decode")
+        else:
+            result = self._result(work)
         if work.sender is None:
             session.outbox.append(result)
             return
@@ -170,6 +197,11 @@ class DecodeWorker:
         return AsrResult("final", segment, "", work.audio_s, work.audio_s, work.audio_s)
 
 
+def _same_audio(early: DecodeJob, job: DecodeJob) -> bool:
+    return (job.type == "final" and early.segment == job.segment
+            and early.start_sample == job.start_sample and early.end_sample == job.end_sample)
+
+
 def _stale(session: StreamSession, job: DecodeJob) -> bool:
     return session.closed or job is not session.latest_partial or (
         session.finals_queued > job.segment)
@@ -181,6 +213,7 @@ class TritonPythonModel:
         params = config_parameters(model_config(args))
         settings = whisper_settings(params)
         self._endpoint = endpoint_config(params)
+        self._early_ms = early_decode_ms(params)
         self._vad = SileroVad() if endpointing(params) == "vad" else None
         idle_s = float_parameter(params, "state_idle_timeout_s", 120.0)
         self._sessions: SessionTable[StreamSession] = SessionTable(idle_s, self._new_session)
@@ -193,7 +226,8 @@ class TritonPythonModel:
     def _new_session(self, corrid: int) -> StreamSession:
         if self._vad is None:
             return StreamSession(corrid, UtteranceSegmenter(self._endpoint))
-        return StreamSession(corrid, VadSegmenter(self._endpoint, self._vad.new_stream().push))
+        return StreamSession(corrid, VadSegmenter(self._endpoint, self._vad.new_stream().push,
+                                                  early_decode_ms=self._early_ms))
 
     def execute(self, requests: list[Any]) -> None:
         now = time.monotonic()
@@ -211,7 +245,7 @@ class TritonPythonModel:
         if chunk.phrases:
             session.phrases = chunk.phrases
         jobs = session.segmenter.push(chunk.audio)
-        finals = [j for j in jobs if j.type == "final"]
+        finals = [j for j in jobs if j.type == "final" and not isinstance(j, EarlyFinal)]
         held = finals[-1] if finals and not chunk.end else None  # its final completes it
         for job in jobs:
             self._submit(session, job, sender if job is held else None)
@@ -222,7 +256,9 @@ class TritonPythonModel:
                 send_results(sender, session.drain(), complete=True)
 
     def _submit(self, session: StreamSession, job: DecodeJob, sender: Any = None) -> None:
-        if job.type == "partial":
+        if isinstance(job, EarlyFinal):
+            session.latest_early = job
+        elif job.type == "partial":
             session.latest_partial = job
         else:
             session.finals_queued = job.segment + 1
