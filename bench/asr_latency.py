@@ -21,7 +21,10 @@ Endpointing modes (``--endpointing energy,vad``): a model whose config.pbtxt has
 from a temporary model repository (bench.modelrepo: the model copied under another name with
 that parameter changed, every other model linked), all in one Triton and one run, so the
 JSON compares them side by side (``endpointing_comparison``). ``--att-context 70,13/70,1``
-does the same for asr_streaming_nemo's look-ahead (``parameter_comparison`` has both).
+does the same for asr_streaming_nemo's look-ahead (``parameter_comparison`` has both), and
+``--vary MODEL:KEY=V1,V2`` for any parameter of a model's config.pbtxt (e.g.
+``asr_streaming_nemo:vad_flush=off,on``). ``--chunk-ms 160,80`` runs every condition once per
+gateway ``triton.chunk_ms`` (audio per Triton request; ``chunk_comparison``).
 
 Redaction is off unless ``--redaction``: the gateway's redaction stage holds a final that
 ends in digits up to ``redaction.hold_s`` (3 s) for the next final (a card number read in
@@ -71,6 +74,8 @@ class LatencyParams:
     endpointing_models: tuple[str, ...] = ("asr_cpu_default",)   # the models compared so
     att_contexts: tuple[str, ...] = ()  # asr_streaming_nemo att_context_size values
     nemo_endpointing: tuple[str, ...] = ()  # asr_streaming_nemo endpointing values
+    vary: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (model, parameter, values)
+    chunk_ms: tuple[int, ...] = (160,)  # the gateway's triton.chunk_ms values
     stop_bound_s: float = STOP_BOUND_S
     redaction: bool = False            # the gateway's redaction stage (holds digit finals)
 
@@ -186,6 +191,7 @@ class Condition:
     rtp: str
     calls: int
     configured_endpointing: str | None = None   # the model's, read when the run started
+    chunk_ms: int = 160                          # the gateway's triton.chunk_ms
 
     @property
     def endpointing(self) -> str | None:
@@ -199,15 +205,16 @@ def measure(server_url: str, cond: Condition, params: LatencyParams,
             corpus: Sequence[Utterance], workdir: Path) -> dict[str, Any]:
     per_call = params.sentences_single if cond.calls == 1 else params.sentences_each
     stop = cond.rtp == "stop_after_speech"
-    extra = {"triton": {"asr_model": cond.served, "final_timeout_s": 30.0, "buffer_s": 60.0},
+    extra = {"triton": {"asr_model": cond.served, "final_timeout_s": 30.0, "buffer_s": 60.0,
+                        "chunk_ms": cond.chunk_ms},
              "redaction": {"enabled": params.redaction}}
-    folder = workdir / f"gw-{cond.served}-{cond.rtp}-{cond.calls}"
+    folder = workdir / f"gw-{cond.served}-{cond.rtp}-{cond.calls}-{cond.chunk_ms}"
     with stack.gateway(folder, server_url, max_calls=cond.calls + 5, extra=extra) as gw:
         outcomes = run_calls(gw, _scripts(corpus, cond.calls, per_call, cond.rtp),
                              finals_timeout_s=params.stop_bound_s if stop else FINALS_TIMEOUT_S,
                              until_last=stop, settle_s=SETTLE_S if stop else 0.0)
     row = {"corpus": corpus_name(cond.model), **_summary(cond.model, cond.calls, outcomes),
-           "endpointing": cond.endpointing, "rtp": cond.rtp,
+           "endpointing": cond.endpointing, "rtp": cond.rtp, "chunk_ms": cond.chunk_ms,
            "varied": None if cond.varied is None else dict([cond.varied]),
            "per_sentence": _per_sentence(outcomes)}
     if stop:
@@ -215,7 +222,8 @@ def measure(server_url: str, cond: Condition, params: LatencyParams,
     return row
 
 
-COLUMNS = ("model", "endpointing", "varied", "rtp", "calls", "sentences", "final_p50_s",
+COLUMNS = ("model", "endpointing", "varied", "chunk_ms", "rtp", "calls", "sentences",
+           "final_p50_s",
            "final_p95_s",
            "partial_p50_s", "partial_p95_s", "missing_finals", "last_within_bound",
            "wer_mean")
@@ -229,6 +237,7 @@ def _last_within(row: dict[str, Any]) -> str | None:
 def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"model": r["model"], "endpointing": r.get("endpointing"), "rtp": r.get("rtp"),
              "varied": ",".join(f"{k}={v}" for k, v in (r.get("varied") or {}).items()) or None,
+             "chunk_ms": r.get("chunk_ms", 160),
              "calls": r["calls"], "sentences": r["sentences"],
              "last_within_bound": _last_within(r),
              "final_p50_s": r["final_after_speech_end_s"]["p50"],
@@ -242,16 +251,42 @@ def parameter_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     """Per model, varied parameter, RTP mode and calls: each value's p50/p95 (end of speech
     -> final) over the first value's, from rows of one run."""
     out = []
-    groups: dict[tuple[str, str, str, int], list[tuple[str, dict[str, Any]]]] = {}
+    groups: dict[tuple[str, str, str, int, int], list[tuple[str, dict[str, Any]]]] = {}
     for r in rows:
         for key, value in (r.get("varied") or {}).items():
-            groups.setdefault((r["model"], key, r.get("rtp", "continuous"), r["calls"]),
-                              []).append((value, r))
-    for (model, key, rtp, calls), group in groups.items():
+            groups.setdefault((r["model"], key, r.get("rtp", "continuous"), r["calls"],
+                               r.get("chunk_ms", 160)), []).append((value, r))
+    for (model, key, rtp, calls, chunk_ms), group in groups.items():
         base_value, base = group[0]
         for value, other in group[1:]:
             item: dict[str, Any] = {"model": model, "parameter": key, "rtp": rtp,
                                     "calls": calls, "baseline": base_value, "value": value}
+            if chunk_ms != 160:
+                item["chunk_ms"] = chunk_ms
+            for q in ("p50", "p95"):
+                item[f"final_{q}_ratio"] = rounded(ratio(
+                    other["final_after_speech_end_s"][q], base["final_after_speech_end_s"][q]), 3)
+            out.append(item)
+    return out
+
+
+def chunk_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model variant (varied value), RTP mode and calls: each gateway chunk_ms's p50/p95
+    (end of speech -> final) over the first chunk_ms's, from rows of one run."""
+    out = []
+    groups: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        varied = ",".join(f"{k}={v}" for k, v in (r.get("varied") or {}).items())
+        groups.setdefault((r["model"], varied, r.get("rtp", "continuous"), r["calls"]),
+                          []).append(r)
+    for (model, varied, rtp, calls), group in groups.items():
+        base = group[0]
+        for other in group[1:]:
+            if other.get("chunk_ms", 160) == base.get("chunk_ms", 160):
+                continue
+            item: dict[str, Any] = {"model": model, "varied": varied or None, "rtp": rtp,
+                                    "calls": calls, "baseline_chunk_ms": base.get("chunk_ms", 160),
+                                    "chunk_ms": other.get("chunk_ms", 160)}
             for q in ("p50", "p95"):
                 item[f"final_{q}_ratio"] = rounded(ratio(
                     other["final_after_speech_end_s"][q], base["final_after_speech_end_s"][q]), 3)
@@ -270,13 +305,14 @@ def endpointing_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any
 def _conditions(params: LatencyParams, variants: modelrepo.Variants
                 ) -> list[Condition]:
     configured = {m: modelrepo.configured(m, modelrepo.ENDPOINTING) for m in params.models}
-    return [Condition(m, served, varied, rtp, c, configured[m]) for m in params.models
+    return [Condition(m, served, varied, rtp, c, configured[m], chunk) for m in params.models
             for served, varied in variants.served(m) for rtp in params.rtp_modes
-            for c in params.concurrency]
+            for c in params.concurrency for chunk in params.chunk_ms]
 
 
 def _variations(params: LatencyParams) -> list[modelrepo.Variation]:
-    return [modelrepo.Variation(modelrepo.ENDPOINTING, params.endpointing,
+    return [*(modelrepo.Variation(key, values, (model,)) for model, key, values in params.vary),
+            modelrepo.Variation(modelrepo.ENDPOINTING, params.endpointing,
                                 params.endpointing_models),
             modelrepo.Variation(modelrepo.ENDPOINTING, params.nemo_endpointing,
                                 ("asr_streaming_nemo",)),
@@ -300,7 +336,9 @@ def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, An
         "parameters": {"models": list(params.models), "concurrency": list(params.concurrency),
                        "sentences_single": params.sentences_single,
                        "sentences_each": params.sentences_each, "gap_s": GAP_S,
-                       "chunk_ms": 160, "codec": "PCMU",
+                       "chunk_ms": list(params.chunk_ms), "codec": "PCMU",
+                       "vary": [{"model": m, "parameter": k, "values": list(v)}
+                                for m, k, v in params.vary],
                        "corpora": {m: corpus_name(m) for m in params.models},
                        "rtp_modes": list(params.rtp_modes),
                        "endpointing": list(params.endpointing),
@@ -312,6 +350,7 @@ def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, An
         "results": rows,
         "endpointing_comparison": endpointing_comparison(rows),
         "parameter_comparison": parameter_comparison(rows),
+        "chunk_comparison": chunk_comparison(rows),
     }
     report.write_result(NAME, document, results_dir)
     report.show("asr_latency (piper speech over PCMU, real time)", _table(rows), COLUMNS)

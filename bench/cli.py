@@ -69,6 +69,15 @@ def _str_list(text: str) -> tuple[str, ...]:
     return values
 
 
+def _variation(text: str) -> tuple[str, str, tuple[str, ...]]:
+    """MODEL:KEY=V1,V2 -> (model, key, values)."""
+    model, _, rest = text.partition(":")
+    key, _, values = rest.partition("=")
+    if not (model and key and values):
+        raise argparse.ArgumentTypeError(f"expected MODEL:KEY=V1,V2, got {text!r}")
+    return model.strip(), key.strip(), _str_list(values)
+
+
 def _asr_latency(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("asr_latency", help="speech end -> final, speech start -> partial")
     defaults = asr_latency.LatencyParams()
@@ -91,6 +100,13 @@ def _asr_latency(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--nemo-endpointing", type=_str_list, default=defaults.nemo_endpointing,
                    help="compare asr_streaming_nemo endpointing values, e.g. blank,vad (before "
                         "--att-context: a model varies in one parameter per run)")
+    p.add_argument("--vary", type=_variation, action="append", default=[],
+                   help="compare values of a model's config.pbtxt parameter in one run, e.g. "
+                        "asr_streaming_nemo:vad_flush=off,on (repeatable; before the options "
+                        "above: a model varies in one parameter per run)")
+    p.add_argument("--chunk-ms", type=_int_list, default=defaults.chunk_ms,
+                   help="gateway triton.chunk_ms values, each condition once per value "
+                        "(default 160)")
     p.add_argument("--stop-bound-s", type=float, default=defaults.stop_bound_s,
                    help="stop_after_speech: how long the call stays up for the last final")
     p.add_argument("--redaction", action="store_true",
@@ -108,6 +124,7 @@ def _run_asr_latency(args: argparse.Namespace, workdir: Path, results: Path
                                        endpointing_models=args.endpointing_models,
                                        att_contexts=args.att_context,
                                        nemo_endpointing=args.nemo_endpointing,
+                                       vary=tuple(args.vary), chunk_ms=tuple(args.chunk_ms),
                                        stop_bound_s=args.stop_bound_s,
                                        redaction=args.redaction)
     unknown = set(params.rtp_modes) - set(asr_latency.RTP_MODES)

@@ -3,6 +3,7 @@ sentence after RTP stopped, the endpointing comparison, and the model-variant co
 
 from __future__ import annotations
 
+import argparse
 import struct
 import time
 from pathlib import Path
@@ -11,7 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.asr_latency import after_rtp_stop, endpointing_comparison, parameter_comparison
+from bench.asr_latency import (
+    after_rtp_stop,
+    chunk_comparison,
+    endpointing_comparison,
+    parameter_comparison,
+)
 from bench.modelrepo import (
     Variation,
     config_parameter,
@@ -164,3 +170,26 @@ def test_wait_for_the_last_sentence_settles_before_the_hangup() -> None:
     _wait_finals(gw, [(None, "c")], [script], 5.0, True,  # type: ignore[arg-type,list-item]
                  settle_s=0.5)
     assert 0.85 <= time.monotonic() - t0 < 2.0       # 0.4 s for the second part, then 0.5 s
+
+
+def test_chunk_comparison_and_parameter_groups_keep_chunk_sizes_apart() -> None:
+    def row(value: str, chunk_ms: int, p50: float) -> dict[str, Any]:
+        return {"model": "asr_streaming_nemo", "rtp": "continuous", "calls": 1,
+                "varied": {"vad_flush": value}, "chunk_ms": chunk_ms,
+                "final_after_speech_end_s": {"p50": p50, "p95": 2 * p50}}
+    rows = [row("off", 160, 0.8), row("off", 80, 0.6), row("on", 160, 0.4), row("on", 80, 0.3)]
+    got = chunk_comparison(rows)
+    assert [(c["varied"], c["baseline_chunk_ms"], c["chunk_ms"], c["final_p50_ratio"])
+            for c in got] == [("vad_flush=off", 160, 80, 0.75), ("vad_flush=on", 160, 80, 0.75)]
+    pairs = parameter_comparison(rows)
+    assert [(c.get("chunk_ms", 160), c["final_p50_ratio"]) for c in pairs] == [
+        (160, 0.5), (80, 0.5)]
+
+
+def test_vary_option_parses_model_key_values() -> None:
+    from bench.cli import _variation
+
+    assert _variation("asr_streaming_nemo:vad_flush=off,on") == (
+        "asr_streaming_nemo", "vad_flush", ("off", "on"))
+    with pytest.raises(argparse.ArgumentTypeError):
+        _variation("asr_streaming_nemo=off")
