@@ -32,6 +32,9 @@ Writes into `--out`:
   and the per-bin feature mean/std the model was trained with (train_small.py's
   feature_norm.npz; identity for models trained on raw log-mels).
 - `model.json`: everything the runtime needs (feature and streaming geometry, vocabulary).
+A graph over protobuf's 2 GB limit (the 0.6B FastConformer: 2.4 GB of float32 weights) is
+written as `<name>.onnx` plus its weights in one `<name>.onnx.data` beside it (ONNX external
+data; ONNX Runtime reads it from the same folder) instead of the exporter's file per tensor.
 """
 
 from __future__ import annotations
@@ -178,11 +181,55 @@ def _export_graph(model: Any, path: Path, first: bool) -> None:
         model.encoder.streaming_cfg.drop_extra_pre_encoded = drop
 
 
+def _tensors(graph: Any) -> Any:
+    """Every tensor of an ONNX graph: initializers and node attributes (Constant values),
+    subgraphs included; the exporter writes both kinds as external data."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in [*attr.graphs, *([attr.g] if attr.HasField("g") else [])]:
+                yield from _tensors(sub)
+
+
+def place_graph(src: Path, dst: Path) -> None:
+    """Move an exported graph to `dst`. A graph the exporter wrote with external data (over
+    2 GB: one file per tensor beside `src`) is saved as `dst` + `dst.name`.data (one file),
+    the exporter's tensor files removed."""
+    import onnx  # type: ignore[import-not-found,unused-ignore]
+
+    graph = onnx.load(str(src), load_external_data=False)
+    locations = {entry.value for tensor in _tensors(graph.graph)
+                 if tensor.data_location == onnx.TensorProto.EXTERNAL
+                 for entry in tensor.external_data if entry.key == "location"}
+    if not locations:
+        src.replace(dst)
+        return
+    del graph
+    full = onnx.load(str(src), load_external_data=True)
+    data = dst.with_name(dst.name + ".data")
+    data.unlink(missing_ok=True)
+    onnx.save_model(full, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    del full
+    data.chmod(dst.stat().st_mode & 0o777)  # onnx writes it 0600; readable like the graph
+    for name in locations:
+        (src.parent / name).unlink(missing_ok=True)
+    if src != dst:
+        src.unlink(missing_ok=True)
+
+
 def export_ctc(model: Any, out_dir: Path, meta: dict[str, Any]) -> None:
     """A CTC model: encoder + CTC head in one graph (log-probs out), as the first exports."""
     model.set_export_config({"cache_support": "True"})
-    _export_graph(model, out_dir / ONNX_NAME, first=False)
-    _export_graph(model, out_dir / "encoder_ctc_first.onnx", first=True)
+    work = out_dir / "_export"
+    work.mkdir(exist_ok=True)
+    for first, name in ((False, ONNX_NAME), (True, "encoder_ctc_first.onnx")):
+        _export_graph(model, work / name, first=first)
+        place_graph(work / name, out_dir / name)
+    work.rmdir()
     meta.update(decoders=["ctc"], encoder_onnx=ONNX_NAME,
                 encoder_first_onnx="encoder_ctc_first.onnx", encoder_output="logprobs")
 
@@ -197,10 +244,10 @@ def export_heads(model: Any, out_dir: Path, meta: dict[str, Any],
     work.mkdir(exist_ok=True)
     for first, name in ((False, "encoder.onnx"), (True, "encoder_first.onnx")):
         _export_graph(model, work / "m.onnx", first=first)
-        (work / "encoder-m.onnx").replace(out_dir / name)
+        place_graph(work / "encoder-m.onnx", out_dir / name)
         joint = work / "decoder_joint-m.onnx"
         if "rnnt" in heads and not first:
-            joint.replace(out_dir / "decoder_joint.onnx")
+            place_graph(joint, out_dir / "decoder_joint.onnx")
         joint.unlink(missing_ok=True)
     work.rmdir()
     meta.update(decoders=list(heads), encoder_onnx="encoder.onnx",
