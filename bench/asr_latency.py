@@ -160,6 +160,8 @@ def _summary(model: str, calls: int, outcomes: Sequence[CallOutcome]) -> dict[st
     wers = [word_error_rate(o.script.reference, h) for o, h in zip(outcomes, hyp, strict=True)]
     return {
         "model": model, "calls": calls, "sentences": len(rows),
+        # finals with text: more than sentences means sentences split at a pause
+        "finals": sum(1 for o in outcomes for f in o.finals if str(f.get("text") or "")),
         "finals_missing": len(rows) - len(finals),
         "partials_missing": len(rows) - len(partials),
         "final_after_speech_end_s": {"p50": rounded(median(finals), 3),
