@@ -19,7 +19,9 @@ Everything but `EncoderSession` (ONNX Runtime) is pure computation on arrays:
   `SpeechEndpoint`): once the VAD has ended an utterance and the decoder has emitted
   the frames up to its end plus `vad_lookahead_ms` with no later token, the hypothesis
   is the final, without waiting for the blank rule (which then applies only where the
-  VAD heard no speech in its last `end_silence_ms`).
+  VAD heard no speech in its last `end_silence_ms`). With `vad_flush` that coverage does
+  not wait for the real audio to fill the encoder's chunk: a copy of the stream is run on
+  silence (`StreamingRecognizer._flush`, the speculative flush).
 
 Phrase boosting (PHRASES): every SentencePiece token of the phrases gets
 `phrase_boost` added to its log-probability before the greedy arg-max (blank is
