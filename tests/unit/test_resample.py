@@ -175,3 +175,201 @@ def test_bad_samples_are_rejected(bad: npt.NDArray[np.generic]) -> None:
     with pytest.raises(ResampleError):
         StreamResampler(8000, 16000).process(bad)  # type: ignore[arg-type]
     assert issubclass(ResampleError, ValueError)
+
+
+# --- method="lowdelay": the polyphase FIR for integer up-sampling (receive / ASR path) ---
+
+UP_PAIRS = [(8000, 16000), (8000, 48000), (16000, 48000)]
+
+
+def low(in_hz: int = 8000, out_hz: int = 16000) -> StreamResampler:
+    rs = StreamResampler(in_hz, out_hz, method="lowdelay")
+    assert rs.method == "lowdelay"
+    return rs
+
+
+def tone_amplitudes(y: F32, freqs_hz: list[float], rate_hz: int) -> list[float]:
+    """Least-squares amplitudes of these frequencies in ``y``, fitted jointly (a strong tone
+    does not leak into the estimate of a weak one)."""
+    t = np.arange(len(y)) / rate_hz
+    basis = np.concatenate([np.stack([np.sin(2 * np.pi * f * t), np.cos(2 * np.pi * f * t)],
+                                     axis=1) for f in freqs_hz], axis=1)
+    coef = np.linalg.lstsq(basis, y.astype(np.float64), rcond=None)[0]
+    return [float(np.hypot(coef[2 * i], coef[2 * i + 1])) for i in range(len(freqs_hz))]
+
+
+def band_limited(x: F32, rate_hz: int) -> F32:
+    """``x`` without what lies above 0.375 x rate (3 kHz at 8 kHz)."""
+    down = soxr.resample(x, rate_hz, rate_hz * 3 // 4, "VHQ")
+    return np.asarray(soxr.resample(down, rate_hz * 3 // 4, rate_hz, "VHQ"), dtype=np.float32)
+
+
+@pytest.mark.parametrize(("in_hz", "out_hz"), UP_PAIRS)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lowdelay_chunked_equals_whole_signal_exactly(in_hz: int, out_hz: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = noise(in_hz, seed=seed)
+    sizes = [int(s) for s in rng.integers(0, 3 * in_hz // 50, size=40)]
+    chunked = run_chunked(low(in_hz, out_hz), x, sizes)
+    rs = low(in_hz, out_hz)
+    whole = np.concatenate([rs.process(x), rs.flush()])
+    assert len(whole) == len(x) * out_hz // in_hz
+    np.testing.assert_array_equal(chunked, whole)
+
+
+@pytest.mark.parametrize(("in_hz", "out_hz"), UP_PAIRS)
+def test_lowdelay_passband_is_flat_and_images_are_rejected(in_hz: int, out_hz: int) -> None:
+    """300 Hz .. 0.425 x input rate (3400 Hz at 8 kHz) within 0.1 dB; every image of those
+    tones (k * in_rate +- f) at least 70 dB down."""
+    factor = out_hz // in_hz
+    for tone_hz in np.linspace(300 * in_hz / 8000, 0.425 * in_hz, 12):
+        x = sine(float(tone_hz), in_hz, 0.5)
+        y = run_chunked(low(in_hz, out_hz), x, [in_hz // 50])[out_hz // 20 : -out_hz // 20]
+        images = [float(k * in_hz + sign * tone_hz) for k in range(1, factor + 1)
+                  for sign in (-1, 1) if k * in_hz + sign * tone_hz < out_hz / 2]
+        tone, *image_amplitudes = tone_amplitudes(y, [float(tone_hz), *images], out_hz)
+        gain_db = 20 * np.log10(tone / 0.5)
+        assert abs(gain_db) <= 0.1, (tone_hz, gain_db)
+        for image_hz, amplitude in zip(images, image_amplitudes, strict=True):
+            image_db = 20 * np.log10(amplitude / 0.5 + 1e-12)
+            assert image_db <= -70, (tone_hz, image_hz, image_db)
+
+
+def test_lowdelay_noise_images_are_70_db_down() -> None:
+    """White noise at 8 kHz: output above 4600 Hz (images) vs the 300-3400 Hz band."""
+    y = run_chunked(low(), noise(8000 * 8, seed=5), [160]).astype(np.float64)
+    seg = 4096
+    window = np.kaiser(seg, 20)
+    frames = y[: len(y) // seg * seg].reshape(-1, seg)
+    psd = (np.abs(np.fft.rfft(frames * window, axis=1)) ** 2).mean(axis=0)
+    freqs = np.fft.rfftfreq(seg, 1 / 16000)
+    passband = psd[(freqs >= 300) & (freqs <= 3400)].mean()
+    images = psd[freqs >= 4600].max()
+    assert 10 * np.log10(images / passband) <= -70
+
+
+def test_lowdelay_matches_soxr_timing_on_band_limited_audio() -> None:
+    """Same alignment as soxr (word times and audio clocks do not move): in-band the two
+    outputs agree sample for sample, and a chirp cross-correlates at lag 0."""
+    x = band_limited(noise(16000, seed=9), 8000)
+    a = run_chunked(low(), x, [160])
+    b = soxr.resample(x, 8000, 16000, "HQ")
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a[400:-400], b[400:-400], atol=1e-3, rtol=0)
+    t = np.arange(8000) / 8000
+    chirp = (0.5 * np.sin(2 * np.pi * (300 * t + (3400 - 300) / 2 * t**2))).astype(np.float32)
+    y = run_chunked(low(), chirp, [160])
+    ideal = soxr.resample(chirp, 8000, 16000, "VHQ")
+    xcorr = np.correlate(y, ideal, "full")
+    assert int(np.argmax(xcorr)) - (len(ideal) - 1) == 0
+
+
+@pytest.mark.parametrize(("in_hz", "out_hz"), UP_PAIRS)
+def test_lowdelay_holds_back_only_its_constant_delay(in_hz: int, out_hz: int) -> None:
+    """Per 20 ms frame: everything but ``delay_s`` of output comes out, frame after frame;
+    soxr's block buffering holds back far more (the reason for this filter)."""
+    rs = low(in_hz, out_hz)
+    held_s = []
+    fed = out = 0
+    frame = in_hz // 50
+    for chunk in chunks(noise(in_hz * 2), [frame]):
+        out += len(rs.process(chunk))
+        fed += len(chunk)
+        held_s.append((fed * out_hz // in_hz - out) / out_hz)
+        assert rs.delay_s == pytest.approx(held_s[-1], abs=1e-12)
+    assert set(held_s) == {held_s[0]}
+    assert 0.0 < held_s[0] <= 0.003
+    lag = delay_of_chirp(rs, in_hz, out_hz)
+    assert lag == round(rs.delay_s * out_hz)
+
+
+def delay_of_chirp(rs: StreamResampler, in_hz: int, out_hz: int) -> int:
+    """Samples between a chirp's ideal output and what came out by each 20 ms frame's
+    arrival (output placed at the time its input frame arrived), by cross-correlation."""
+    rs.flush()
+    t = np.arange(in_hz // 2) / in_hz
+    top = 0.425 * in_hz
+    chirp = (0.5 * np.sin(2 * np.pi * (100 * t + (top - 100) / 2 * t**2))).astype(np.float32)
+    arrived = np.zeros(len(chirp) * out_hz // in_hz)
+    for i, chunk in enumerate(chunks(chirp, [in_hz // 50])):
+        y = rs.process(chunk)
+        frame_end = (i + 1) * (in_hz // 50) * out_hz // in_hz   # output time of the arrival
+        arrived[frame_end - len(y) : frame_end] = y
+    ideal = soxr.resample(chirp, in_hz, out_hz, "VHQ")
+    xcorr = np.correlate(arrived, ideal, "full")
+    return int(np.argmax(xcorr)) - (len(ideal) - 1)
+
+
+def test_soxr_holds_back_blocks() -> None:
+    """The measurement behind ``lowdelay``: soxr's held-back output varies, tens of ms."""
+    rs = StreamResampler(8000, 16000)
+    held = []
+    fed = out = 0
+    for chunk in chunks(noise(16000), [160]):
+        out += len(rs.process(chunk))
+        fed += len(chunk)
+        held.append(fed * 2 - out)
+    assert max(held) / 16000 > 0.05 and len(set(held)) > 2
+
+
+@pytest.mark.parametrize(("in_hz", "out_hz"), UP_PAIRS)
+def test_lowdelay_flush_gives_the_tail_and_resets(in_hz: int, out_hz: int) -> None:
+    rs = low(in_hz, out_hz)
+    x = band_limited(noise(in_hz // 2 + 13, seed=4), in_hz)
+    body = np.concatenate([rs.process(c) for c in chunks(x, [in_hz // 50])])
+    tail = rs.flush()
+    assert len(tail) == round(rs.delay_s * out_hz)
+    assert len(body) + len(tail) == len(x) * out_hz // in_hz
+    whole = soxr.resample(x, in_hz, out_hz, "VHQ")
+    assert np.abs(tail[: len(tail) // 2]).max() > 0.01       # the signal's end, not zeros
+    np.testing.assert_allclose(tail, whole[-len(tail):], atol=0.01, rtol=0)  # the cut end
+    again = run_chunked(rs, x, [in_hz // 50])
+    np.testing.assert_array_equal(again, np.concatenate([body, tail]))
+    assert rs.flush().size == 0
+
+
+def test_lowdelay_short_and_empty_chunks() -> None:
+    rs = low()
+    assert rs.process(np.zeros(0, dtype=np.int16)).size == 0
+    first = rs.process(noise(5))                 # less than the delay: nothing yet
+    assert first.size == 0
+    x = noise(3, seed=2)
+    y = np.concatenate([rs.process(x), rs.flush()])
+    assert len(y) == 2 * (5 + 3)
+
+
+def test_lowdelay_int16_and_float32_inputs_agree() -> None:
+    x16 = (sine(1000.0, 8000, 0.5) * 32767).astype(np.int16)
+    a = run_chunked(low(), (x16 / 32768).astype(np.float32), [160])
+    b = run_chunked(low(), x16, [160])  # type: ignore[arg-type]
+    assert b.dtype == np.float32 == a.dtype
+    np.testing.assert_array_equal(b, a)
+
+
+def test_lowdelay_output_is_clipped() -> None:
+    square = np.where(sine(200.0, 8000, 0.5) >= 0, 1.0, -1.0).astype(np.float32)
+    y = run_chunked(low(), square, [160])
+    assert np.abs(y).max() <= 1.0 and np.abs(y).max() == 1.0
+
+
+@pytest.mark.parametrize(("in_hz", "out_hz"), [(22050, 8000), (16000, 8000), (8000, 12000)])
+def test_lowdelay_falls_back_to_soxr_where_the_ratio_is_not_integer_up(in_hz: int,
+                                                                       out_hz: int) -> None:
+    rs = StreamResampler(in_hz, out_hz, method="lowdelay")
+    assert rs.method == "soxr"
+    x = noise(in_hz)
+    np.testing.assert_allclose(run_chunked(rs, x, [in_hz // 50]),
+                               run_chunked(StreamResampler(in_hz, out_hz), x, [in_hz // 50]),
+                               atol=0, rtol=0)
+    assert StreamResampler(8000, 8000, method="lowdelay").method == "none"
+
+
+def test_lowdelay_bad_method_and_samples_are_rejected() -> None:
+    with pytest.raises(ResampleError, match="method"):
+        StreamResampler(8000, 16000, method="fast")
+    for bad in (np.zeros(10, dtype=np.float64), np.zeros((10, 2), np.float32)):
+        with pytest.raises(ResampleError):
+            low().process(bad)  # type: ignore[arg-type]
+    rs = low()
+    rs.close()
+    assert rs.method == "none" and rs.delay_s == 0.0
