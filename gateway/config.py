@@ -118,6 +118,7 @@ class RtpConfig:
     ptime_ms: int = 20
     jitter_depth_ms: int = 60
     jitter_mode: str = "fixed"
+    resampler: str = "lowdelay"          # received audio -> model rate: "lowdelay" | "soxr"
     timeout_s: float = 30.0
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     symmetric: bool = True
@@ -893,6 +894,7 @@ _RTP: Final = _table(RtpConfig, {
     "ptime_ms": _choice(10, 20, 30),
     "jitter_depth_ms": _int(0, 1000),
     "jitter_mode": _choice("fixed", "adaptive"),
+    "resampler": _choice("lowdelay", "soxr"),
     "timeout_s": _float(1, 3600),
     "codecs": _list(_choice("PCMU", "PCMA"), non_empty=True, unique=lambda c: c),
     "symmetric": _bool,

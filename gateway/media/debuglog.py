@@ -45,7 +45,7 @@ class LegDebugLog:
                         sdp_remote=_addr((stream.remote_address, stream.remote_port or 0)
                                          if stream.remote_address else None),
                         jitter_depth_ms=rtp.jitter_depth_ms, jitter_mode=rtp.jitter_mode,
-                        symmetric=rtp.symmetric)
+                        resampler=rtp.resampler, symmetric=rtp.symmetric)
 
     def after(self, packet: RtpPacket) -> None:
         """The pipeline has taken ``packet``: log what changed (debug level only)."""

@@ -89,6 +89,8 @@ class LegSettings:
     cn_payload_type: int | None = None
     dtmf_events: frozenset[int] | None = None   # None: any event code
     max_fill_s: float = 30.0                     # silence fed by the clock per pause, at most
+    resampler: str = "lowdelay"                  # StreamResampler method (soxr where the
+                                                 # ratio is not integer up-sampling)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -108,7 +110,8 @@ class InboundLeg:
                                    depth_ms=settings.jitter_depth_ms,
                                    adaptive=settings.jitter_adaptive)
         self._dtmf = DtmfDecoder(CLOCK_RATE_HZ, events=settings.dtmf_events)
-        self._resampler = StreamResampler(CLOCK_RATE_HZ, settings.model_rate_hz)
+        self._resampler = StreamResampler(CLOCK_RATE_HZ, settings.model_rate_hz,
+                                          method=settings.resampler)
         self._last: npt.NDArray[np.int16] | None = None
         self._repeats = 0
         self.position = 0               # samples delivered so far (8 kHz)

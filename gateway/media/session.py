@@ -169,7 +169,7 @@ class CallMedia:
                            rtp.jitter_depth_ms, rtp.jitter_mode == "adaptive",
                            self._config.triton.sample_rate_hz, cn_payload_type=stream.cn_pt,
                            dtmf_events=_event_codes(stream.dtmf_events),
-                           max_fill_s=rtp.timeout_s)
+                           max_fill_s=rtp.timeout_s, resampler=rtp.resampler)
 
     @staticmethod
     def _set_remote(endpoint: RtpEndpoint, stream: AnsweredStream) -> None:
