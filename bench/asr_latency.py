@@ -24,7 +24,9 @@ JSON compares them side by side (``endpointing_comparison``). ``--att-context 70
 does the same for asr_streaming_nemo's look-ahead (``parameter_comparison`` has both), and
 ``--vary MODEL:KEY=V1,V2`` for any parameter of a model's config.pbtxt (e.g.
 ``asr_streaming_nemo:vad_flush=off,on``). ``--chunk-ms 160,80`` runs every condition once per
-gateway ``triton.chunk_ms`` (audio per Triton request; ``chunk_comparison``).
+gateway ``triton.chunk_ms`` (audio per Triton request; ``chunk_comparison``), and
+``--resampler soxr,lowdelay`` once per gateway ``rtp.resampler`` (the receive leg's 8 kHz ->
+model-rate resampler; ``resampler_comparison``, WER side by side too).
 
 Redaction is off unless ``--redaction``: the gateway's redaction stage holds a final that
 ends in digits up to ``redaction.hold_s`` (3 s) for the next final (a card number read in
@@ -76,6 +78,7 @@ class LatencyParams:
     nemo_endpointing: tuple[str, ...] = ()  # asr_streaming_nemo endpointing values
     vary: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (model, parameter, values)
     chunk_ms: tuple[int, ...] = (160,)  # the gateway's triton.chunk_ms values
+    resamplers: tuple[str, ...] = ("lowdelay",)  # the gateway's rtp.resampler values
     stop_bound_s: float = STOP_BOUND_S
     redaction: bool = False            # the gateway's redaction stage (holds digit finals)
 
@@ -194,6 +197,7 @@ class Condition:
     calls: int
     configured_endpointing: str | None = None   # the model's, read when the run started
     chunk_ms: int = 160                          # the gateway's triton.chunk_ms
+    resampler: str = "lowdelay"                  # the gateway's rtp.resampler
 
     @property
     def endpointing(self) -> str | None:
@@ -209,14 +213,17 @@ def measure(server_url: str, cond: Condition, params: LatencyParams,
     stop = cond.rtp == "stop_after_speech"
     extra = {"triton": {"asr_model": cond.served, "final_timeout_s": 30.0, "buffer_s": 60.0,
                         "chunk_ms": cond.chunk_ms},
-             "redaction": {"enabled": params.redaction}}
-    folder = workdir / f"gw-{cond.served}-{cond.rtp}-{cond.calls}-{cond.chunk_ms}"
+             "redaction": {"enabled": params.redaction},
+             "rtp": {"resampler": cond.resampler}}
+    folder = workdir / (f"gw-{cond.served}-{cond.rtp}-{cond.calls}-{cond.chunk_ms}"
+                        f"-{cond.resampler}")
     with stack.gateway(folder, server_url, max_calls=cond.calls + 5, extra=extra) as gw:
         outcomes = run_calls(gw, _scripts(corpus, cond.calls, per_call, cond.rtp),
                              finals_timeout_s=params.stop_bound_s if stop else FINALS_TIMEOUT_S,
                              until_last=stop, settle_s=SETTLE_S if stop else 0.0)
     row = {"corpus": corpus_name(cond.model), **_summary(cond.model, cond.calls, outcomes),
            "endpointing": cond.endpointing, "rtp": cond.rtp, "chunk_ms": cond.chunk_ms,
+           "resampler": cond.resampler,
            "varied": None if cond.varied is None else dict([cond.varied]),
            "per_sentence": _per_sentence(outcomes)}
     if stop:
@@ -224,7 +231,7 @@ def measure(server_url: str, cond: Condition, params: LatencyParams,
     return row
 
 
-COLUMNS = ("model", "endpointing", "varied", "chunk_ms", "rtp", "calls", "sentences",
+COLUMNS = ("model", "endpointing", "varied", "chunk_ms", "resampler", "rtp", "calls", "sentences",
            "final_p50_s",
            "final_p95_s",
            "partial_p50_s", "partial_p95_s", "missing_finals", "last_within_bound",
@@ -239,7 +246,7 @@ def _last_within(row: dict[str, Any]) -> str | None:
 def _table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"model": r["model"], "endpointing": r.get("endpointing"), "rtp": r.get("rtp"),
              "varied": ",".join(f"{k}={v}" for k, v in (r.get("varied") or {}).items()) or None,
-             "chunk_ms": r.get("chunk_ms", 160),
+             "chunk_ms": r.get("chunk_ms", 160), "resampler": r.get("resampler"),
              "calls": r["calls"], "sentences": r["sentences"],
              "last_within_bound": _last_within(r),
              "final_p50_s": r["final_after_speech_end_s"]["p50"],
@@ -296,6 +303,35 @@ def chunk_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def resampler_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model variant, chunk_ms, RTP mode and calls: each gateway rtp.resampler's p50/p95
+    (end of speech -> final) over the first resampler's, and both WERs, from rows of one run."""
+    out = []
+    groups: dict[tuple[str, str, int, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("resampler") is None:
+            continue
+        varied = ",".join(f"{k}={v}" for k, v in (r.get("varied") or {}).items())
+        groups.setdefault((r["model"], varied, r.get("chunk_ms", 160),
+                           r.get("rtp", "continuous"), r["calls"]), []).append(r)
+    for (model, varied, chunk_ms, rtp, calls), group in groups.items():
+        base = group[0]
+        for other in group[1:]:
+            if other["resampler"] == base["resampler"]:
+                continue
+            item: dict[str, Any] = {"model": model, "varied": varied or None,
+                                    "chunk_ms": chunk_ms, "rtp": rtp, "calls": calls,
+                                    "baseline_resampler": base["resampler"],
+                                    "resampler": other["resampler"]}
+            for q in ("p50", "p95"):
+                item[f"final_{q}_ratio"] = rounded(ratio(
+                    other["final_after_speech_end_s"][q], base["final_after_speech_end_s"][q]), 3)
+            item["baseline_wer_mean"] = base["wer_mean"]
+            item["wer_mean"] = other["wer_mean"]
+            out.append(item)
+    return out
+
+
 def endpointing_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """:func:`parameter_comparison` of the endpointing parameter (value as ``endpointing``)."""
     return [{"model": c["model"], "rtp": c["rtp"], "calls": c["calls"],
@@ -307,9 +343,11 @@ def endpointing_comparison(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any
 def _conditions(params: LatencyParams, variants: modelrepo.Variants
                 ) -> list[Condition]:
     configured = {m: modelrepo.configured(m, modelrepo.ENDPOINTING) for m in params.models}
-    return [Condition(m, served, varied, rtp, c, configured[m], chunk) for m in params.models
+    return [Condition(m, served, varied, rtp, c, configured[m], chunk, resampler)
+            for m in params.models
             for served, varied in variants.served(m) for rtp in params.rtp_modes
-            for c in params.concurrency for chunk in params.chunk_ms]
+            for c in params.concurrency for chunk in params.chunk_ms
+            for resampler in params.resamplers]
 
 
 def _variations(params: LatencyParams) -> list[modelrepo.Variation]:
@@ -339,6 +377,7 @@ def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, An
                        "sentences_single": params.sentences_single,
                        "sentences_each": params.sentences_each, "gap_s": GAP_S,
                        "chunk_ms": list(params.chunk_ms), "codec": "PCMU",
+                       "resamplers": list(params.resamplers),
                        "vary": [{"model": m, "parameter": k, "values": list(v)}
                                 for m, k, v in params.vary],
                        "corpora": {m: corpus_name(m) for m in params.models},
@@ -353,6 +392,7 @@ def run(params: LatencyParams, workdir: Path, results_dir: Path) -> dict[str, An
         "endpointing_comparison": endpointing_comparison(rows),
         "parameter_comparison": parameter_comparison(rows),
         "chunk_comparison": chunk_comparison(rows),
+        "resampler_comparison": resampler_comparison(rows),
     }
     report.write_result(NAME, document, results_dir)
     report.show("asr_latency (piper speech over PCMU, real time)", _table(rows), COLUMNS)

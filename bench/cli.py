@@ -107,6 +107,9 @@ def _asr_latency(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--chunk-ms", type=_int_list, default=defaults.chunk_ms,
                    help="gateway triton.chunk_ms values, each condition once per value "
                         "(default 160)")
+    p.add_argument("--resampler", type=_str_list, default=defaults.resamplers,
+                   help="gateway rtp.resampler values (lowdelay, soxr), each condition once "
+                        "per value, e.g. soxr,lowdelay (default lowdelay)")
     p.add_argument("--stop-bound-s", type=float, default=defaults.stop_bound_s,
                    help="stop_after_speech: how long the call stays up for the last final")
     p.add_argument("--redaction", action="store_true",
@@ -125,8 +128,12 @@ def _run_asr_latency(args: argparse.Namespace, workdir: Path, results: Path
                                        att_contexts=args.att_context,
                                        nemo_endpointing=args.nemo_endpointing,
                                        vary=tuple(args.vary), chunk_ms=tuple(args.chunk_ms),
+                                       resamplers=tuple(args.resampler),
                                        stop_bound_s=args.stop_bound_s,
                                        redaction=args.redaction)
+    bad = set(params.resamplers) - {"lowdelay", "soxr"}
+    if bad:
+        raise SystemExit(f"--resampler: unknown value(s) {sorted(bad)}; known: lowdelay, soxr")
     unknown = set(params.rtp_modes) - set(asr_latency.RTP_MODES)
     if unknown:
         raise SystemExit(f"--rtp: unknown mode(s) {sorted(unknown)}; "

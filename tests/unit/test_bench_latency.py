@@ -17,6 +17,7 @@ from bench.asr_latency import (
     chunk_comparison,
     endpointing_comparison,
     parameter_comparison,
+    resampler_comparison,
 )
 from bench.modelrepo import (
     Variation,
@@ -184,6 +185,36 @@ def test_chunk_comparison_and_parameter_groups_keep_chunk_sizes_apart() -> None:
     pairs = parameter_comparison(rows)
     assert [(c.get("chunk_ms", 160), c["final_p50_ratio"]) for c in pairs] == [
         (160, 0.5), (80, 0.5)]
+
+
+def test_resampler_comparison_is_over_the_first_resampler_of_the_same_condition() -> None:
+    def row(model: str, resampler: str | None, calls: int, p50: float,
+            wer: float) -> dict[str, Any]:
+        return {"model": model, "rtp": "continuous", "calls": calls, "chunk_ms": 160,
+                "resampler": resampler, "wer_mean": wer,
+                "final_after_speech_end_s": {"p50": p50, "p95": 2 * p50}}
+    rows = [row("asr_streaming_nemo", "soxr", 1, 0.4, 0.1),
+            row("asr_streaming_nemo", "lowdelay", 1, 0.3, 0.1),
+            row("asr_streaming_nemo", "soxr", 10, 0.5, 0.2),
+            row("asr_streaming_nemo", "lowdelay", 10, 0.45, 0.15),
+            row("asr_cpu_default", None, 1, 0.5, 0.0)]            # a row of an older run
+    got = resampler_comparison(rows)
+    assert [(c["calls"], c["baseline_resampler"], c["resampler"], c["final_p50_ratio"],
+             c["final_p95_ratio"], c["baseline_wer_mean"], c["wer_mean"]) for c in got] == [
+        (1, "soxr", "lowdelay", 0.75, 0.75, 0.1, 0.1),
+        (10, "soxr", "lowdelay", 0.9, 0.9, 0.2, 0.15)]
+    assert chunk_comparison(rows) == []           # one chunk_ms: nothing to compare there
+
+
+def test_resampler_option_runs_every_condition_per_value() -> None:
+    from bench.asr_latency import LatencyParams, _conditions
+    from bench.modelrepo import Variants
+
+    params = LatencyParams(models=("asr_cpu_default",), concurrency=(1, 10),
+                           rtp_modes=("continuous",), resamplers=("soxr", "lowdelay"))
+    conds = _conditions(params, Variants(None))
+    assert [(c.calls, c.resampler) for c in conds] == [
+        (1, "soxr"), (1, "lowdelay"), (10, "soxr"), (10, "lowdelay")]
 
 
 def test_vary_option_parses_model_key_values() -> None:
