@@ -21,7 +21,7 @@ Two methods:
 
   Design (:func:`lowdelay_taps`): Kaiser-windowed sinc at the output rate, cut off at the input
   Nyquist, transition band from 0.425 to 0.575 of the input rate (3400 -> 4600 Hz at 8 kHz),
-  designed for 80 dB: 300-3400 Hz is flat within 0.01 dB and images are attenuated >= 75 dB.
+  designed for 80 dB: 300-3400 Hz is flat within 0.001 dB and images are >= 79 dB down.
   Odd length, symmetric (linear phase), so the delay is a whole number of output samples;
   each of the L phases is one float64 dot product per output sample over the same inputs
   however the signal was cut, so chunked output equals whole-signal output bit for bit.
