@@ -204,10 +204,12 @@ def _serve(workdir: Path, triton: TritonProcess, repo: Path, pcm: Pcm,
         before, versions = _call(gw, pcm)
         assert versions == ["1"] and _started(gw, before) == ["1"]
         assert _finals(gw, before), "version 1 produced no final"
-        v1 = _successes(client, "1")
-        assert v1 > 0
+        assert _successes(client, "1") > 0
         _installed(job, repo, manifest)
         _switch(gw, "2")
+        # counted only now: the first call's closing END request may still reach Triton
+        # after its call.ended (CI saw 27 == 26 when counting right after the first call)
+        v1 = _successes(client, "1")
         after, versions = _call(gw, pcm)
         assert versions == ["2"] and _started(gw, after) == ["2"]
         assert _finals(gw, after), "version 2 produced no final"
