@@ -220,7 +220,7 @@ def test_lowdelay_chunked_equals_whole_signal_exactly(in_hz: int, out_hz: int, s
 @pytest.mark.parametrize(("in_hz", "out_hz"), UP_PAIRS)
 def test_lowdelay_passband_is_flat_and_images_are_rejected(in_hz: int, out_hz: int) -> None:
     """300 Hz .. 0.425 x input rate (3400 Hz at 8 kHz) within 0.1 dB; every image of those
-    tones (k * in_rate +- f) at least 70 dB down."""
+    tones (k * in_rate +- f) at least 90 dB down."""
     factor = out_hz // in_hz
     for tone_hz in np.linspace(300 * in_hz / 8000, 0.425 * in_hz, 12):
         x = sine(float(tone_hz), in_hz, 0.5)
@@ -232,11 +232,13 @@ def test_lowdelay_passband_is_flat_and_images_are_rejected(in_hz: int, out_hz: i
         assert abs(gain_db) <= 0.1, (tone_hz, gain_db)
         for image_hz, amplitude in zip(images, image_amplitudes, strict=True):
             image_db = 20 * np.log10(amplitude / 0.5 + 1e-12)
-            assert image_db <= -70, (tone_hz, image_hz, image_db)
+            assert image_db <= -90, (tone_hz, image_hz, image_db)
 
 
-def test_lowdelay_noise_images_are_70_db_down() -> None:
-    """White noise at 8 kHz: output above 4600 Hz (images) vs the 300-3400 Hz band."""
+def test_lowdelay_leaves_nothing_above_the_input_nyquist() -> None:
+    """White noise at 8 kHz: output above 4 kHz (images) >= 90 dB under the 300-3400 Hz
+    band, as soxr leaves it (a filter that let images into 4-4.6 kHz cost the small NeMo
+    model nearly every word: its high mel bins were empty in training)."""
     y = run_chunked(low(), noise(8000 * 8, seed=5), [160]).astype(np.float64)
     seg = 4096
     window = np.kaiser(seg, 20)
@@ -244,8 +246,8 @@ def test_lowdelay_noise_images_are_70_db_down() -> None:
     psd = (np.abs(np.fft.rfft(frames * window, axis=1)) ** 2).mean(axis=0)
     freqs = np.fft.rfftfreq(seg, 1 / 16000)
     passband = psd[(freqs >= 300) & (freqs <= 3400)].mean()
-    images = psd[freqs >= 4600].max()
-    assert 10 * np.log10(images / passband) <= -70
+    images = psd[freqs >= 4050].max()
+    assert 10 * np.log10(images / passband) <= -90
 
 
 def test_lowdelay_matches_soxr_timing_on_band_limited_audio() -> None:
@@ -278,7 +280,7 @@ def test_lowdelay_holds_back_only_its_constant_delay(in_hz: int, out_hz: int) ->
         held_s.append((fed * out_hz // in_hz - out) / out_hz)
         assert rs.delay_s == pytest.approx(held_s[-1], abs=1e-12)
     assert set(held_s) == {held_s[0]}
-    assert 0.0 < held_s[0] <= 0.003
+    assert 0.0 < held_s[0] <= 0.006
     lag = delay_of_chirp(rs, in_hz, out_hz)
     assert lag == round(rs.delay_s * out_hz)
 
