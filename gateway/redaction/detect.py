@@ -31,7 +31,8 @@ Dates with a month name (``march fourteenth nineteen eighty five``, ``the 14th o
 ``september twenty twenty six``) are a date of birth under a birth cue, an expiry under an
 expiry or card cue (month and year only), else a plain date that no digit rule may claim.
 E-mail addresses are written (``a@b.com``) or spoken (``john dot smith at example dot com``:
-up to three words of local part before ``at``, a domain ending in a known TLD); an IBAN is
+up to three words of local part before ``at``, a domain ending in a known TLD; in e-mail
+talk also with the ``at`` misheard, ``smith of example dot com``, or not heard); an IBAN is
 a known country code, its length, and mod 97, written or spelled letter by letter (its
 first part alone, 8+ characters, when an IBAN was asked for).
 
@@ -178,6 +179,24 @@ def asked_for(tokens: Sequence[str]) -> frozenset[str]:
     if _CARD_WORD in cues and cues & {CVV, EXPIRY}:
         cues.discard(_CARD_WORD)
     return _positives(cues)
+
+
+_TRAILING_CUE_TOKENS: Final = 5
+
+
+def trailing_cues(tokens: Sequence[str]) -> frozenset[str]:
+    """The entities a (customer's) utterance announces at its end and leaves for the next
+    one to say (``"my social security number is"`` -> ``{"ssn"}``, when an ASR cut the
+    number off into the next final): cue phrases starting in the last five tokens with no
+    digits after them. A card word alone (``"I lost my card"``) does not count; a PII-free
+    number's cue (``"my order number is"``) ends it."""
+    low = [normalise(t) for t in tokens]
+    runs = digit_runs(tokens)
+    after = max(len(low) - _TRAILING_CUE_TOKENS, runs[-1].end if runs else 0)
+    cues = [c for i, c in _card_talk(_cue_hits(low), ()) if i >= after]
+    if not cues or cues[-1] == _NOT_PII:
+        return frozenset()
+    return _positives(c for c in cues if c not in (_CARD_WORD, _CODE_WORD))
 
 
 # ------------------------------------------------------------------ the utterance
@@ -770,7 +789,7 @@ def _lost_at(u: _Utt, w: str) -> bool:
     """``john.smith.example.com`` where the ASR dropped the "at": an address when e-mail is
     being talked about (a cue in the utterance or the agent's question) and it ends in a
     top-level domain."""
-    if EMAIL not in u.everywhere and EMAIL not in u.context:
+    if not _email_talk(u):
         return False
     return bool(_DOTTED.match(w)) and w.rstrip(".").rsplit(".", 1)[-1] in _TLDS
 
@@ -778,26 +797,56 @@ def _lost_at(u: _Utt, w: str) -> bool:
 def _dotted(u: _Utt) -> frozenset[int]:
     """Indices of tokens written with one trailing dot (``example.``; not ``...``), when
     e-mail is being talked about (else ``at noon. In ...`` would read as an address)."""
-    if EMAIL not in u.everywhere and EMAIL not in u.context:
+    if not _email_talk(u):
         return frozenset()
     return frozenset(k for k, t in enumerate(u.tokens)
                      if t.rstrip().endswith(".") and not t.rstrip().endswith(".."))
 
 
+_AT_MISHEARD: Final = frozenset({"of", "add", "ad", "and", "hat", "app", "it", "ats"})
+"""What an ASR writes for a spoken "at" (``john dot smith of example dot com``): an "at"
+where e-mail is being talked about."""
+
+
+def _email_talk(u: _Utt) -> bool:
+    return EMAIL in u.everywhere or EMAIL in u.context
+
+
+def _spoken_at(u: _Utt, i: int) -> Found | None:
+    """The address around the "at" (or what the ASR heard for it) at ``i``."""
+    end = _domain_end(u.low, i + 1, _dotted(u))
+    start = _local_start(u.low, i) if end is not None else i
+    return Found(EMAIL, start, end, "spoken") if end is not None and start < i else None
+
+
+def _at_dropped(u: _Utt, j: int) -> Found | None:
+    """``john smith example dot com`` in e-mail talk: the "at" before the domain at ``j``
+    went missing; the local part's words come straight before it."""
+    if j == 0 or u.low[j - 1] in _JOINERS:
+        return None
+    end = _domain_end(u.low, j, _dotted(u))
+    start = _local_start(u.low, j) if end is not None else j
+    return Found(EMAIL, start, end, "spoken") if end is not None and start < j else None
+
+
 def _email_finds(u: _Utt) -> list[Found]:
     out: list[Found] = []
+    talk = _email_talk(u)
     for i, w in enumerate(u.low):
+        if out and i < out[-1].end:
+            continue
+        found: Found | None = None
         if _EMAIL.match(w) or _lost_at(u, w):
-            out.append(Found(EMAIL, i, i + 1, "pattern"))
+            found = Found(EMAIL, i, i + 1, "pattern")
         elif _HALF_EMAIL.match(w):
             end = _domain_end([w.partition("@")[2], *u.low[i + 1:i + 12]], 0)
-            if end is not None:
-                out.append(Found(EMAIL, i, i + end, "spoken"))
-        elif w in ("at", "@"):
-            end = _domain_end(u.low, i + 1, _dotted(u))
-            start = _local_start(u.low, i) if end is not None else i
-            if end is not None and start < i:
-                out.append(Found(EMAIL, start, end, "spoken"))
+            found = None if end is None else Found(EMAIL, i, i + end, "spoken")
+        elif w in ("at", "@") or (talk and w in _AT_MISHEARD):
+            found = _spoken_at(u, i)
+        if found is None and talk and u.word(i - 1) not in ("at", "@", *_AT_MISHEARD):
+            found = _at_dropped(u, i)
+        if found is not None:
+            out.append(found)
     return out
 
 

@@ -13,7 +13,10 @@ every event before any sink sees it.
   ``call.ended`` (before it).
 - **Context**: an agent's final that asks for a card number, security code, date of birth,
   SSN ... (:func:`gateway.redaction.detect.asked_for`) makes the customer's digits within
-  ``context_window_s`` count as that entity even when short.
+  ``context_window_s`` count as that entity even when short. A customer's final that ends
+  announcing one (``my social security number is``, the number cut off into the next final:
+  :func:`gateway.redaction.detect.trailing_cues`) makes it the newest context of that
+  channel's next final, for ``OWN_CUE_S``.
 - **Partials** never show a digit run a final could redact: every run of three or more
   digits (any digits while a context is open or a final is held) is replaced by
   ``[DIGITS]``, and entities found in the partial by their tags.
@@ -50,7 +53,7 @@ from gateway.events.types import (
     TranscriptPartial,
     TranscriptWord,
 )
-from gateway.redaction.detect import asked_for, detect
+from gateway.redaction.detect import asked_for, detect, trailing_cues
 from gateway.redaction.entities import (
     BUILTIN_ENTITIES,
     CARD,
@@ -75,6 +78,9 @@ HOLD_RUN = (3, 15)
 """A final whose trailing digit run (joined with the finals held before it) has this many
 digits (inclusive) is held: fewer than a card, more than a quantity."""
 AGENT = "agent"
+OWN_CUE_S = 5.0
+"""How long a customer's final that ends in a cue (``my social security number is``) makes
+that entity the context of the channel's next final (the ASR cut the number off)."""
 
 Transcript = TranscriptFinal | TranscriptPartial
 T = TypeVar("T")
@@ -121,6 +127,11 @@ class Policy:
 class _Channel:
     held: list[TranscriptFinal] = field(default_factory=list)
     deadline: float | None = None
+    cues: tuple[str, ...] = ()       # what this channel's last final announced (trailing_cues)
+    cues_until: float = 0.0
+
+    def own_cues(self, now: float) -> tuple[str, ...]:
+        return self.cues if now < self.cues_until else ()
 
 
 @dataclass(slots=True)
@@ -501,7 +512,11 @@ class Redactor:
                 ch.deadline = now + self.policy.hold_s
                 self._holding[id(ch)] = (call, ch)
             return before
-        return before + self._release(call, ch, [event], now)
+        out = before + self._release(call, ch, [event], now)
+        if event.channel != AGENT:
+            ch.cues = tuple(sorted(trailing_cues(event.text.split())))
+            ch.cues_until = now + OWN_CUE_S
+        return out
 
     def _release(self, call: _Conversation, ch: _Channel, more: list[TranscriptFinal], now: float
                  ) -> list[GatewayEvent]:
@@ -568,8 +583,13 @@ class Redactor:
             call.context[entity] = now + self.policy.context_window_s
 
     def _context_for(self, call: _Conversation, channel: str, now: float) -> tuple[str, ...]:
-        """The agent's open questions count for the other channels, not for the agent."""
-        return () if channel == AGENT else call.open_context(now)
+        """The agent's open questions count for the other channels, not for the agent; what
+        the channel's own last final announced comes last (the newest)."""
+        if channel == AGENT:
+            return ()
+        asked = call.open_context(now)
+        own = call.channel(channel).own_cues(now)
+        return (*(e for e in asked if e not in own), *own) if own else asked
 
     def _secure(self, call_id: str, call: _Conversation, now: float) -> bool:
         rule = self.policy.secure_dtmf

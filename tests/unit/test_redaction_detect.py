@@ -10,7 +10,15 @@ from collections.abc import Collection, Sequence
 
 import pytest
 
-from gateway.redaction.detect import aba_ok, asked_for, card_brand, detect, iban_ok, luhn_ok
+from gateway.redaction.detect import (
+    aba_ok,
+    asked_for,
+    card_brand,
+    detect,
+    iban_ok,
+    luhn_ok,
+    trailing_cues,
+)
 from gateway.redaction.entities import (
     BANK_ACCOUNT,
     BUILTIN_ENTITIES,
@@ -334,6 +342,30 @@ def test_not_a_phone(text: str) -> None:
 ])
 def test_email(text: str, span: str) -> None:
     assert spans(text) == [(EMAIL, span)]
+
+
+@pytest.mark.parametrize(("text", "context", "span"), [
+    # Whisper through a real call heard "of" for "at"
+    ("My email is john dot smith of example dot com.", (), "john dot smith of example dot com."),
+    ("it's jane add gmail dot com", {EMAIL}, "jane add gmail dot com"),
+    ("sure, mary jones and outlook dot co dot uk", {EMAIL}, "mary jones and outlook dot co dot uk"),
+    # the "at" not heard at all
+    ("my email is john smith example dot com", (), "john smith example dot com"),
+    ("it's bob underscore lee yahoo dot com", {EMAIL}, "bob underscore lee yahoo dot com"),
+])
+def test_email_when_the_at_was_misheard(text: str, context: Collection[str], span: str) -> None:
+    """In e-mail talk (a cue in the utterance or the agent's question) an "at" the ASR heard
+    as another short word, or not at all, still makes an address."""
+    assert spans(text, context) == [(EMAIL, span)]
+
+
+@pytest.mark.parametrize("text", [
+    "the website is example dot com", "a friend of example dot com",     # no e-mail talk
+    "my email is on gmail dot com",                                      # a provider, no address
+    "send the email to our office at example dot com",
+])
+def test_misheard_at_needs_email_talk_and_a_local_part(text: str) -> None:
+    assert spans(text) == []
 
 
 @pytest.mark.parametrize("text", [
@@ -674,3 +706,18 @@ def test_checksums() -> None:
 ])
 def test_asked_for(text: str, expected: set[str]) -> None:
     assert asked_for(text.split()) == frozenset(expected)
+
+
+@pytest.mark.parametrize(("text", "cues"), [
+    ("my social security number is", {SSN}),
+    ("and my phone number is", {PHONE}),
+    ("my card number is", {CARD}),
+    ("my email is", {EMAIL}),
+    ("i lost my card", set()),                          # a card word is not an announcement
+    ("my order number is", set()),                      # a PII-free number
+    ("my social security number is 536 22 8714", set()),   # it came with its digits
+    ("my social security number is not something i share", set()),   # not at the end
+])
+def test_trailing_cues(text: str, cues: set[str]) -> None:
+    assert trailing_cues(text.split()) == cues
+

@@ -351,6 +351,38 @@ def test_the_agent_leg_s_question_opens_the_context_for_the_customer_leg() -> No
     assert r.next_deadline() is None and not r._calls
 
 
+def _entities_of(events: Sequence[GatewayEvent]) -> list[tuple[str, ...] | None]:
+    return [e.redaction.entities if e.redaction else None for e in events
+            if isinstance(e, TranscriptFinal)]
+
+
+def test_a_final_that_ends_announcing_a_number_is_the_context_of_the_next() -> None:
+    """The ASR cut "my social security number is | 536-22-8714" in two; the agent asked for a
+    card (misheard SSN question): the customer's own cue, the newest, makes it an SSN."""
+    r = redactor()
+    r.process(final("can i have your card number please", "agent", 0, 0.0), 1.0)
+    first = r.process(final("my social security number is", segment=1, start=2.0), 4.0)
+    second = [*r.process(final("536-22-8714", segment=2, start=4.2), 6.0),
+              *r.process(ended(), 7.0)]
+    assert _entities_of(first) == [None] and _entities_of(second) == [("ssn",)]
+    assert [e.text for e in second if isinstance(e, TranscriptFinal)] == ["[SSN]"]
+
+
+@pytest.mark.parametrize(("text", "later_s"), [
+    ("my social security number is", 6.0),      # only for OWN_CUE_S
+    ("my social security number is 536 22 8714 thanks", 0.5),   # said with its digits
+    ("my order number is", 0.5),                 # a PII-free number's cue
+])
+def test_an_own_cue_counts_only_right_after_and_when_nothing_follows(
+        text: str, later_s: float) -> None:
+    r = redactor()
+    r.process(final("can i have your card number please", "agent", 0, 0.0), 1.0)
+    r.process(final(text, segment=1, start=2.0), 4.0)
+    out = [*r.process(final("4539 1488", segment=2, start=4.2), 4.0 + later_s),
+           *r.process(ended(), 20.0)]
+    assert _entities_of(out) == [("card",)], out
+
+
 def test_partials_mask_digits_inside_a_word_being_spelled() -> None:
     (p,) = redactor().process(partial("it is GB82WEST1234 5698"), 1.0)
     assert isinstance(p, TranscriptPartial) and digits_of(p.text) == ""
