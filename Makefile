@@ -44,7 +44,7 @@ test: deps triton-venv nemo-venv
 	$(VENV)/bin/ruff check gateway tests bench
 	$(VENV)/bin/mypy
 	$(NEMO_PY) -m pytest -q -c tests/nemo/pytest.ini tests/nemo
-	$(PY) -m pytest -q tests --ignore=tests/nemo
+	$(PY) -m pytest -q --durations=20 tests --ignore=tests/nemo
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
