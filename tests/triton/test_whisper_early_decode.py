@@ -9,7 +9,6 @@ replaced by a recorder."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import threading
 import types
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.source_module import load_source
 from tests.triton.fixtures import MODEL_REPOSITORY
 
 MODEL_FILE = MODEL_REPOSITORY / "asr_cpu_default" / "1" / "model.py"
@@ -38,12 +38,7 @@ def model() -> Iterator[Any]:
     sys.modules["triton_python_backend_utils"] = _stand_in_pb_utils()
     sys.path.insert(0, str(MODEL_REPOSITORY))
     try:
-        spec = importlib.util.spec_from_file_location("asr_cpu_default_model", MODEL_FILE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module     # dataclasses look their module up
-        spec.loader.exec_module(module)
-        yield module
+        yield load_source("asr_cpu_default_model", MODEL_FILE)
     finally:
         sys.modules.pop("asr_cpu_default_model", None)
         for name, old in saved.items():

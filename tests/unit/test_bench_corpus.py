@@ -3,9 +3,7 @@ generator) and the corpus names resolve per model."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -20,18 +18,14 @@ from bench.corpus import (
     corpus_voices,
     resolve_corpora,
 )
+from tests.source_module import load_source
 from tests.speech import normalise
 
 DATA_GEN = Path(__file__).resolve().parents[2] / "triton_models/asr_streaming_nemo/data_gen.py"
 
 
 def _data_gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_test_data_gen", DATA_GEN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module          # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_source("bench_test_data_gen", DATA_GEN)
 
 
 def _template_re(template: str) -> re.Pattern[str]:
