@@ -314,14 +314,6 @@ class SpeechEndpoint:
             return True
         return any(after <= a < until for a, _b in self._heard)
 
-    @property
-    def lookahead_s(self) -> float:
-        return self._lookahead_s
-
-    @property
-    def settle_s(self) -> float:
-        return self._settle_s
-
     def _next_onset(self) -> int | None:
         """Start of the speech after the first ended utterance, if the VAD heard any."""
         if len(self.ended) > 1:

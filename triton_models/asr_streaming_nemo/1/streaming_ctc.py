@@ -824,17 +824,12 @@ class StreamingRecognizer:
             ready = [s for s in states if s.encoder.ready(self.geometry)]
             if not ready:
                 break
-            firsts = [s for s in ready if s.encoder.first_step(self.geometry)]
-            rest = [s for s in ready if not s.encoder.first_step(self.geometry)]
-            for group in (firsts, rest):
-                for start in range(0, len(group), self.config.max_batch):
-                    batch = group[start:start + self.config.max_batch]
-                    for state, finals in zip(batch, self._step(batch), strict=True):
-                        finals = finals + self._vad_final(state)
-                        audio_s = self._audio_s(state)
-                        results[owners[id(state)]].extend(_final(h, audio_s) for h in finals)
-                        if finals:
-                            state.last_partial = ""
+            for state, finals in self._step_batched(ready):
+                finals = finals + self._vad_final(state)
+                audio_s = self._audio_s(state)
+                results[owners[id(state)]].extend(_final(h, audio_s) for h in finals)
+                if finals:
+                    state.last_partial = ""
         for index, item in enumerate(inputs):
             if not item.end:  # the VAD may end an utterance the decoder already passed
                 results[index].extend(_final(h, self._audio_s(item.state))
@@ -882,13 +877,8 @@ class StreamingRecognizer:
                 break
             for _state, trial, _span in trials:
                 self._pad_to_chunk(trial)
-            firsts = [t for _, t, _ in trials if t.encoder.first_step(self.geometry)]
-            rest = [t for _, t, _ in trials if not t.encoder.first_step(self.geometry)]
-            for group in (firsts, rest):
-                for start in range(0, len(group), self.config.max_batch):
-                    batch = group[start:start + self.config.max_batch]
-                    for trial, closed in zip(batch, self._step(batch), strict=True):
-                        finals[id(trial)].extend(closed)
+            for trial, closed in self._step_batched([t for _, t, _ in trials]):
+                finals[id(trial)].extend(closed)
             live = []
             for state, trial, span in trials:
                 verdict = self._verdict(trial, state.vad)
@@ -920,9 +910,27 @@ class StreamingRecognizer:
         endpoint = vad if vad is not None else state.vad
         if endpoint is None:
             return "none"
+        return endpoint.verdict(*self._coverage(state))
+
+    def _coverage(self, state: StreamState) -> tuple[float, float | None]:
+        """How far a stream's decoder has decoded (s) and where its open hypothesis's last
+        token ends (None: no token): what the VAD's endpoint judges."""
         words = state.decoder.pending().words if state.decoder.has_tokens else ()
-        decoded_s = state.decoder.frame * self.spec.frame_s
-        return endpoint.verdict(decoded_s, words[-1].end_s if words else None)
+        return state.decoder.frame * self.spec.frame_s, words[-1].end_s if words else None
+
+    def _step_batched(self, states: Sequence[StreamState]
+                      ) -> list[tuple[StreamState, list[Hypothesis]]]:
+        """One encoder step of each stream (each has a whole chunk), in batches of at most
+        max_batch, first-chunk streams apart (they run the first-chunk graph); each stream
+        with the utterances its step closed."""
+        firsts = [s for s in states if s.encoder.first_step(self.geometry)]
+        rest = [s for s in states if not s.encoder.first_step(self.geometry)]
+        stepped: list[tuple[StreamState, list[Hypothesis]]] = []
+        for group in (firsts, rest):
+            for start in range(0, len(group), self.config.max_batch):
+                batch = group[start:start + self.config.max_batch]
+                stepped.extend(zip(batch, self._step(batch), strict=True))
+        return stepped
 
     def _step(self, batch: Sequence[StreamState]) -> list[list[Hypothesis]]:
         """One encoder step of a batch and its decoding; each stream's closed utterances."""
@@ -945,9 +953,7 @@ class StreamingRecognizer:
         the VAD ended (the blank rule did not close it yet)."""
         if state.vad is None:
             return []
-        words = state.decoder.pending().words if state.decoder.has_tokens else ()
-        decoded_s = state.decoder.frame * self.spec.frame_s
-        if not state.vad.final_due(decoded_s, words[-1].end_s if words else None):
+        if not state.vad.final_due(*self._coverage(state)):
             return []
         state.vad.finalized()
         return [state.decoder.close()]
