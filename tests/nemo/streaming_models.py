@@ -288,3 +288,18 @@ def _ctc_reference(model: Any, frames: list[int], chunk_frames: tuple[int, ...],
         last = tok
     plain = text if isinstance(text, str) else text.text
     return Reference(tuple(tokens), tuple(ends), chunk_frames, plain)
+
+
+def count_encoder_frames(monkeypatch: Any, runtime: Any) -> list[int]:
+    """Wrap ``runtime.encoder_step`` (streaming_ctc) so that every encoder step's frame
+    count per stream is appended to the returned list (cleared by the caller as needed)."""
+    counts: list[int] = []
+    step = runtime.encoder_step
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        frames = step(*args, **kwargs)
+        counts.extend(int(f.shape[0]) for f in frames)
+        return frames
+
+    monkeypatch.setattr(runtime, "encoder_step", counting)
+    return counts

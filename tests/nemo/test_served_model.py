@@ -132,15 +132,7 @@ def runtime_chunk_logprobs(folder: Path, audio: sm.Audio, att: list[int],
 def stream_runtime(folder: Path, audio: sm.Audio, att: list[int],
                    monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[int, int]], list[int]]:
     """The runtime's (token, frame) trace and encoder frames per step, 160 ms requests."""
-    counts: list[int] = []
-    step = streaming_ctc.encoder_step
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        frames = step(*args, **kwargs)
-        counts.extend(int(f.shape[0]) for f in frames)
-        return frames
-
-    monkeypatch.setattr(streaming_ctc, "encoder_step", counting)
+    counts = sm.count_encoder_frames(monkeypatch, streaming_ctc)
     rec = StreamingRecognizer(folder, RecognizerConfig(
         att_context_size=(att[0], att[1]), end_pad_ms=0, end_silence_ms=1e6, device="cpu",
         threads=1))

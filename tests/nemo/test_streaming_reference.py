@@ -144,15 +144,7 @@ def test_ctc_chunks_have_nemo_frame_counts(built: dict[str, Built],
 
     model = built["ctc"]
     audio = sm.speechlike(2.5, seed=3)
-    counts: list[int] = []
-    step = streaming_ctc.encoder_step
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        frames = step(*args, **kwargs)
-        counts.extend(int(f.shape[0]) for f in frames)
-        return frames
-
-    monkeypatch.setattr(streaming_ctc, "encoder_step", counting)
+    counts = sm.count_encoder_frames(monkeypatch, streaming_ctc)
     for att in sm.LOOKAHEADS:
         ref = sm.nemo_stream(model.model, audio, att, "ctc")
         rec = StreamingRecognizer(model.out, RecognizerConfig(
