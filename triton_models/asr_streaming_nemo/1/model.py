@@ -87,7 +87,7 @@ def recognizer_config(params: dict[str, str]) -> RecognizerConfig:
         threads=_int_parameter(params, "cpu_threads", 0),
         endpointing=params.get("endpointing") or "vad",
         vad_threshold=float_parameter(params, "vad_threshold", 0.5),
-        vad_end_silence_ms=_int_parameter(params, "vad_end_silence_ms", 200),
+        vad_end_silence_ms=_int_parameter(params, "vad_end_silence_ms", 160),
         vad_lookahead_ms=float_parameter(params, "vad_lookahead_ms", 240.0),
         vad_flush=_switch(params, "vad_flush", True),
         decoder=(params.get("decoder") or "").strip().lower())

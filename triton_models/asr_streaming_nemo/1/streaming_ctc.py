@@ -718,7 +718,7 @@ class RecognizerConfig:
     decoder: str = ""  # "rnnt" | "ctc"; empty: rnnt when the export has it, else ctc
     endpointing: str = "blank"  # "vad": Silero VAD ends utterances too (common/vad.py)
     vad_threshold: float = 0.5
-    vad_end_silence_ms: int = 200
+    vad_end_silence_ms: int = 160
     vad_lookahead_ms: float = 240.0
     vad_flush: bool = True  # speculative flush once the VAD ended an utterance (see _flush)
 
