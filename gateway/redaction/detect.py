@@ -806,32 +806,28 @@ def _dotted(u: _Utt) -> frozenset[int]:
 _AT_MISHEARD: Final = frozenset({"of", "add", "ad", "and", "hat", "app", "it", "ats"})
 """What an ASR writes for a spoken "at" (``john dot smith of example dot com``): an "at"
 where e-mail is being talked about."""
+_AT_WORDS: Final = frozenset({"at", "@"}) | _AT_MISHEARD
 
 
 def _email_talk(u: _Utt) -> bool:
     return EMAIL in u.everywhere or EMAIL in u.context
 
 
-def _spoken_at(u: _Utt, i: int) -> Found | None:
-    """The address around the "at" (or what the ASR heard for it) at ``i``."""
-    end = _domain_end(u.low, i + 1, _dotted(u))
-    start = _local_start(u.low, i) if end is not None else i
-    return Found(EMAIL, start, end, "spoken") if end is not None and start < i else None
-
-
-def _at_dropped(u: _Utt, j: int) -> Found | None:
-    """``john smith example dot com`` in e-mail talk: the "at" before the domain at ``j``
-    went missing; the local part's words come straight before it."""
-    if j == 0 or u.low[j - 1] in _JOINERS:
+def _address(u: _Utt, at: int, domain: int, dotted: frozenset[int]) -> Found | None:
+    """A spoken address: local-part words before ``at`` and a domain from ``domain``
+    (``at + 1`` past the "at", or what the ASR heard for it; ``at`` itself when the "at"
+    went missing, ``john smith example dot com``)."""
+    end = _domain_end(u.low, domain, dotted)
+    if end is None:
         return None
-    end = _domain_end(u.low, j, _dotted(u))
-    start = _local_start(u.low, j) if end is not None else j
-    return Found(EMAIL, start, end, "spoken") if end is not None and start < j else None
+    start = _local_start(u.low, at)
+    return Found(EMAIL, start, end, "spoken") if start < at else None
 
 
 def _email_finds(u: _Utt) -> list[Found]:
     out: list[Found] = []
     talk = _email_talk(u)
+    dotted = _dotted(u)
     for i, w in enumerate(u.low):
         if out and i < out[-1].end:
             continue
@@ -842,9 +838,10 @@ def _email_finds(u: _Utt) -> list[Found]:
             end = _domain_end([w.partition("@")[2], *u.low[i + 1:i + 12]], 0)
             found = None if end is None else Found(EMAIL, i, i + end, "spoken")
         elif w in ("at", "@") or (talk and w in _AT_MISHEARD):
-            found = _spoken_at(u, i)
-        if found is None and talk and u.word(i - 1) not in ("at", "@", *_AT_MISHEARD):
-            found = _at_dropped(u, i)
+            found = _address(u, i, i + 1, dotted)
+        if (found is None and talk and i > 0 and u.low[i - 1] not in _AT_WORDS
+                and u.low[i - 1] not in _JOINERS):
+            found = _address(u, i, i, dotted)
         if found is not None:
             out.append(found)
     return out
