@@ -34,19 +34,14 @@ def _stand_in_pb_utils() -> types.ModuleType:
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[Any]:
-    saved = {name: sys.modules.get(name) for name in ("triton_python_backend_utils",)}
-    sys.modules["triton_python_backend_utils"] = _stand_in_pb_utils()
-    sys.path.insert(0, str(MODEL_REPOSITORY))
-    try:
-        yield load_source("asr_cpu_default_model", MODEL_FILE)
-    finally:
-        sys.modules.pop("asr_cpu_default_model", None)
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
-        sys.modules.pop("common.triton_io", None)   # bound to the stand-in
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "triton_python_backend_utils", _stand_in_pb_utils())
+        patch.syspath_prepend(str(MODEL_REPOSITORY))
+        try:
+            yield load_source("asr_cpu_default_model", MODEL_FILE)
+        finally:
+            sys.modules.pop("asr_cpu_default_model", None)
+            sys.modules.pop("common.triton_io", None)   # bound to the stand-in
 
 
 @dataclass
@@ -80,7 +75,7 @@ class Sent:
             self.done.set()
 
 
-def _job(model: Any, cls: Any, segment: int, start: int, end: int) -> Any:
+def _job(cls: Any, segment: int, start: int, end: int) -> Any:
     return cls("final", segment, start, end, np.zeros(end - start, np.float32))
 
 
@@ -123,8 +118,8 @@ def _run(model: Any, monkeypatch: pytest.MonkeyPatch, jobs: list[tuple[Any, bool
 
 def test_the_final_of_the_same_audio_is_the_early_decode(model: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    early = _job(model, model.EarlyFinal, 0, 1600, 24000)
-    final = _job(model, model.DecodeJob, 0, 1600, 24000)
+    early = _job(model.EarlyFinal, 0, 1600, 24000)
+    final = _job(model.DecodeJob, 0, 1600, 24000)
     decoder, results = _run(model, monkeypatch, [(early, False), (final, True)])
     assert decoder.calls == [("early", 0, 1600, 24000)]        # decoded once, early
     assert [(r.type, r.segment, r.text, r.audio_s) for r in results] == [
@@ -137,8 +132,8 @@ def test_the_final_of_the_same_audio_is_the_early_decode(model: Any,
 ])
 def test_a_final_of_other_audio_is_decoded_afresh(model: Any, monkeypatch: pytest.MonkeyPatch,
                                                   segment: int, end: int) -> None:
-    early = _job(model, model.EarlyFinal, 0, 1600, 24000)
-    final = _job(model, model.DecodeJob, segment, 1600, end)
+    early = _job(model.EarlyFinal, 0, 1600, 24000)
+    final = _job(model.DecodeJob, segment, 1600, end)
     decoder, results = _run(model, monkeypatch, [(early, False), (final, True)])
     assert decoder.calls == [("early", 0, 1600, 24000), ("final", segment, 1600, end)]
     assert [r.text for r in results] == ["decode 2"]
@@ -148,9 +143,9 @@ def test_a_superseded_early_final_is_not_used(model: Any,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Two early cuts of one utterance (speech resumed between them): the latest replaces
     the first; a final matching the first one is decoded afresh."""
-    first = _job(model, model.EarlyFinal, 0, 1600, 24000)
-    second = _job(model, model.EarlyFinal, 0, 1600, 30000)
-    final = _job(model, model.DecodeJob, 0, 1600, 24000)
+    first = _job(model.EarlyFinal, 0, 1600, 24000)
+    second = _job(model.EarlyFinal, 0, 1600, 30000)
+    final = _job(model.DecodeJob, 0, 1600, 24000)
     decoder, results = _run(model, monkeypatch, [(first, False), (second, False),
                                                  (final, True)])
     assert decoder.calls == [("early", 0, 1600, 24000), ("early", 0, 1600, 30000),
@@ -162,7 +157,7 @@ def test_an_early_final_after_its_utterance_s_final_is_not_decoded(
         model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The final of segment 0 is already queued when its early cut reaches the worker: no
     wasted decode."""
-    final = _job(model, model.DecodeJob, 0, 1600, 24000)
-    early = _job(model, model.EarlyFinal, 0, 1600, 24000)
+    final = _job(model.DecodeJob, 0, 1600, 24000)
+    early = _job(model.EarlyFinal, 0, 1600, 24000)
     decoder, _ = _run(model, monkeypatch, [(final, True), (early, False)])
     assert decoder.calls == [("final", 0, 1600, 24000)]
