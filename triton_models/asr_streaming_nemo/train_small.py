@@ -1,4 +1,5 @@
-"""Train the small cache-aware streaming FastConformer-CTC model for CI and CPU demos.
+"""Train the small cache-aware streaming FastConformer model (CTC, or hybrid RNNT + CTC
+with an optional end-of-utterance token) for CI and CPU demos.
 
 Runs in the Triton venv with triton_models/requirements-nemo.txt installed, on CPU or
 (`--device cuda`) on a GPU host that has NeMo (see README: how the committed model was
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from data_gen import read_wav
+from rnnt_loss import rnnt_loss
 
 ATT_CONTEXT_SIZES: list[list[int]] = [[70, 1], [70, 0], [70, 6], [70, 13]]
 ATT_CONTEXT_PROBS: list[float] = [0.4, 0.2, 0.2, 0.2]
@@ -54,6 +56,8 @@ class Arch:
 
 
 DEFAULT_ARCH = Arch()
+CTC_LOSS_WEIGHT = 0.3          # hybrid: loss = 0.7 RNNT + 0.3 CTC, as NeMo's hybrid configs
+EOU_PIECE = "<EOU>"           # appended to every transcript with --eou (export_onnx finds it)
 SPEC_AUGMENT: dict[str, Any] = {
     "_target_": "nemo.collections.asr.modules.SpectrogramAugmentation",
     "freq_masks": 2, "freq_width": 15, "time_masks": 5, "time_width": 0.05,
@@ -101,6 +105,39 @@ def model_config(tokenizer_dir: Path, arch: Arch) -> dict[str, Any]:
     }
 
 
+def hybrid_config(tokenizer_dir: Path, arch: Arch, pred_hidden: int = 160) -> dict[str, Any]:
+    """The same encoder with an RNNT decoder + joint and the CTC head as auxiliary (after
+    NeMo's fastconformer_hybrid_transducer_ctc_bpe_streaming.yaml, scaled down)."""
+    cfg = model_config(tokenizer_dir, arch)
+    ctc_head = cfg.pop("decoder")
+    cfg.pop("ctc_reduction")
+    cfg.update({
+        "model_defaults": {"enc_hidden": arch.d_model, "pred_hidden": pred_hidden,
+                           "joint_hidden": pred_hidden},
+        "decoder": {
+            "_target_": "nemo.collections.asr.modules.RNNTDecoder",
+            "normalization_mode": None, "random_state_sampling": False, "blank_as_pad": True,
+            "prednet": {"pred_hidden": pred_hidden, "pred_rnn_layers": 1, "t_max": None,
+                        "dropout": arch.dropout},
+        },
+        "joint": {
+            "_target_": "nemo.collections.asr.modules.RNNTJoint",
+            "log_softmax": None, "preserve_memory": False, "fuse_loss_wer": False,
+            "fused_batch_size": 4,
+            "jointnet": {"joint_hidden": pred_hidden, "activation": "relu",
+                         "dropout": arch.dropout},
+        },
+        "decoding": {"strategy": "greedy_batch", "greedy": {"max_symbols": 10}},
+        "aux_ctc": {"ctc_loss_weight": CTC_LOSS_WEIGHT, "use_cer": False,
+                    "ctc_reduction": "mean_batch", "decoder": ctc_head,
+                    "decoding": {"strategy": "greedy"}},
+        # what training_loss computes (rnnt_loss.py has no FastEmit)
+        "loss": {"loss_name": "default", "warprnnt_numba_kwargs": {"fastemit_lambda": 0.0,
+                                                                   "clamp": -1.0}},
+    })
+    return cfg
+
+
 def read_manifest(path: Path) -> list[dict[str, Any]]:
     """Manifest rows; relative audio paths are taken relative to the manifest's folder
     when they exist there (pack_data.py output), else as given (data_gen.py output)."""
@@ -129,8 +166,10 @@ def load_audio(path: Path) -> Any:
     return audio
 
 
-def train_tokenizer(texts: Sequence[str], out_dir: Path, vocab_size: int) -> Path:
-    """SentencePiece BPE via NeMo's helper (writes tokenizer.model, vocab.txt)."""
+def train_tokenizer(texts: Sequence[str], out_dir: Path, vocab_size: int,
+                    eou: bool = False) -> Path:
+    """SentencePiece BPE via NeMo's helper (writes tokenizer.model, vocab.txt); with `eou`
+    the end-of-utterance piece is one of its symbols."""
     from nemo.collections.common.tokenizers.sentencepiece_tokenizer import (  # type: ignore[import-not-found]
         create_spt_model,
     )
@@ -138,7 +177,8 @@ def train_tokenizer(texts: Sequence[str], out_dir: Path, vocab_size: int) -> Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = out_dir / "corpus.txt"
     corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    create_spt_model(str(corpus), vocab_size, -1, True, "bpe", output_dir=str(out_dir))
+    create_spt_model(str(corpus), vocab_size, -1, True, "bpe", output_dir=str(out_dir),
+                     user_defined_symbols=[EOU_PIECE] if eou else None)
     return out_dir
 
 
@@ -159,6 +199,7 @@ def featurize(model: Any, rows: Sequence[dict[str, Any]], device: str) -> list[E
     import torch  # type: ignore[import-not-found]
 
     model.preprocessor.eval()
+    eou_id = eou_token(model)
     out: list[Example] = []
     with ThreadPoolExecutor() as pool, torch.no_grad():
         audios = pool.map(lambda r: load_audio(Path(r["audio_filepath"])), rows)
@@ -173,8 +214,53 @@ def featurize(model: Any, rows: Sequence[dict[str, Any]], device: str) -> list[E
             # last word of most utterances (the digits test's final "one").
             valid = feats[0, :, : int(length[0])].clone()
             tokens = model.tokenizer.text_to_ids(row["text"])
+            if eou_id >= 0:
+                tokens = [*tokens, eou_id]
             out.append(Example(valid, tokens, row["text"]))
     return out
+
+
+def eou_token(model: Any) -> int:
+    """The id of the model's end-of-utterance piece, -1 without one."""
+    vocab = list(model.tokenizer.vocab)
+    return vocab.index(EOU_PIECE) if EOU_PIECE in vocab else -1
+
+
+def is_hybrid(model: Any) -> bool:
+    return hasattr(model, "ctc_decoder")
+
+
+def training_loss(model: Any, x: Any, x_len: Any, y: Any, y_len: Any, amp: bool) -> Any:
+    """CTC loss, or for a hybrid model (1 - w) x RNNT + w x CTC on the same encoder pass."""
+    import torch
+
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
+                        enabled=amp and x.device.type == "cuda"):
+        if not is_hybrid(model):
+            log_probs, enc_len, _ = model.forward(processed_signal=x,
+                                                  processed_signal_length=x_len)
+        else:
+            encoded, enc_len = model.forward(processed_signal=x, processed_signal_length=x_len)
+            decoded, target_len, _ = model.decoder(targets=y, target_length=y_len)
+            joint = model.joint(encoder_outputs=encoded, decoder_outputs=decoded)
+            log_probs = model.ctc_decoder(encoder_output=encoded)
+    ctc = model.ctc_loss if is_hybrid(model) else model.loss
+    ctc_loss = ctc(log_probs=log_probs.float(), targets=y, input_lengths=enc_len,
+                   target_lengths=y_len)
+    if not is_hybrid(model):
+        return ctc_loss
+    # rnnt_loss.py, not model.loss: NeMo's CPU transducer losses are 100x slower here
+    transducer = rnnt_loss(joint, y, enc_len, target_len, blank=model.decoder.blank_idx)
+    return (1.0 - model.ctc_loss_weight) * transducer + model.ctc_loss_weight * ctc_loss
+
+
+def ctc_log_probs(model: Any, x: Any, x_len: Any) -> tuple[Any, Any]:
+    """The CTC head's log-probs and lengths (a hybrid model's auxiliary head)."""
+    if not is_hybrid(model):
+        log_probs, enc_len, _ = model.forward(processed_signal=x, processed_signal_length=x_len)
+        return log_probs, enc_len
+    encoded, enc_len = model.forward(processed_signal=x, processed_signal_length=x_len)
+    return model.ctc_decoder(encoder_output=encoded), enc_len
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,10 +364,11 @@ def word_errors(ref: str, hyp: str) -> int:
 def greedy_text(model: Any, log_probs: Any, length: int) -> str:
     ids = log_probs[:length].argmax(dim=-1).tolist()
     blank = log_probs.shape[-1] - 1
+    eou = eou_token(model)
     out: list[int] = []
     last = blank
     for tok in ids:
-        if tok != last and tok != blank:
+        if tok != last and tok not in (blank, eou):
             out.append(tok)
         last = tok
     return str(model.tokenizer.ids_to_text(out))
@@ -298,7 +385,7 @@ def offline_wer(model: Any, examples: Sequence[Example]) -> float:
         for start in range(0, len(examples), 32):
             idxs = list(range(start, min(start + 32, len(examples))))
             x, x_len, _, _ = collate(examples, idxs)
-            log_probs, enc_len, _ = model.forward(processed_signal=x, processed_signal_length=x_len)
+            log_probs, enc_len = ctc_log_probs(model, x, x_len)
             for row, idx in enumerate(idxs):
                 hyp = greedy_text(model, log_probs[row], int(enc_len[row]))
                 errors += word_errors(examples[idx].text, hyp)
@@ -379,12 +466,7 @@ def train_loop(
             # no draws at time_shift 0: runs without it keep their batch order for a seed
             shifts = [rng.randint(0, opts.time_shift) for _ in idxs] if opts.time_shift else None
             x, x_len, y, y_len = collate(train, idxs, shifts)
-            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
-                                enabled=opts.amp and x.device.type == "cuda"):
-                log_probs, enc_len, _ = model.forward(processed_signal=x,
-                                                      processed_signal_length=x_len)
-            loss = model.loss(log_probs=log_probs.float(), targets=y, input_lengths=enc_len,
-                              target_lengths=y_len)
+            loss = training_loss(model, x, x_len, y, y_len, opts.amp)
             optim.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -414,11 +496,36 @@ def _checkpoint(
     return best
 
 
-def build_model(tokenizer_dir: Path, arch: Arch) -> Any:
-    from nemo.collections.asr.models import EncDecCTCModelBPE  # type: ignore[import-not-found]
+def build_model(tokenizer_dir: Path, arch: Arch, kind: str = "ctc") -> Any:
+    """A new EncDecCTCModelBPE (`ctc`) or EncDecHybridRNNTCTCBPEModel (`hybrid`)."""
+    from nemo.collections.asr.models import (  # type: ignore[import-not-found]
+        EncDecCTCModelBPE,
+        EncDecHybridRNNTCTCBPEModel,
+    )
     from omegaconf import OmegaConf  # type: ignore[import-not-found]
 
+    if kind == "hybrid":
+        return EncDecHybridRNNTCTCBPEModel(cfg=OmegaConf.create(hybrid_config(tokenizer_dir,
+                                                                              arch)))
+    if kind != "ctc":
+        raise ValueError(f"unknown model kind {kind!r} (ctc or hybrid)")
     return EncDecCTCModelBPE(cfg=OmegaConf.create(model_config(tokenizer_dir, arch)))
+
+
+def copy_encoder(model: Any, source: Path) -> int:
+    """Start `model`'s encoder from another checkpoint's (same architecture: a new
+    tokenizer or head keeps the acoustic layers); returns the tensors copied."""
+    from nemo.collections.asr.models import ASRModel
+
+    donor = ASRModel.restore_from(str(source), map_location="cpu")
+    state = donor.encoder.state_dict()
+    mine = model.encoder.state_dict()
+    bad = [k for k in mine if k not in state or state[k].shape != mine[k].shape]
+    if bad:
+        raise SystemExit(f"--init-encoder {source}: encoder differs ({len(bad)} tensors, "
+                         f"e.g. {bad[0]})")
+    model.encoder.load_state_dict(state)
+    return len(state)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -428,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "folder's train.jsonl is used, held-out comes from the first")
     parser.add_argument("--work", type=Path, required=True, help="checkpoints and logs")
     parser.add_argument("--minutes", type=float, default=45.0)
+    parser.add_argument("--steps", type=int, default=0,
+                        help="also stop after this many steps (0: time budget only)")
     parser.add_argument("--eval-every-min", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-frames", type=int, default=6000, help="mel frames per batch")
@@ -439,6 +548,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--heldout-eval", type=int, default=150, help="held-out rows per eval")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--init", type=Path, help="continue from this .nemo checkpoint")
+    parser.add_argument("--model", choices=("ctc", "hybrid"), default="ctc",
+                        help="from scratch: CTC, or hybrid RNNT + CTC (NeMo's streaming "
+                             "hybrid; export serves either head)")
+    parser.add_argument("--eou", action="store_true",
+                        help="from scratch: an <EOU> piece ends every transcript, so the "
+                             "model learns to emit end of utterance (finals without a "
+                             "silence timer)")
+    parser.add_argument("--init-encoder", type=Path,
+                        help="from scratch, but the encoder's weights (and feature_norm.npz "
+                             "beside it) from this .nemo")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dropout", type=float, default=DEFAULT_ARCH.dropout)
     parser.add_argument("--spec-augment", action="store_true", help="SpecAugment masks")
@@ -468,18 +587,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             model.spec_augmentation = model.from_config_dict(OmegaConf.create(SPEC_AUGMENT))
     else:
         tok_dir = train_tokenizer([r["text"] for r in train_rows], args.work / "tokenizer",
-                                  args.vocab_size)
+                                  args.vocab_size, eou=args.eou)
         arch = Arch(args.d_model, args.layers, 4, args.vocab_size, dropout=args.dropout,
                     spec_augment=args.spec_augment)
-        model = build_model(tok_dir, arch)
+        model = build_model(tok_dir, arch, args.model)
+        if args.init_encoder is not None:
+            copy_encoder(model, args.init_encoder)
     model = model.to(args.device)
     params = sum(p.numel() for p in model.parameters())
     t0 = time.monotonic()
     train = featurize(model, train_rows, args.device)
     heldout = featurize(model, held_rows, args.device)
     norm_path = args.work / "feature_norm.npz"
-    if args.init is not None and (args.init.parent / "feature_norm.npz").is_file():
-        norm = FeatureNorm.load(args.init.parent / "feature_norm.npz")
+    donor = args.init if args.init is not None else args.init_encoder
+    if donor is not None and (donor.parent / "feature_norm.npz").is_file():
+        norm = FeatureNorm.load(donor.parent / "feature_norm.npz")
     else:
         norm = FeatureNorm.fit(train)
     norm.save(norm_path)
@@ -488,7 +610,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                      "featurize_s": round(time.monotonic() - t0, 1)})
     opts = TrainOptions(args.minutes, args.eval_every_min, args.max_frames, args.lr,
                         args.warmup_steps, args.seed, amp=not args.no_amp,
-                        time_shift=args.time_shift, sorted_first_epoch=args.init is None)
+                        time_shift=args.time_shift, sorted_first_epoch=args.init is None,
+                        max_steps=args.steps)
     best = train_loop(model, train, heldout, args.work, opts)
     _log(args.work, {"done": True, "best_offline_wer": round(best, 4)})
 
