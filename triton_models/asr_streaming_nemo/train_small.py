@@ -375,8 +375,9 @@ def greedy_text(model: Any, log_probs: Any, length: int) -> str:
 
 
 def offline_wer(model: Any, examples: Sequence[Example]) -> float:
-    """Greedy CTC WER with the default (first) look-ahead; chunked attention masks make
-    this equal to cache-aware streaming up to the first chunk's padding."""
+    """Greedy WER with the default (first) look-ahead, by the CTC head or, for a hybrid
+    model, the RNNT head (the one served by default); chunked attention masks make this
+    equal to cache-aware streaming up to the first chunk's padding."""
     import torch
 
     model.eval()
@@ -385,13 +386,22 @@ def offline_wer(model: Any, examples: Sequence[Example]) -> float:
         for start in range(0, len(examples), 32):
             idxs = list(range(start, min(start + 32, len(examples))))
             x, x_len, _, _ = collate(examples, idxs)
-            log_probs, enc_len = ctc_log_probs(model, x, x_len)
-            for row, idx in enumerate(idxs):
-                hyp = greedy_text(model, log_probs[row], int(enc_len[row]))
+            for idx, hyp in zip(idxs, _greedy_texts(model, x, x_len), strict=True):
                 errors += word_errors(examples[idx].text, hyp)
                 words += len(examples[idx].text.split())
     model.train()
     return errors / max(words, 1)
+
+
+def _greedy_texts(model: Any, x: Any, x_len: Any) -> list[str]:
+    if not is_hybrid(model):
+        log_probs, enc_len = ctc_log_probs(model, x, x_len)
+        return [greedy_text(model, log_probs[row], int(enc_len[row]))
+                for row in range(x.shape[0])]
+    encoded, enc_len = model.forward(processed_signal=x, processed_signal_length=x_len)
+    hyps = model.decoding.rnnt_decoder_predictions_tensor(encoder_output=encoded,
+                                                          encoded_lengths=enc_len)
+    return [" ".join(w for w in str(h.text).replace(EOU_PIECE, " ").split()) for h in hyps]
 
 
 @dataclass(frozen=True, slots=True)
