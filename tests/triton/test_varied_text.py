@@ -17,7 +17,7 @@ import data_gen as dg  # noqa: E402
 import varied_text as vt  # noqa: E402
 
 # words any sentence about money, dates or times may share with a test sentence
-CLOSED = ({*vt._DIGITS, *vt._TEENS, *vt._TENS, "hundred", "thousand", "and", "the", "of",
+CLOSED = ({*vt.DIGIT_WORDS, *vt._TEENS, *vt._TENS, "hundred", "thousand", "and", "the", "of",
            "on", "a", "in", "at", "is", "to", "i", "my"}
           | set(vt.MONTHS) | set(vt.WEEKDAYS) | {w for c in vt.CURRENCIES for w in c}
           | {vt.ordinal_words(n).split()[-1] for n in range(1, 32)})

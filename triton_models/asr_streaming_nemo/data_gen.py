@@ -35,22 +35,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import soxr
-from varied_text import VariedText, normalise
+from varied_text import DIGIT_WORDS, VariedText, normalise, number_words, ordinal_words
 
 SAMPLE_RATE_HZ = 16000
 LINE_RATE_HZ = 8000
 FloatArray = npt.NDArray[np.float32]
 
-_DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-_TEENS = [
-    "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen",
-    "sixteen", "seventeen", "eighteen", "nineteen",
-]
-_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_ORDINALS = {
-    "one": "first", "two": "second", "three": "third", "five": "fifth",
-    "eight": "eighth", "nine": "ninth", "twelve": "twelfth",
-}
 _MONTHS = [
     "january", "february", "march", "april", "may", "june", "july",
     "august", "september", "october", "november", "december",
@@ -78,44 +68,9 @@ _REQUESTS = [
 ]
 
 
-def number_words(value: int) -> str:
-    """English words for 0 <= value < 10000 ("two hundred and five")."""
-    if not 0 <= value < 10000:
-        raise ValueError(f"number out of range for number_words: {value}")
-    if value < 10:
-        return _DIGITS[value]
-    if value < 20:
-        return _TEENS[value - 10]
-    if value < 100:
-        tens, unit = divmod(value, 10)
-        return _TENS[tens] + ("" if unit == 0 else " " + _DIGITS[unit])
-    if value < 1000:
-        hundreds, rest = divmod(value, 100)
-        head = _DIGITS[hundreds] + " hundred"
-        return head if rest == 0 else head + " and " + number_words(rest)
-    thousands, rest = divmod(value, 1000)
-    head = number_words(thousands) + " thousand"
-    if rest == 0:
-        return head
-    return head + (" and " if rest < 100 else " ") + number_words(rest)
-
-
-def ordinal_words(value: int) -> str:
-    """Ordinal words for 1 <= value <= 31 ("twenty third")."""
-    words = number_words(value).split()
-    last = words[-1]
-    if last in _ORDINALS:
-        words[-1] = _ORDINALS[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
-
-
 def digit_words(digits: str) -> str:
     """Speak a string of digits one by one ("4071" -> "four zero seven one")."""
-    return " ".join(_DIGITS[int(ch)] for ch in digits)
+    return " ".join(DIGIT_WORDS[int(ch)] for ch in digits)
 
 
 class SentenceGenerator:

@@ -22,7 +22,7 @@ import random
 import re
 from collections.abc import Callable, Iterable
 
-_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
           "seventeen", "eighteen", "nineteen")
 _TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
@@ -165,15 +165,15 @@ def number_words(value: int) -> str:
     if not 0 <= value < 1_000_000:
         raise ValueError(f"number out of range: {value}")
     if value < 10:
-        return _DIGITS[value]
+        return DIGIT_WORDS[value]
     if value < 20:
         return _TEENS[value - 10]
     if value < 100:
         tens, unit = divmod(value, 10)
-        return _TENS[tens] + ("" if unit == 0 else " " + _DIGITS[unit])
+        return _TENS[tens] + ("" if unit == 0 else " " + DIGIT_WORDS[unit])
     if value < 1000:
         hundreds, rest = divmod(value, 100)
-        head = _DIGITS[hundreds] + " hundred"
+        head = DIGIT_WORDS[hundreds] + " hundred"
         return head if rest == 0 else f"{head} and {number_words(rest)}"
     thousands, rest = divmod(value, 1000)
     head = number_words(thousands) + " thousand"
@@ -215,7 +215,7 @@ class VariedText:
 
     def digits(self, low: int, high: int) -> str:
         count = self.rng.randint(low, high)
-        spoken = [self.pick(_DIGITS) for _ in range(count)]
+        spoken = [self.pick(DIGIT_WORDS) for _ in range(count)]
         if self.rng.random() < 0.15:
             spoken = ["oh" if d == "zero" else d for d in spoken]
         if count >= 2 and self.rng.random() < 0.1:
@@ -264,7 +264,7 @@ class VariedText:
 
     def postcode(self) -> str:
         letters = " ".join(self.pick(LETTERS) for _ in range(2))
-        return (f"{letters} {self.pick(_DIGITS)} {self.pick(_DIGITS)} "
+        return (f"{letters} {self.pick(DIGIT_WORDS)} {self.pick(DIGIT_WORDS)} "
                 f"{' '.join(self.pick(LETTERS) for _ in range(2))}")
 
     def thing(self) -> str:
