@@ -4,6 +4,7 @@ generator) and the corpus names resolve per model."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -25,6 +26,8 @@ DATA_GEN = Path(__file__).resolve().parents[2] / "triton_models/asr_streaming_ne
 
 
 def _data_gen() -> ModuleType:
+    if str(DATA_GEN.parent) not in sys.path:   # data_gen imports varied_text beside it
+        sys.path.insert(0, str(DATA_GEN.parent))
     return load_source("bench_test_data_gen", DATA_GEN)
 
 
