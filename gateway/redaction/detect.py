@@ -396,6 +396,12 @@ class _Shape:
     after_expiry: bool      # an expiry came earlier in the utterance: 3-4 digits are a CVV
 
 
+# An SSN is 9 digits, but an ASR may repeat or add some ("five three six two two, eight seven
+# four, eight seven four"): after the speaker's own SSN cue, up to 11 are still that SSN (a card
+# has 12 or more), not the entity of an older question.
+SSN_HEARD_MAX = 11
+
+
 def _by_context(run: DigitRun, cues: frozenset[str], local: bool, shape: _Shape) -> str | None:
     """The entity ``cues`` make of the run, or None."""
     d, n = run.digits, len(run.digits)
@@ -412,7 +418,7 @@ def _by_context(run: DigitRun, cues: frozenset[str], local: bool, shape: _Shape)
         return None
     if cvv_next or (CVV in cues and (n == 3 or (n == 4 and (local or CARD not in cues)))):
         return CVV
-    if SSN in cues and 2 <= n <= 9:
+    if SSN in cues and (2 <= n <= 9 or (local and n <= SSN_HEARD_MAX)):
         return SSN
     if ROUTING in cues and aba_ok(d):
         return ROUTING

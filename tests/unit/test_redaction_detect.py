@@ -216,6 +216,17 @@ def test_not_an_ssn_without_context(text: str) -> None:
     assert spans(text) == []
 
 
+@pytest.mark.parametrize("context", [(), {CARD}, {CARD, SSN}])
+def test_after_the_speakers_own_ssn_cue_repeated_digits_stay_the_ssn(
+        context: Collection[str]) -> None:
+    """Whisper heard "five three six, two two, eight seven one four" as "53622" then "874 874"
+    (two finals, judged together): 11 digits, but the speaker named them; an older card
+    question must not make them a card."""
+    text = "My Social Security number is 53622 874 874"
+    assert spans(text, context) == [(SSN, "53622 874 874")]
+    assert spans("53622 874 874") == []                      # no cue, no question: left alone
+
+
 # ------------------------------------------------------------------ routing and account
 
 @pytest.mark.parametrize(("text", "context", "expected"), [
